@@ -1,0 +1,160 @@
+"""The Backend protocol and the value types that cross the core/backend boundary.
+
+Only numpy arrays, Python scalars/strings and the attrs objects below cross it. Models,
+teachers and trainers are opaque handles: the core stores them and passes them back, never
+opens them. Weight arrays are always in the canonical layout: conv [out, in, kh, kw],
+linear [out, in], float32. BatchNorm state is {layer: {"gamma", "beta", "mean", "var"}}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+
+Weights = dict[str, np.ndarray]
+"""Gated layer name (stable dotted path) -> canonical float32 weight."""
+Masks = dict[str, np.ndarray]
+"""Gated layer name -> bool array of the layer's canonical shape."""
+BNState = dict[str, dict[str, np.ndarray]]
+"""BatchNorm layer name -> {"gamma", "beta", "mean", "var"} float32 vectors."""
+
+ProgressFn = Callable[[int, int, float], None]
+"""progress(batch_done, batch_total, running_loss): called by a backend during an epoch."""
+StopFn = Callable[[], bool]
+"""should_stop(): polled by a backend between batches; True abandons the epoch."""
+
+ARCHS = ("small_cnn", "resnet32")
+LOSSES = ("sym_kl", "true_js", "kl", "cosine", "l2")
+MASKINGS = ("zero", "slice")
+
+
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    """What to build. Every conv/linear layer is bias-free and gated; BN layers are not."""
+
+    arch: str = attrs.field(validator=attrs.validators.in_(ARCHS))
+    input_shape: tuple[int, int, int]  # (height, width, channels)
+    num_classes: int
+
+
+@attrs.frozen(kw_only=True)
+class LayerInfo:
+    name: str  # stable dotted path, identical in every backend
+    shape: tuple[int, ...]  # canonical shape
+    kind: str  # "conv" | "linear"
+    classifier: bool = False  # the output layer: allocated by class rows
+
+
+@attrs.frozen(kw_only=True)
+class Augment:
+    """Train-time augmentation, applied by the backend on device tensors."""
+
+    crop_pad: int = 0  # random crop back to the input size after zero padding by this many px
+    hflip: bool = False
+    brightness: float = 0.0  # add U(-b, b) to normalised pixels, per image
+
+
+@attrs.frozen(kw_only=True)
+class PhaseSpec:
+    """One training phase (teacher or distill) of one task, as the backend must run it."""
+
+    kind: str  # "teacher" | "distill"
+    epochs: int
+    lr: float
+    milestones: tuple[int, ...]  # MultiStep: lr * gamma ** (number of milestones <= epoch)
+    gamma: float
+    weight_decay: float
+    batch_size: int
+    class_range: tuple[int, int]  # [lo, hi): the active task's classes
+    logit_masking: str = "zero"  # "zero": multiply other logits by 0; "slice": keep [lo, hi) only
+    beta: float = 0.0  # distillation weight (distill phase with a teacher only)
+    loss: str = "sym_kl"  # distillation loss name, see LOSSES
+    train_bn: bool = True  # False: BN parameters and running statistics stay as they are
+    mean: tuple[float, ...] = (0.0,)  # per-channel normalisation of x/255
+    std: tuple[float, ...] = (1.0,)
+    augment: Augment = Augment()
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+
+
+@attrs.frozen(kw_only=True)
+class EpochResult:
+    loss: float  # mean total loss over the epoch's samples
+    ce: float
+    distill: float  # 0.0 when there is no teacher
+    accuracy: float  # training accuracy within the active task's classes
+    images: int
+    seconds: float
+    stopped: bool = False  # should_stop() was True: the epoch was abandoned part-way
+
+
+@attrs.frozen(kw_only=True)
+class Subnet:
+    """One sub-network for inference: its gates, its BN snapshot and its classes."""
+
+    gates: Masks
+    bn: BNState
+    class_range: tuple[int, int]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the engine needs from a framework. Implementations: backends/torch, backends/tf."""
+
+    name: str
+    capabilities: frozenset[str]  # e.g. {"deterministic", "gpu"}
+    device: str  # resolved device, e.g. "cpu", "cuda:0", "/GPU:0"
+
+    def versions(self) -> dict[str, str]:
+        """Framework versions, recorded in config.json."""
+
+    def build_model(self, spec: ModelSpec, seed: int) -> Any:
+        """A fresh randomly initialised model (He-normal convs/linears, BN gamma 1 beta 0),
+        all gates 1, deterministic for a seed on CPU."""
+
+    def layers(self, model: Any) -> list[LayerInfo]:
+        """Every gated layer in a stable order (same names and order in every backend)."""
+
+    def bn_layers(self, model: Any) -> list[str]:
+        """Every BatchNorm layer name in a stable order."""
+
+    def get_weights(self, model: Any) -> Weights: ...
+
+    def set_weights(self, model: Any, weights: Weights) -> None:
+        """Set the given layers (a subset is allowed) from canonical arrays."""
+
+    def get_bn(self, model: Any) -> BNState: ...
+
+    def set_bn(self, model: Any, state: BNState) -> None: ...
+
+    def set_gates(self, model: Any, gates: Masks | None) -> None:
+        """Gates for every following forward; None = dense (all ones)."""
+
+    def start_phase(self, model: Any, phase: PhaseSpec, trainable: Masks | None,
+                    teacher: Any | None = None) -> Any:
+        """Prepare a trainer (optimiser, data placement happens per epoch). Only entries where
+        trainable is True may change; every other entry of a gated weight must be bit-for-bit
+        unchanged after any number of epochs (weight decay and momentum included). None =
+        everything trains. teacher: a model run in eval mode without gradient for the
+        distillation term (only used when phase.kind == "distill" and phase.beta > 0)."""
+
+    def train_epoch(self, trainer: Any, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
+                    progress: ProgressFn | None = None,
+                    should_stop: StopFn | None = None) -> EpochResult:
+        """One epoch over x (uint8 NHWC) and y (int64 global class ids) at lr phase.lr_at(epoch).
+        Batch order: np.random.default_rng(seed).permutation(len(x)); augmentation seeded from
+        seed too, so an epoch is repeatable on CPU."""
+
+    def trainer_state(self, trainer: Any) -> dict[str, np.ndarray]:
+        """Optimiser state as arrays (for resume within a phase; same backend only)."""
+
+    def load_trainer_state(self, trainer: Any, state: dict[str, np.ndarray]) -> None: ...
+
+    def predict(self, model: Any, x: np.ndarray, subnets: list[Subnet], batch_size: int,
+                mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+        """Logits of every sub-network over its own classes: float32 [len(subnets), n, c].
+        Must not copy the model; leaves the model's gates/BN in an unspecified state (the
+        engine sets them again before training)."""
