@@ -1,0 +1,190 @@
+"""The `mind` command: run, resume and evaluate MIND; list presets and datasets.
+
+Exit codes: 0 done, 1 the run failed, 2 bad input (config, data, run directory, checkpoint),
+130 interrupted (the run checkpointed first; `mind resume DIR` continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from mind_core import __version__
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class StopFlag:
+    """First Ctrl-C / SIGTERM asks the run to stop after the current batch and checkpoint;
+    a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after the current batch and saving a checkpoint "
+              "(Ctrl-C again to abort at once)...", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mind", description="MIND: replay-free class-incremental learning by "
+        "multi-task network distillation (PyTorch or TensorFlow backend).")
+    parser.add_argument("--version", action="version", version=f"mind {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train MIND (default: the demo preset on built-in data)",
+                         description="Train MIND task by task and evaluate after each task.")
+    run.add_argument("--preset", default="demo", help="configuration preset (see `mind presets`)")
+    run.add_argument("--backend", help="torch (default), tf, or module:Class")
+    run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH, folder:PATH")
+    run.add_argument("--data-dir", help="where datasets are looked for (else $MIND_DATA_DIR)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting, e.g. --set tasks=5 --set distill.beta=0")
+    run.add_argument("--seed", type=int, help="random seed (default from the preset: 0)")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<backend>-<time>)")
+    run.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    resume = sub.add_parser("resume", help="continue an interrupted run",
+                            description="Continue a run from its last checkpoint.")
+    resume.add_argument("run_dir", type=Path)
+    resume.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("eval", help="re-evaluate a saved run from its checkpoints",
+                        description="Evaluate every finished task of a run from its checkpoints, "
+                        "with the run's backend or another one.")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--backend", help="evaluate with this backend instead of the run's")
+    ev.add_argument("--device")
+    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    sub.add_parser("presets", help="list configuration presets")
+    ds = sub.add_parser("datasets", help="list datasets and whether they are available here")
+    ds.add_argument("--data-dir")
+
+    show = sub.add_parser("config", help="print the resolved configuration as JSON",
+                          description="Resolve a preset with overrides and print it (or the error).")
+    show.add_argument("--preset", default="demo")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _cmd_run(args) -> int:
+    from mind_core.config import resolve_config
+    from mind_core.console import ConsoleReporter, metrics_table
+    from mind_core.runner import default_run_dir, start_run
+
+    cfg = resolve_config(args.preset, args.overrides, backend=args.backend, dataset=args.dataset,
+                         seed=args.seed, device=args.device, data_dir=args.data_dir)
+    run_dir = args.out = args.out or default_run_dir(cfg)
+    stop = StopFlag()
+    stop.install()
+    metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet)], stop)
+    print("\n" + metrics_table(metrics))
+    print(f"\nRun directory: {run_dir}")
+    return 0
+
+
+def _cmd_resume(args) -> int:
+    from mind_core.console import ConsoleReporter, metrics_table
+    from mind_core.runner import resume_run
+
+    stop = StopFlag()
+    stop.install()
+    metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet)], stop)
+    print("\n" + metrics_table(metrics))
+    print(f"\nRun directory: {args.run_dir}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from mind_core.console import metrics_table
+    from mind_core.runner import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.backend, args.device)
+    print(json.dumps(metrics) if args.json else metrics_table(metrics))
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from mind_core.config import list_presets
+
+    presets = list_presets()
+    width = max(len(name) for name, _ in presets)
+    for name, description in presets:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from mind_core.data import list_datasets
+
+    for info in list_datasets(args.data_dir):
+        shape = "x".join(str(s) for s in info.image_shape)
+        status = "available" if info.available else f"missing: {info.how_to_get}"
+        print(f"{info.name:<14} {info.classes:>4} classes  {shape:<9} {status}")
+    return 0
+
+
+def _cmd_config(args) -> int:
+    from mind_core.config import config_to_dict, resolve_config
+
+    print(json.dumps(config_to_dict(resolve_config(args.preset, args.overrides)), indent=2))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval,
+            "presets": _cmd_presets, "datasets": _cmd_datasets, "config": _cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    from mind_core.checkpoint import CheckpointError
+    from mind_core.config import ConfigError
+    from mind_core.data.base import DatasetError
+    from mind_core.engine import Interrupted
+    from mind_core.registry import BackendError
+    from mind_core.runner import RunDirError
+    from mind_core.schedule import ScheduleError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DatasetError, CheckpointError, BackendError, RunDirError,
+            ScheduleError) as exc:
+        print(f"mind: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Interrupted, KeyboardInterrupt):
+        run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        hint = f" `mind resume {run_dir}` continues it." if run_dir else ""
+        print(f"mind: interrupted; the last checkpoint is saved.{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a failing run: one line here, the traceback in a file
+        run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        log = Path(run_dir) / "error.log" if run_dir and Path(run_dir).is_dir() \
+            else Path("mind-error.log")
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"mind: run failed: {type(exc).__name__}: {exc} (traceback in {log})",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

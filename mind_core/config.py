@@ -1,0 +1,314 @@
+"""Run configuration: frozen attrs records, TOML presets, `key=value` overrides, validation.
+
+A config is resolved in one order: preset -> variant defaults -> overrides. Every problem is a
+`ConfigError` naming the dotted key, so the CLI and the TUI can show one readable line.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import tomllib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from mind_core.protocol import ARCHS, LOSSES, MASKINGS
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+def _positive(inst, attribute, value):
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value}")
+
+
+def _non_negative(inst, attribute, value):
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+
+
+def _one_of(*choices):
+    def check(inst, attribute, value):
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return check
+
+
+def _milestones(inst, attribute, value):
+    if any(m <= 0 for m in value) or list(value) != sorted(set(value)):
+        raise ValueError(f"must be increasing positive epochs, got {list(value)}")
+
+
+@attrs.frozen(kw_only=True)
+class PhaseConfig:
+    epochs: int = attrs.field(default=1, validator=_non_negative)
+    lr: float = attrs.field(default=0.005, validator=_positive)
+    milestones: tuple[int, ...] = attrs.field(default=(), converter=tuple, validator=_milestones)
+    gamma: float = attrs.field(default=0.5, validator=_positive)
+    weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
+    batch_size: int = attrs.field(default=256, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class AllocationConfig:
+    mode: str = attrs.field(default="random", validator=_one_of("random", "magnitude"))
+    weight_sharing: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class DistillationConfig:
+    beta: float = attrs.field(default=5.0, validator=_non_negative)
+    loss: str = attrs.field(default="sym_kl", converter=lambda s: "sym_kl" if s == "js" else s,
+                            validator=_one_of(*LOSSES))
+    logit_masking: str = attrs.field(default="zero", validator=_one_of(*MASKINGS))
+
+
+@attrs.frozen(kw_only=True)
+class InferenceConfig:
+    temperature: float = attrs.field(default=1.0, validator=_positive)
+    routing: str = attrs.field(default="max_prob", validator=_one_of("max_prob", "entropy"))
+    batch_size: int = attrs.field(default=512, validator=_positive)
+
+
+def _backend_name(inst, attribute, value):
+    if value not in ("torch", "tf") and (":" not in value or value.startswith(":")):
+        raise ValueError(f"unknown backend {value!r}: use torch, tf, or module:Class")
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    name: str = ""
+    description: str = ""
+    backend: str = attrs.field(default="torch", validator=_backend_name)
+    device: str = "auto"
+    dataset: str = "fmnist-mini"
+    data_dir: str = ""
+    scenario: str = attrs.field(default="class", validator=_one_of("class", "domain"))
+    tasks: int = attrs.field(default=5, validator=_positive)
+    seed: int = attrs.field(default=0, validator=_non_negative)
+    model: str = attrs.field(default="small_cnn", validator=_one_of(*ARCHS))
+    variant: str = attrs.field(default="mind",
+                               validator=_one_of("mind", "self_distill", "packnet"))
+    bn: str = attrs.field(default="per_task",
+                          validator=_one_of("per_task", "shared", "frozen_after_first"))
+    teacher: PhaseConfig = PhaseConfig()
+    distill: PhaseConfig = PhaseConfig(lr=0.035)
+    allocation: AllocationConfig = AllocationConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+
+for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, RunConfig):
+    attrs.resolve_types(_cls)
+
+# What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
+VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mind": {},
+    "self_distill": {"allocation.mode": "magnitude"},
+    "packnet": {"allocation.mode": "magnitude", "distillation.beta": 0.0,
+                "bn": "frozen_after_first"},
+}
+
+_SECTIONS = {f.name: f.type for f in attrs.fields(RunConfig) if attrs.has(f.type)}
+
+
+def _field_types() -> dict[str, type]:
+    types: dict[str, type] = {}
+    for f in attrs.fields(RunConfig):
+        if attrs.has(f.type):
+            for sub in attrs.fields(f.type):
+                types[f"{f.name}.{sub.name}"] = sub.type
+        else:
+            types[f.name] = f.type
+    return types
+
+
+FIELD_TYPES = _field_types()
+
+
+def _parse_value(key: str, raw: Any) -> Any:
+    kind = FIELD_TYPES[key]
+    kind_name = getattr(kind, "__name__", str(kind))
+    if not isinstance(raw, str):
+        if kind is bool and not isinstance(raw, bool):
+            raise ConfigError(key, f"expected true or false, got {raw!r}")
+        if kind in (int, float) and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
+            raise ConfigError(key, f"expected a number, got {raw!r}")
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
+            raise ConfigError(key, f"expected a whole number, got {raw!r}")
+        return int(raw) if kind is int else float(raw) if kind is float else raw
+    text = raw.strip()
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if "tuple" in str(kind):
+            text = text.strip("[]() ")
+            return tuple(int(p) for p in text.replace(",", " ").split()) if text else ()
+    except ValueError:
+        raise ConfigError(key, f"cannot read {raw!r} as {kind_name if kind_name != 'tuple' else 'a list of ints'}") from None
+    return text
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+# Short spellings users reach for first; each maps to one real field.
+ALIASES = {"distill.beta": "distillation.beta", "distill.loss": "distillation.loss",
+           "distill.logit_masking": "distillation.logit_masking", "beta": "distillation.beta",
+           "temperature": "inference.temperature", "weight_sharing": "allocation.weight_sharing"}
+
+
+def _unalias(flat: Mapping[str, Any]) -> dict[str, Any]:
+    return {ALIASES.get(k, k): val for k, val in flat.items()}
+
+
+def _check_keys(flat: Mapping[str, Any]) -> None:
+    for key in flat:
+        if key not in FIELD_TYPES:
+            close = [k for k in FIELD_TYPES if k.split(".")[-1] == key.split(".")[-1]]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(key, f"unknown setting{hint}")
+
+
+def build_config(flat: Mapping[str, Any]) -> RunConfig:
+    """A validated RunConfig from dotted keys; unknown keys and bad values raise ConfigError."""
+    flat = _unalias(flat)
+    _check_keys(flat)
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    top: dict[str, Any] = {}
+    for key, raw in flat.items():
+        value = _parse_value(key, raw)
+        if "." in key:
+            section, field = key.split(".", 1)
+            sections[section][field] = value
+        else:
+            top[key] = value
+    built = {name: _build(cls, sections[name], name) for name, cls in _SECTIONS.items()}
+    cfg = _build(RunConfig, {**top, **built}, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def _build(cls, values: dict[str, Any], prefix: str):
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        field = _failing_field(cls, values, exc)
+        key = f"{prefix}.{field}" if prefix and field else (field or prefix)
+        raise ConfigError(key, str(exc)) from None
+
+
+def _failing_field(cls, values: dict[str, Any], exc: Exception) -> str:
+    for f in attrs.fields(cls):
+        if f.name in values and f.validator is not None and not attrs.has(f.type):
+            value = f.converter(values[f.name]) if f.converter else values[f.name]
+            try:
+                f.validator(None, f, value)
+            except (ValueError, TypeError):
+                return f.name
+    return ""
+
+
+def _check_consistency(cfg: RunConfig) -> None:
+    if cfg.teacher.epochs == 0 and cfg.variant == "mind" and cfg.distillation.beta > 0:
+        raise ConfigError("teacher.epochs", "must be > 0 when distilling from a fresh teacher")
+    for phase in ("teacher", "distill"):
+        pc: PhaseConfig = getattr(cfg, phase)
+        if pc.milestones and pc.epochs and pc.milestones[-1] > pc.epochs:
+            raise ConfigError(f"{phase}.milestones",
+                              f"milestone {pc.milestones[-1]} is past the last epoch ({pc.epochs})")
+
+
+def check_tasks_split(cfg: RunConfig, num_classes: int, num_domains: int | None = None) -> None:
+    """The dataset-dependent check: classes must split evenly into the tasks."""
+    if cfg.scenario == "domain":
+        if num_domains is None:
+            raise ConfigError("scenario", f"dataset {cfg.dataset} has no domains; "
+                              "use scenario=class")
+        if cfg.tasks > num_domains:
+            raise ConfigError("tasks", f"{cfg.tasks} tasks but {cfg.dataset} has only "
+                              f"{num_domains} domains")
+    elif num_classes % cfg.tasks:
+        divisors = [d for d in range(1, num_classes + 1) if num_classes % d == 0]
+        raise ConfigError("tasks", f"{num_classes} classes of {cfg.dataset} do not split into "
+                          f"{cfg.tasks} equal tasks; try one of {divisors}")
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return attrs.asdict(cfg, value_serializer=lambda _i, _f, val: list(val)
+                        if isinstance(val, tuple) else val)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
+    return build_config(_flatten(data))
+
+
+# ----------------------------------------------------------------------------- presets
+def _preset_files() -> dict[str, Any]:
+    root = importlib.resources.files("mind_core.presets")
+    return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".toml")}
+
+
+def list_presets() -> list[tuple[str, str]]:
+    return sorted((name, load_preset(name).get("description", ""))
+                  for name in _preset_files())
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    files = _preset_files()
+    if name not in files:
+        raise ConfigError("preset", f"unknown preset {name!r}; choose one of "
+                          f"{', '.join(sorted(files))}")
+    return tomllib.loads(files[name].read_text(encoding="utf-8"))
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(item, "expected key=value (e.g. tasks=5 or distill.beta=0)")
+        parsed[key] = value
+    return parsed
+
+
+def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str, Any] = (),
+                   **fields: Any) -> RunConfig:
+    """preset -> variant defaults -> overrides (strings "key=value" or a mapping) -> fields."""
+    flat = _flatten(load_preset(preset))
+    flat.setdefault("name", preset)
+    given = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    given.update({k: val for k, val in fields.items() if val is not None})
+    given = _unalias(given)
+    _check_keys(given)
+    variant = str(given.get("variant", flat.get("variant", "mind"))).strip()
+    if variant not in VARIANT_DEFAULTS:
+        raise ConfigError("variant", f"must be one of {', '.join(VARIANT_DEFAULTS)}; "
+                          f"got {variant!r}")
+    flat.update(VARIANT_DEFAULTS[variant])
+    flat.update(given)
+    return build_config(flat)

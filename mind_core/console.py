@@ -1,0 +1,102 @@
+"""Plain-terminal reporting of a run: an event observer for the `mind` command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:5.1f}%"
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class ConsoleReporter:
+    """Prints one line per step and epoch; on a terminal, a live progress line too."""
+
+    def __init__(self, stream: TextIO = sys.stdout, quiet: bool = False):
+        self.stream = stream
+        self.quiet = quiet
+        self.live = stream.isatty()
+        self.tasks = 0
+        self.started = time.time()
+        self._line_open = False
+
+    def _print(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\r\033[K")
+            self._line_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        handler = getattr(self, f"on_{event['type']}", None)
+        if handler and not (self.quiet and event["type"] not in ("run_finished", "run_failed")):
+            handler(event)
+
+    def on_run_started(self, e):
+        self.tasks = e["tasks"]
+        self.started = time.time()
+        verb = "Resuming" if e.get("resumed") else "MIND run"
+        self._print(f"{verb} {e['name']}: backend {e['backend']}, dataset {e['dataset']}, "
+                    f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}")
+
+    def on_task_started(self, e):
+        lo, hi = e["class_range"]
+        self._print(f"Task {e['task'] + 1}/{e['tasks']}  (classes {lo}-{hi - 1})")
+
+    def on_progress(self, e):
+        if not self.live:
+            return
+        self.stream.write(f"\r\033[K  {e['phase']:<8} epoch {e['epoch'] + 1}/{e['epochs']}  "
+                          f"batch {e['batch']}/{e['batches']}  loss {e['loss']:.4f}  "
+                          f"ETA {fmt_duration(e['eta_s'])}")
+        self.stream.flush()
+        self._line_open = True
+
+    def on_epoch_ended(self, e):
+        extra = f"  distill {e['distill']:.4f}" if e["phase"] == "distill" else ""
+        self._print(f"  {e['phase']:<8} epoch {e['epoch'] + 1}/{e['epochs']}  "
+                    f"loss {e['loss']:.4f}  ce {e['ce']:.4f}{extra}  acc {pct(e['accuracy'])}  "
+                    f"{e['images_per_s']:.0f} img/s")
+
+    def on_allocated(self, e):
+        layers = e["layers"].values()
+        total = sum(layer["total"] for layer in layers)
+        owned = sum(layer["owned"][e["task"]] for layer in layers)
+        free = sum(layer["free"] for layer in layers)
+        self._print(f"  allocate task {e['task'] + 1} owns {pct(owned / total)} of the weights, "
+                    f"{pct(free / total)} still free")
+
+    def on_evaluated(self, e):
+        self._print(f"  after task {e['task'] + 1}: TAg {pct(e['tag'])}  TAw {pct(e['taw'])}  "
+                    f"routing {pct(e['routing'])}")
+
+    def on_run_finished(self, e):
+        self._print(f"Finished in {fmt_duration(time.time() - self.started)}.")
+
+    def on_run_failed(self, e):
+        self._print(f"Run stopped ({e['reason']}): {e['message']}")
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The final summary: headline numbers and the accuracy matrices."""
+    final = metrics["final"]
+    lines = [f"TAg {pct(final['tag'])}   TAw {pct(final['taw'])}   routing "
+             f"{pct(final['routing'])}   (TAg with entropy routing {pct(final['tag_entropy'])})",
+             f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
+             f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}"]
+    n = len(metrics["acc_matrix_tag"])
+    for kind in ("tag", "taw"):
+        lines.append("")
+        lines.append(f"Accuracy matrix ({kind.upper()}): row = after task, column = task")
+        lines.append("       " + "".join(f"  T{j + 1:<4}" for j in range(n)))
+        for t, row in enumerate(metrics[f"acc_matrix_{kind}"]):
+            lines.append(f"  T{t + 1:<3} " + "".join(f"{100 * a:6.1f} " for a in row))
+    return "\n".join(lines)

@@ -1,0 +1,276 @@
+"""The MIND loop over the Backend protocol: per task teacher -> allocate -> distill -> BN
+snapshot -> evaluate -> checkpoint (MIND-SPEC.md "Per task t").
+
+The engine never opens a model: it moves numpy weights, ownership arrays, gates and BN
+snapshots across the protocol. A resume checkpoint is written at every epoch boundary and after
+every step, so an interrupted run loses at most the epoch in flight and, resumed, ends with the
+same numbers as an uninterrupted one (all randomness is derived from the loop position).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from mind_core import checkpoint, masks
+from mind_core.config import RunConfig, check_tasks_split
+from mind_core.data.base import Dataset
+from mind_core.evaluation import History, evaluate_task
+from mind_core.events import EventLog, write_json_atomic
+from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
+from mind_core.protocol import Backend
+from mind_core.schedule import make_tasks
+
+
+class Interrupted(Exception):
+    """A stop was requested; the last epoch-boundary checkpoint is on disk."""
+
+
+@attrs.define(kw_only=True)
+class LoopState:
+    task: int = 0
+    phase: str = "teacher"  # next step: teacher | allocate | distill | evaluate | done
+    next_epoch: int = 0
+    history: History = attrs.Factory(History)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "phase": self.phase, "next_epoch": self.next_epoch,
+                "history": self.history.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoopState:
+        return cls(task=data["task"], phase=data["phase"], next_epoch=data["next_epoch"],
+                   history=History.from_json(data["history"]))
+
+
+class Engine:
+    def __init__(self, cfg: RunConfig, backend: Backend, dataset: Dataset,
+                 run_dir: Path | None = None, observers: list[Callable] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        check_tasks_split(cfg, dataset.num_classes,
+                          None if dataset.domains_train is None
+                          else int(dataset.domains_train.max()) + 1)
+        self.cfg, self.backend, self.dataset = cfg, backend, dataset
+        self.plan = Plan.from_config(cfg)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.ckpt_dir = self.run_dir / "checkpoint" if self.run_dir else None
+        self._external_stop = should_stop or (lambda: False)
+        self.events = EventLog(self.run_dir / "events.jsonl" if self.run_dir else None,
+                               observers)
+        self.tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
+        self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
+        self.model = backend.build_model(self.spec, derive_seed(cfg.seed, "model"))
+        self.layers = backend.layers(self.model)
+        self.owner = masks.new_ownership(self.layers, cfg.tasks)
+        self.bn_snapshots: list[dict] = []
+        self.initial_bn = backend.get_bn(self.model)
+        self.teacher: Any = None
+        self.trainer_state: dict[str, np.ndarray] | None = None
+        self.state = LoopState()
+
+    # ------------------------------------------------------------------ public
+    def should_stop(self) -> bool:
+        stop_file = self.run_dir is not None and (self.run_dir / "STOP").exists()
+        return bool(self._external_stop() or stop_file)
+
+    def restore(self, ckpt: checkpoint.Checkpoint) -> None:
+        """Continue from a resume checkpoint written by this engine (same config)."""
+        self.backend.set_weights(self.model, ckpt.weights)
+        self.owner = {k: v.astype(self.owner[k].dtype) for k, v in ckpt.owner.items()}
+        self.bn_snapshots = ckpt.bn_snapshots
+        self.backend.set_bn(self.model, ckpt.live_bn or self.initial_bn)
+        self.state = LoopState.from_json(ckpt.state)
+        self.trainer_state = ckpt.trainer
+        if ckpt.teacher_weights is not None:
+            self.teacher = self.backend.build_model(self.spec, 0)
+            self.backend.set_weights(self.teacher, ckpt.teacher_weights)
+            self.backend.set_bn(self.teacher, ckpt.teacher_bn or {})
+
+    def run(self, resumed: bool = False) -> dict[str, Any]:
+        cfg = self.cfg
+        start = time.time()
+        self.events.emit("run_started", name=cfg.name, backend=cfg.backend,
+                         dataset=cfg.dataset, tasks=cfg.tasks, variant=cfg.variant,
+                         model=cfg.model, pid=_pid(), resumed=resumed)
+        try:
+            if not resumed:
+                self._save_resume()  # so even a run stopped in its first epoch can resume
+            while self.state.task < cfg.tasks:
+                self._run_task(self.state.task)
+            metrics = self.state.history.metrics()
+            self.events.emit("run_finished", tag=metrics["final"]["tag"],
+                             taw=metrics["final"]["taw"], routing=metrics["final"]["routing"],
+                             seconds=round(time.time() - start, 2))
+            return metrics
+        except Interrupted:
+            self.events.emit("run_failed", reason="interrupted",
+                             message="stopped on request; continue with `mind resume`")
+            raise
+        except BaseException as exc:
+            self.events.emit("run_failed", reason="error", message=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.events.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _run_task(self, t: int) -> None:
+        st = self.state
+        task = self.tasks[t]
+        if st.phase == "teacher":
+            if st.next_epoch == 0:
+                self.events.emit("task_started", task=t, tasks=self.cfg.tasks,
+                                 class_range=list(task.class_range))
+                self.teacher = self._new_teacher(t)
+            self._train(t, "teacher", self.teacher, trainable=self._teacher_trainable())
+            st.phase, st.next_epoch = "allocate", 0
+        if st.phase == "allocate":
+            self._allocate(t)
+            st.phase, st.next_epoch = "distill", 0
+            self._save_resume()
+        if st.phase == "distill":
+            if st.next_epoch == 0:
+                self.backend.set_bn(self.model, self.bn_snapshots[t - 1] if t else self.initial_bn)
+            self.backend.set_gates(self.model, masks.gates(self.owner, t, self.plan.weight_sharing))
+            distilling = self.cfg.distillation.beta > 0
+            self._train(t, "distill", self.model, trainable=masks.trainable(self.owner, t),
+                        teacher=self.teacher if distilling else None)
+            self.bn_snapshots.append(self.backend.get_bn(self.model))
+            self.teacher = None
+            st.phase, st.next_epoch = "evaluate", 0
+        if st.phase == "evaluate":
+            self._evaluate(t)
+            st.task, st.phase, st.next_epoch = t + 1, "teacher", 0
+            self._save_task_checkpoint(t)
+            self._save_resume()
+        self._check_stop()
+
+    def _new_teacher(self, t: int) -> Any:
+        if not self.plan.self_teacher:
+            return self.backend.build_model(self.spec, derive_seed(self.cfg.seed, "teacher_init", t))
+        weights = self.backend.get_weights(self.model)
+        if self.plan.reinit_free and t > 0:
+            rng = np.random.default_rng(derive_seed(self.cfg.seed, "reinit", t))
+            free = masks.free(self.owner)
+            weights = {k: np.where(free[k], masks.he_normal(w.shape, rng), w).astype(np.float32)
+                       for k, w in weights.items()}
+        teacher = self.backend.build_model(self.spec, 0)
+        self.backend.set_weights(teacher, weights)
+        self.backend.set_bn(teacher, self.bn_snapshots[t - 1] if t else self.initial_bn)
+        return teacher
+
+    def _teacher_trainable(self):
+        return masks.free(self.owner) if self.plan.self_teacher else None
+
+    def _train(self, t: int, kind: str, model: Any, trainable, teacher: Any = None) -> None:
+        task = self.tasks[t]
+        spec = phase_spec(self.cfg, kind, task.class_range,
+                          train_bn=self._trains_bn(t, kind),
+                          mean=self.dataset.mean, std=self.dataset.std,
+                          augment=self.dataset.augment, with_teacher=teacher is not None)
+        if kind == "teacher":
+            self.backend.set_gates(model, None)
+        self.events.emit("phase_started", task=t, phase=kind, epochs=spec.epochs)
+        trainer = self.backend.start_phase(model, spec, trainable, teacher)
+        if self.trainer_state is not None and self.state.next_epoch > 0:
+            self.backend.load_trainer_state(trainer, self.trainer_state)
+        self.trainer_state = None
+        for epoch in range(self.state.next_epoch, spec.epochs):
+            self._check_stop()
+            result = self.backend.train_epoch(
+                trainer, task.x_train, task.y_train, epoch,
+                derive_seed(self.cfg.seed, kind, t, epoch),
+                progress=self._progress_fn(t, kind, epoch, spec.epochs),
+                should_stop=self.should_stop)
+            if result.stopped:
+                raise Interrupted()
+            self.events.emit("epoch_ended", task=t, phase=kind, epoch=epoch, epochs=spec.epochs,
+                             loss=result.loss, ce=result.ce, distill=result.distill,
+                             accuracy=result.accuracy, lr=spec.lr_at(epoch),
+                             seconds=round(result.seconds, 3),
+                             images_per_s=round(result.images / max(result.seconds, 1e-9), 1))
+            self.state.next_epoch = epoch + 1
+            self._save_resume(trainer=self.backend.trainer_state(trainer))
+
+    def _trains_bn(self, t: int, kind: str) -> bool:
+        fresh_teacher = kind == "teacher" and not self.plan.self_teacher
+        return fresh_teacher or self.plan.train_bn(t)
+
+    def _progress_fn(self, t: int, kind: str, epoch: int, epochs: int):
+        started = time.time()
+
+        def progress(batch: int, batches: int, loss: float) -> None:
+            elapsed = time.time() - started
+            per_batch = elapsed / max(batch, 1)
+            remaining = (batches - batch) + (epochs - epoch - 1) * batches
+            self.events.emit("progress", task=t, phase=kind, epoch=epoch, epochs=epochs,
+                             batch=batch, batches=batches, loss=round(float(loss), 5),
+                             eta_s=round(per_batch * remaining, 1))
+        return progress
+
+    def _allocate(self, t: int) -> None:
+        self.events.emit("phase_started", task=t, phase="allocate", epochs=0)
+        cfg, plan = self.cfg, self.plan
+        teacher_weights = self.backend.get_weights(self.teacher) if self.teacher else None
+        rng = np.random.default_rng(derive_seed(cfg.seed, "allocate", t))
+        class_range = self.tasks[t].class_range if cfg.scenario == "class" else None
+        new_owner = masks.allocate(self.owner, t, layers=self.layers, num_tasks=cfg.tasks,
+                                   mode=plan.allocation, rng=rng,
+                                   teacher_weights=teacher_weights, class_range=class_range)
+        weights = self.backend.get_weights(self.model)
+        if plan.self_teacher and teacher_weights is not None:
+            weights = masks.fill_owned(weights, teacher_weights, new_owner, t)
+        elif not plan.weight_sharing:
+            fresh = {name: masks.he_normal(w.shape, rng) for name, w in weights.items()}
+            weights = masks.fill_owned(weights, fresh, new_owner, t)
+        weights = masks.zero_free(weights, new_owner)
+        self.backend.set_weights(self.model, weights)
+        self.owner = new_owner
+        self.events.emit("allocated", task=t,
+                         layers=masks.ownership_counts(self.owner, cfg.tasks))
+
+    def _evaluate(self, t: int) -> None:
+        self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)
+        evaluation = evaluate_task(self.backend, self.model, self.tasks[:t + 1], self.owner,
+                                   self.bn_snapshots, self.plan, self.cfg, self.dataset)
+        self.state.history.add(evaluation)
+        metrics = self.state.history.metrics()
+        self.events.emit("evaluated", task=t, **self.state.history.event_fields())
+        if self.run_dir:
+            write_json_atomic(self.run_dir / "metrics.json", metrics)
+
+    # ------------------------------------------------------------------ persistence
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Interrupted()
+
+    def _snapshot(self, with_loop: bool, trainer=None) -> checkpoint.Checkpoint:
+        teacher = self.teacher if with_loop else None
+        return checkpoint.Checkpoint(
+            weights=self.backend.get_weights(self.model), owner=self.owner,
+            bn_snapshots=self.bn_snapshots,
+            live_bn=self.backend.get_bn(self.model) if with_loop else None,
+            teacher_weights=self.backend.get_weights(teacher) if teacher is not None else None,
+            teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,
+            trainer=trainer, tasks=self.cfg.tasks,
+            classes_per_task=self.tasks[0].class_range[1] - self.tasks[0].class_range[0],
+            state=self.state.to_json() if with_loop else {"tasks_done": len(self.bn_snapshots)})
+
+    def _save_resume(self, trainer=None) -> None:
+        if self.ckpt_dir:
+            checkpoint.save(self.ckpt_dir / "resume.safetensors", self._snapshot(True, trainer))
+
+    def _save_task_checkpoint(self, t: int) -> None:
+        if self.ckpt_dir:
+            path = self.ckpt_dir / f"task-{t}.safetensors"
+            checkpoint.save(path, self._snapshot(False))
+            self.events.emit("checkpoint_saved", task=t, path=str(path.relative_to(self.run_dir)))
+
+
+def _pid() -> int:
+    import os
+    return os.getpid()

@@ -1,0 +1,84 @@
+"""Evaluation after a task: every learned sub-network on the test data of tasks 0..t, and the
+running history of results that becomes metrics.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from mind_core import masks
+from mind_core.config import RunConfig
+from mind_core.data.base import Dataset
+from mind_core.metrics import Evaluation, backward_transfer, evaluate_logits, forgetting
+from mind_core.plan import Plan
+from mind_core.protocol import Backend, Subnet
+from mind_core.schedule import TaskData, test_set
+
+
+def subnets_for(owner, bn_snapshots, plan: Plan, tasks: list[TaskData]) -> list[Subnet]:
+    latest = len(bn_snapshots) - 1
+    return [Subnet(gates=masks.gates(owner, j, plan.weight_sharing),
+                   bn=bn_snapshots[plan.bn_for_inference(j, latest)],
+                   class_range=task.class_range)
+            for j, task in enumerate(tasks)]
+
+
+def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snapshots,
+                  plan: Plan, cfg: RunConfig, dataset: Dataset) -> Evaluation:
+    """Evaluate the model after learning tasks[-1] (t + 1 forward passes per sample)."""
+    x, y, true_task = test_set(tasks)
+    logits = backend.predict(model, x, subnets_for(owner, bn_snapshots, plan, tasks),
+                             cfg.inference.batch_size, dataset.mean, dataset.std)
+    return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
+                           cfg.inference.temperature, cfg.inference.routing)
+
+
+@attrs.define
+class History:
+    """One Evaluation per finished task, in order."""
+
+    rows: list[dict[str, Any]] = attrs.Factory(list)
+
+    def add(self, evaluation: Evaluation) -> None:
+        self.rows.append(attrs.asdict(evaluation))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return self.rows
+
+    @classmethod
+    def from_json(cls, rows: list[dict[str, Any]]) -> History:
+        return cls(rows=list(rows))
+
+    def _matrix(self, key: str) -> list[list[float]]:
+        return [list(row[key]) for row in self.rows]
+
+    def event_fields(self) -> dict[str, Any]:
+        last = self.rows[-1]
+        return {"tag": last["tag"], "taw": last["taw"], "routing": last["routing"],
+                "tag_entropy": last["tag_entropy"], "per_task_tag": last["per_task_tag"],
+                "per_task_taw": last["per_task_taw"],
+                "per_task_routing": last["per_task_routing"],
+                "acc_matrix_tag": self._matrix("per_task_tag"),
+                "acc_matrix_taw": self._matrix("per_task_taw")}
+
+    def metrics(self) -> dict[str, Any]:
+        if not self.rows:
+            return {"tasks_done": 0, "final": {}}
+        last = self.rows[-1]
+        out: dict[str, Any] = {
+            "tasks_done": len(self.rows),
+            "final": {k: last[k] for k in ("tag", "taw", "routing", "tag_entropy")},
+            "tag": [r["tag"] for r in self.rows],
+            "taw": [r["taw"] for r in self.rows],
+            "routing": [r["routing"] for r in self.rows],
+            "tag_entropy": [r["tag_entropy"] for r in self.rows],
+            "acc_matrix_tag": self._matrix("per_task_tag"),
+            "acc_matrix_taw": self._matrix("per_task_taw"),
+            "confusion": last["confusion"],
+            "forgetting": {}, "bwt": {},
+        }
+        for kind in ("tag", "taw"):
+            per_task, average = forgetting(out[f"acc_matrix_{kind}"])
+            out["forgetting"][kind] = {"per_task": list(per_task), "average": average}
+            out["bwt"][kind] = backward_transfer(out[f"acc_matrix_{kind}"])
+        return out

@@ -1,0 +1,62 @@
+"""What a config means for the loop: variants as engine settings, phase specs, derived seeds.
+
+Variants (mind / self_distill / packnet) are configurations of the one loop, not copies of it.
+Every random choice draws from a seed derived from (run seed, task, step, epoch), so a run
+resumed at any epoch boundary repeats exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from mind_core.config import PhaseConfig, RunConfig
+from mind_core.protocol import Augment, ModelSpec, PhaseSpec
+
+_STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
+               "reinit": 6}
+
+
+def derive_seed(seed: int, step: str, task: int = 0, epoch: int = 0) -> int:
+    state = np.random.SeedSequence([seed, _STEP_CODES[step], task, epoch]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    self_teacher: bool  # teacher = copy of the MIND model training only free weights
+    reinit_free: bool  # free weights re-drawn before each task's teacher phase (PackNet)
+    bn_mode: str  # per_task | shared | frozen_after_first
+    weight_sharing: bool
+    allocation: str  # random | magnitude
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> Plan:
+        return cls(self_teacher=cfg.variant in ("self_distill", "packnet"),
+                   reinit_free=cfg.variant == "packnet",
+                   bn_mode=cfg.bn,
+                   weight_sharing=cfg.allocation.weight_sharing,
+                   allocation=cfg.allocation.mode)
+
+    def train_bn(self, task: int) -> bool:
+        return not (self.bn_mode == "frozen_after_first" and task > 0)
+
+    def bn_for_inference(self, task: int, latest: int) -> int:
+        """Which BN snapshot sub-network `task` runs with."""
+        return latest if self.bn_mode == "shared" else task
+
+
+def model_spec(cfg: RunConfig, image_shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
+    return ModelSpec(arch=cfg.model, input_shape=image_shape, num_classes=num_classes)
+
+
+def phase_spec(cfg: RunConfig, kind: str, class_range: tuple[int, int], train_bn: bool,
+               mean: tuple[float, ...], std: tuple[float, ...], augment: Augment,
+               with_teacher: bool) -> PhaseSpec:
+    pc: PhaseConfig = cfg.teacher if kind == "teacher" else cfg.distill
+    return PhaseSpec(kind=kind, epochs=pc.epochs, lr=pc.lr, milestones=pc.milestones,
+                     gamma=pc.gamma, weight_decay=pc.weight_decay, batch_size=pc.batch_size,
+                     class_range=class_range, logit_masking=cfg.distillation.logit_masking,
+                     beta=cfg.distillation.beta if with_teacher else 0.0,
+                     loss=cfg.distillation.loss, train_bn=train_bn, mean=mean, std=std,
+                     augment=augment)

@@ -1,0 +1,209 @@
+"""A numpy fake backend: a tiny MLP (fc1 -> bn1 -> ReLU -> fc) implementing the Backend protocol
+well enough to test the engine, events, checkpoints/resume, the CLI and the TUI without any
+framework. Its gradients are plain backprop with BN statistics treated as constants: good enough
+to learn the synthetic data, not a reference for anything numeric."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mind_core.metrics import softmax
+from mind_core.protocol import EpochResult, LayerInfo, ModelSpec, PhaseSpec, Subnet
+
+HIDDEN = 32
+EPS = 1e-5
+
+
+class FakeModel:
+    def __init__(self, spec: ModelSpec, seed: int):
+        h, w, c = spec.input_shape
+        rng = np.random.default_rng(seed)
+        fan = h * w * c
+        self.weights = {
+            "fc1": (rng.standard_normal((HIDDEN, fan)) * np.sqrt(2 / fan)).astype(np.float32),
+            "fc": (rng.standard_normal((spec.num_classes, HIDDEN)) * np.sqrt(2 / HIDDEN)
+                   ).astype(np.float32),
+        }
+        self.bn = {"bn1": {"gamma": np.ones(HIDDEN, np.float32), "beta": np.zeros(HIDDEN, np.float32),
+                           "mean": np.zeros(HIDDEN, np.float32), "var": np.ones(HIDDEN, np.float32)}}
+        self.gates = None
+        self.num_classes = spec.num_classes
+
+    def effective(self, name):
+        w = self.weights[name]
+        return w if self.gates is None else w * self.gates[name]
+
+
+class FakeTrainer:
+    def __init__(self, model, phase, trainable, teacher):
+        self.model, self.phase, self.trainable, self.teacher = model, phase, trainable, teacher
+        self.steps = 0
+
+
+class FakeBackend:
+    name = "fake"
+    capabilities = frozenset({"deterministic"})
+
+    def __init__(self, device: str = "auto"):
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"the fake backend runs on the CPU only, not {device!r}")
+        self.device = "cpu"
+
+    def versions(self):
+        return {"numpy": np.__version__}
+
+    def build_model(self, spec, seed):
+        return FakeModel(spec, seed)
+
+    def layers(self, model):
+        return [LayerInfo(name="fc1", shape=model.weights["fc1"].shape, kind="linear"),
+                LayerInfo(name="fc", shape=model.weights["fc"].shape, kind="linear",
+                          classifier=True)]
+
+    def bn_layers(self, model):
+        return ["bn1"]
+
+    def get_weights(self, model):
+        return {k: v.copy() for k, v in model.weights.items()}
+
+    def set_weights(self, model, weights):
+        for k, v in weights.items():
+            model.weights[k] = np.array(v, dtype=np.float32)
+
+    def get_bn(self, model):
+        return {k: {f: a.copy() for f, a in d.items()} for k, d in model.bn.items()}
+
+    def set_bn(self, model, state):
+        for k, d in state.items():
+            model.bn[k] = {f: np.array(a, dtype=np.float32) for f, a in d.items()}
+
+    def set_gates(self, model, gates):
+        model.gates = None if gates is None else {k: g.astype(np.float32) for k, g in gates.items()}
+
+    def _forward(self, model, x, train, update_bn):
+        h = x @ model.effective("fc1").T
+        bn = model.bn["bn1"]
+        if train:
+            mean, var = h.mean(0), h.var(0)
+            if update_bn:
+                n = len(h)
+                bn["mean"] = (0.9 * bn["mean"] + 0.1 * mean).astype(np.float32)
+                bn["var"] = (0.9 * bn["var"] + 0.1 * var * n / max(n - 1, 1)).astype(np.float32)
+        else:
+            mean, var = bn["mean"], bn["var"]
+        norm = (h - mean) / np.sqrt(var + EPS)
+        a = np.maximum(norm * bn["gamma"] + bn["beta"], 0)
+        return a @ model.effective("fc").T, (x, norm, a, var)
+
+    @staticmethod
+    def _prepare(x, mean, std):
+        flat = x.reshape(len(x), -1).astype(np.float32) / 255.0
+        return (flat - float(np.mean(mean))) / float(np.mean(std))
+
+    def start_phase(self, model, phase: PhaseSpec, trainable, teacher=None):
+        return FakeTrainer(model, phase, trainable, teacher)
+
+    def train_epoch(self, trainer, x, y, epoch, seed, progress=None, should_stop=None):
+        model, phase = trainer.model, trainer.phase
+        start = time.perf_counter()
+        order = np.random.default_rng(seed).permutation(len(x))
+        data = self._prepare(x, phase.mean, phase.std)
+        lo, hi = phase.class_range
+        lr = phase.lr_at(epoch) * 20  # plain SGD needs a larger step than AdamW
+        batches = max(1, -(-len(x) // phase.batch_size))
+        totals = np.zeros(3)
+        correct = seen = 0
+        for b in range(batches):
+            if should_stop and should_stop():
+                return EpochResult(loss=0, ce=0, distill=0, accuracy=0, images=seen,
+                                   seconds=time.perf_counter() - start, stopped=True)
+            idx = order[b * phase.batch_size:(b + 1) * phase.batch_size]
+            xb, yb = data[idx], y[idx]
+            logits, (xin, norm, a, var) = self._forward(model, xb, True, phase.train_bn)
+            z = logits[:, lo:hi]
+            p = softmax(z)
+            onehot = np.eye(hi - lo, dtype=np.float32)[yb - lo]
+            ce = float(-np.log(p[np.arange(len(yb)), yb - lo] + 1e-12).mean())
+            grad_z = (p - onehot) / len(yb)
+            dist = 0.0
+            if trainer.teacher is not None and phase.beta > 0:
+                t_logits, _ = self._forward(trainer.teacher, xb, False, False)
+                pt = softmax(t_logits[:, lo:hi])
+                dist = float((pt * (np.log(pt + 1e-12) - np.log(p + 1e-12))).sum(1).mean())
+                grad_z += phase.beta * (p - pt) / len(yb)
+            grad_logits = np.zeros_like(logits)
+            grad_logits[:, lo:hi] = grad_z
+            grads = {"fc": grad_logits.T @ a}
+            grad_a = grad_logits @ model.effective("fc") * (a > 0)
+            grad_norm = grad_a * model.bn["bn1"]["gamma"]
+            grads["fc1"] = (grad_norm / np.sqrt(var + EPS)).T @ xin
+            if phase.train_bn:
+                model.bn["bn1"]["gamma"] -= lr * (grad_a * norm).sum(0).astype(np.float32)
+                model.bn["bn1"]["beta"] -= lr * grad_a.sum(0).astype(np.float32)
+            for name, g in grads.items():
+                w = model.weights[name]
+                if model.gates is not None:
+                    g = g * model.gates[name]
+                step = lr * (g + phase.weight_decay * w)
+                if trainer.trainable is not None:
+                    step = np.where(trainer.trainable[name], step, 0.0)
+                model.weights[name] = (w - step).astype(np.float32)
+            trainer.steps += 1
+            totals += np.array([ce + phase.beta * dist, ce, dist]) * len(yb)
+            correct += int((z.argmax(1) == yb - lo).sum())
+            seen += len(yb)
+            if progress:
+                progress(b + 1, batches, totals[0] / seen)
+        loss, ce, dist = totals / max(seen, 1)
+        return EpochResult(loss=float(loss), ce=float(ce), distill=float(dist),
+                           accuracy=correct / max(seen, 1), images=seen,
+                           seconds=time.perf_counter() - start)
+
+    def trainer_state(self, trainer):
+        return {"steps": np.array([trainer.steps], np.int64)}
+
+    def load_trainer_state(self, trainer, state):
+        trainer.steps = int(state["steps"][0])
+
+    def predict(self, model, x, subnets: list[Subnet], batch_size, mean, std):
+        data = self._prepare(x, mean, std)
+        out = []
+        for sub in subnets:
+            self.set_gates(model, sub.gates)
+            self.set_bn(model, sub.bn)
+            logits, _ = self._forward(model, data, False, False)
+            out.append(logits[:, sub.class_range[0]:sub.class_range[1]])
+        return np.stack(out).astype(np.float32)
+
+    def distill_loss(self, name, teacher_logits, student_logits):
+        from mind_core.metrics import LOSS_ORACLES
+        return LOSS_ORACLES[name](teacher_logits, student_logits)
+
+
+class CrashingBackend(FakeBackend):
+    """Fails in the middle of the first distill phase (for crash-handling tests)."""
+
+    def start_phase(self, model, phase, trainable, teacher=None):
+        if phase.kind == "distill":
+            raise RuntimeError("simulated backend crash")
+        return super().start_phase(model, phase, trainable, teacher)
+
+
+def tiny_dataset(classes: int = 6, per_class: int = 24, size: int = 6, seed: int = 0):
+    """A learnable in-memory dataset: one noisy prototype image per class."""
+    from mind_core.data.base import Dataset
+
+    rng = np.random.default_rng(seed)
+    protos = rng.integers(0, 256, (classes, size, size, 1))
+
+    def draw(n):
+        y = np.repeat(np.arange(classes), n)
+        x = np.clip(protos[y] + rng.normal(0, 30, (len(y), size, size, 1)), 0, 255)
+        return x.astype(np.uint8), y.astype(np.int64)
+
+    x_train, y_train = draw(per_class)
+    x_test, y_test = draw(max(per_class // 3, 2))
+    return Dataset(name="tiny", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   num_classes=classes)
