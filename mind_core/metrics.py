@@ -7,6 +7,7 @@ the batch.
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 
 
@@ -39,9 +40,8 @@ def sym_kl_loss(teacher: np.ndarray, student: np.ndarray) -> float:
 
 def true_js_loss(teacher: np.ndarray, student: np.ndarray) -> float:
     """Jensen-Shannon divergence with the mixture M = (p_T + p_S) / 2."""
-    pt, ps = softmax(teacher), softmax(student)
-    log_m = np.log((pt + ps) / 2.0)
     lt, ls = log_softmax(teacher), log_softmax(student)
+    log_m = np.logaddexp(lt, ls) - np.log(2.0)  # stable where both probabilities underflow
     return float((0.5 * _kl_rows(lt, log_m) + 0.5 * _kl_rows(ls, log_m)).mean())
 
 
@@ -64,3 +64,174 @@ LOSS_ORACLES = {
     "cosine": cosine_loss,
     "l2": l2_loss,
 }
+
+
+# --- Metrics (MIND-SPEC.md "Inference" and "Metrics") ---------------------------------------
+
+ROUTINGS = ("max_prob", "entropy")
+
+Matrix = list[list[float]]
+"""Accuracy matrix, lower-triangular: row t holds accuracy on tasks 0..t after task t."""
+
+
+@attrs.frozen(kw_only=True)
+class Evaluation:
+    """One evaluation after a task, on the test data of every task seen so far."""
+
+    tag: float  # task-agnostic accuracy with the chosen routing rule (micro-averaged)
+    taw: float  # task-aware accuracy
+    routing: float  # fraction of samples routed to their true task (chosen rule)
+    tag_entropy: float  # task-agnostic accuracy with the entropy rule, always reported
+    per_task_tag: list[float]  # indexed by true task; NaN for a task without samples
+    per_task_taw: list[float]
+    per_task_routing: list[float]
+    confusion: list[list[int]]  # [true task][routed task], chosen rule
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,
+                    class_ranges: list[tuple[int, int]], temperature: float,
+                    routing: str = "max_prob") -> Evaluation:
+    """Score the logits every sub-network gave over its own classes, [T, n, c].
+
+    TAw: the true task's argmax. TAg: p_j = softmax(logits_j / temperature); route to the task
+    with the highest max p_j ("max_prob"), or of the two most confident tasks to the one with
+    lower entropy ("entropy"); predict the routed task's argmax. Ties go to the lower task id.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    true_tasks = np.asarray(true_tasks, dtype=np.int64)
+    lows = _check_inputs(logits, labels, true_tasks, class_ranges, temperature, routing)
+    num_tasks, n = logits.shape[:2]
+    samples = np.arange(n)
+
+    predicted = logits.argmax(axis=-1) + lows[:, None]  # [T, n]: each task's class guess
+    taw_ok = predicted[true_tasks, samples] == labels
+
+    log_p = log_softmax(logits / temperature)
+    confidence = log_p.max(axis=-1)  # log of max p_j; same order as max p_j
+    entropy = -(np.exp(log_p) * log_p).sum(axis=-1)
+    routed_max = confidence.argmax(axis=0)
+    routed_entropy = _entropy_routing(confidence, entropy)
+    routed = routed_max if routing == "max_prob" else routed_entropy
+
+    tag_ok = predicted[routed, samples] == labels
+    tag_entropy_ok = predicted[routed_entropy, samples] == labels
+    route_ok = routed == true_tasks
+    confusion = np.zeros((num_tasks, num_tasks), dtype=np.int64)
+    np.add.at(confusion, (true_tasks, routed), 1)
+    return Evaluation(
+        tag=_mean(tag_ok), taw=_mean(taw_ok), routing=_mean(route_ok),
+        tag_entropy=_mean(tag_entropy_ok),
+        per_task_tag=_per_task(tag_ok, true_tasks, num_tasks),
+        per_task_taw=_per_task(taw_ok, true_tasks, num_tasks),
+        per_task_routing=_per_task(route_ok, true_tasks, num_tasks),
+        confusion=[[int(v) for v in row] for row in confusion],
+    )
+
+
+def _check_inputs(logits, labels, true_tasks, class_ranges, temperature, routing) -> np.ndarray:
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be [tasks, samples, classes], got shape {logits.shape}")
+    num_tasks, n, width = logits.shape
+    if len(class_ranges) != num_tasks:
+        raise ValueError(f"{len(class_ranges)} class ranges for logits of {num_tasks} tasks")
+    if any(hi - lo != width for lo, hi in class_ranges):
+        raise ValueError(f"every class range must span the {width} logits, got {class_ranges}")
+    if labels.shape != (n,) or true_tasks.shape != (n,):
+        raise ValueError(f"labels {labels.shape} and true_tasks {true_tasks.shape} must be ({n},)")
+    if n and (true_tasks.min() < 0 or true_tasks.max() >= num_tasks):
+        raise ValueError(f"true_tasks must be in 0..{num_tasks - 1}")
+    return np.array([lo for lo, _ in class_ranges], dtype=np.int64)
+
+
+def _entropy_routing(confidence: np.ndarray, entropy: np.ndarray) -> np.ndarray:
+    """Of the two most confident tasks per sample, the one with lower entropy."""
+    if confidence.shape[0] == 1:
+        return np.zeros(confidence.shape[1], dtype=np.int64)
+    ranked = np.argsort(-confidence, axis=0, kind="stable")
+    first, second = ranked[0], ranked[1]
+    samples = np.arange(confidence.shape[1])
+    # Strictly lower: at equal entropy the more confident task keeps the sample.
+    take_second = entropy[second, samples] < entropy[first, samples]
+    return np.where(take_second, second, first)
+
+
+def _mean(ok: np.ndarray) -> float:
+    return float(ok.mean()) if ok.size else float("nan")
+
+
+def _per_task(ok: np.ndarray, true_tasks: np.ndarray, num_tasks: int) -> list[float]:
+    return [_mean(ok[true_tasks == j]) for j in range(num_tasks)]
+
+
+def add_row(matrix: Matrix, row: list[float]) -> Matrix:
+    """A new matrix with the accuracies on tasks 0..t after task t appended."""
+    if len(row) != len(matrix) + 1:
+        raise ValueError(f"row {len(matrix)} must have {len(matrix) + 1} entries, got {len(row)}")
+    return [list(r) for r in matrix] + [[float(v) for v in row]]
+
+
+def accuracy_matrix(evaluations: list[Evaluation], kind: str = "tag") -> Matrix:
+    """Stack per-task accuracies of evaluations after tasks 0..t (kind "tag" or "taw")."""
+    matrix: Matrix = []
+    for evaluation in evaluations:
+        matrix = add_row(matrix, getattr(evaluation, f"per_task_{kind}"))
+    return matrix
+
+
+def forgetting(matrix: Matrix) -> tuple[list[float], float]:
+    """f_j = max over l < last of A[l][j] minus A[last][j], for j < last; and their mean."""
+    _check_matrix(matrix)
+    last = len(matrix) - 1
+    per_task = [max(matrix[row][j] for row in range(j, last)) - matrix[last][j]
+                for j in range(last)]
+    return per_task, (float(np.mean(per_task)) if per_task else 0.0)
+
+
+def backward_transfer(matrix: Matrix) -> float:
+    """Mean over j < last of A[last][j] - A[j][j]; 0.0 with a single task."""
+    _check_matrix(matrix)
+    last = len(matrix) - 1
+    if last == 0:
+        return 0.0
+    return float(np.mean([matrix[last][j] - matrix[j][j] for j in range(last)]))
+
+
+def _check_matrix(matrix: Matrix) -> None:
+    if not matrix:
+        raise ValueError("accuracy matrix is empty")
+    for t, row in enumerate(matrix):
+        if len(row) != t + 1:
+            raise ValueError(f"row {t} of the accuracy matrix has {len(row)} entries, not {t + 1}")
+
+
+def summary(evaluations: list[Evaluation]) -> dict:
+    """The metrics.json content after len(evaluations) tasks (one evaluation per task)."""
+    if not evaluations:
+        raise ValueError("no evaluations to summarise")
+    final = evaluations[-1]
+    matrices = {kind: accuracy_matrix(evaluations, kind) for kind in ("tag", "taw")}
+    result: dict = {
+        "tasks_done": len(evaluations),
+        "final": {k: getattr(final, k) for k in ("tag", "taw", "routing", "tag_entropy")},
+        "tag": [e.tag for e in evaluations],
+        "taw": [e.taw for e in evaluations],
+        "routing": [e.routing for e in evaluations],
+        "acc_matrix_tag": matrices["tag"],
+        "acc_matrix_taw": matrices["taw"],
+        "forgetting": {},
+        "bwt": {},
+        "confusion": final.confusion,
+    }
+    for kind, matrix in matrices.items():
+        per_task, average = forgetting(matrix)
+        result["forgetting"][kind] = {"per_task": per_task, "average": average}
+        result["bwt"][kind] = backward_transfer(matrix)
+    return result

@@ -1,0 +1,58 @@
+"""The test matrix: lint, core (no framework), each backend, cross-backend parity, the TUI.
+
+A plain `nox` runs every session. Frameworks are pinned by constraints.txt (CPU builds)."""
+
+import nox
+
+nox.options.sessions = ["lint", "core", "backend", "parity", "tui"]
+nox.options.reuse_existing_virtualenvs = True
+
+CONSTRAINTS = ("-c", "constraints.txt")
+TEST_DEPS = ("pytest>=8", "hypothesis>=6.100", "pillow")
+EXTRAS = {"torch": "torch", "tf": "tf-cpu"}
+
+
+def install(session, extras=""):
+    target = f".[{extras}]" if extras else "."
+    session.install(*CONSTRAINTS, target, *TEST_DEPS)
+
+
+def pytest(session, *paths, env=None):
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths,
+                *session.posargs, env={"HYPOTHESIS_PROFILE": "ci", **(env or {})})
+
+
+@nox.session
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def core(session):
+    """Core, property tests, data loaders, engine and CLI with the numpy fake backend."""
+    install(session)
+    session.run("python", "-c", "import torch", success_codes=[1], silent=True)  # none here
+    pytest(session, "tests/core", "tests/properties", "tests/data", "tests/cli")
+
+
+@nox.session
+@nox.parametrize("framework", ["torch", "tf"], ids=["torch", "tf"])
+def backend(session, framework):
+    """The one conformance suite, run against one backend in its own venv."""
+    install(session, EXTRAS[framework])
+    pytest(session, "tests/backends", env={"MIND_TEST_BACKEND": framework})
+
+
+@nox.session
+def parity(session):
+    """Both frameworks: same checkpoint -> same logits; train with one, evaluate with the other."""
+    install(session, "torch,tf-cpu")
+    pytest(session, "tests/parity")
+
+
+@nox.session
+def tui(session):
+    install(session, "tui")
+    session.install("pytest-textual-snapshot")
+    pytest(session, "tests/tui")

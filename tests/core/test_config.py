@@ -1,0 +1,84 @@
+"""Configs: presets, overrides, variants, and one readable error per bad value."""
+
+import json
+
+import pytest
+
+from mind_core.config import (
+    ConfigError,
+    check_tasks_split,
+    config_from_dict,
+    config_to_dict,
+    list_presets,
+    resolve_config,
+)
+
+PAPER = {"cifar100": (50, 0.005, (35,), 50, 0.035, (40,), 6.5),
+         "tinyimagenet": (100, 0.005, (70, 90), 120, 0.035, (80, 110), 12.0),
+         "core50": (20, 0.005, (15,), 20, 0.035, (15,), 3.0),
+         "synbols": (25, 0.005, (10, 20), 25, 0.035, (15,), 4.0)}
+
+
+def test_every_preset_resolves_and_round_trips_through_json():
+    names = [name for name, _ in list_presets()]
+    assert {"smoke", "demo", *PAPER, *(f"{p}-quick" for p in PAPER)} <= set(names)
+    for name in names:
+        cfg = resolve_config(name)
+        assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER))
+def test_paper_presets_carry_the_papers_hyperparameters(preset):
+    cfg = resolve_config(preset)
+    te, tlr, tms, de, dlr, dms, temp = PAPER[preset]
+    assert (cfg.teacher.epochs, cfg.teacher.lr, cfg.teacher.milestones) == (te, tlr, tms)
+    assert (cfg.distill.epochs, cfg.distill.lr, cfg.distill.milestones) == (de, dlr, dms)
+    assert cfg.inference.temperature == temp
+    assert cfg.model == "resnet32" and cfg.tasks == 10 and cfg.teacher.batch_size == 256
+    assert cfg.distillation.beta == 5 and cfg.teacher.weight_decay == 0
+
+
+def test_overrides_use_dotted_field_names_and_aliases():
+    cfg = resolve_config("demo", ["tasks=2", "distill.beta=0", "teacher.milestones=[1, 2]",
+                                  "allocation.weight_sharing=false", "distillation.loss=js"])
+    assert cfg.tasks == 2 and cfg.distillation.beta == 0.0
+    assert cfg.teacher.milestones == (1, 2) and cfg.allocation.weight_sharing is False
+    assert cfg.distillation.loss == "sym_kl"  # js is the paper's name for the default
+
+
+def test_variant_defaults_apply_before_explicit_overrides():
+    packnet = resolve_config("demo", ["variant=packnet"])
+    assert (packnet.allocation.mode, packnet.distillation.beta, packnet.bn) == (
+        "magnitude", 0.0, "frozen_after_first")
+    assert resolve_config("demo", ["variant=self_distill"]).allocation.mode == "magnitude"
+    assert resolve_config("demo", ["variant=packnet", "beta=2"]).distillation.beta == 2.0
+
+
+@pytest.mark.parametrize("override, key", [
+    ("foo=1", "foo"), ("tasks=-2", "tasks"), ("teacher.epochs=-1", "teacher.epochs"),
+    ("distill.beta=-0.5", "distillation.beta"), ("backend=jax", "backend"),
+    ("teacher.epochs=many", "teacher.epochs"), ("distillation.loss=huber", "distillation.loss"),
+    ("teacher.milestones=[3,1]", "teacher.milestones"), ("variant=ewc", "variant"),
+    ("distill.milestones=[99]", "distill.milestones"), ("inference.temperature=0", "inference.temperature"),
+    ("novalue", "novalue"),
+])
+def test_bad_values_are_one_error_naming_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        resolve_config("demo", [override])
+    assert err.value.key == key
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="demo") as err:
+        resolve_config("nope")
+    assert err.value.key == "preset"
+
+
+def test_tasks_must_split_the_classes():
+    cfg = resolve_config("demo", ["tasks=3"])
+    with pytest.raises(ConfigError, match=r"10 classes .* 3 equal tasks.*\[1, 2, 5, 10\]"):
+        check_tasks_split(cfg, 10)
+    check_tasks_split(resolve_config("demo", ["tasks=5"]), 10)
+    with pytest.raises(ConfigError, match="no domains"):
+        check_tasks_split(resolve_config("demo", ["scenario=domain"]), 10)
