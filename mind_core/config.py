@@ -7,12 +7,11 @@ A config is resolved in one order: preset -> variant defaults -> overrides. Ever
 from __future__ import annotations
 
 import importlib.resources
-import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-from attrs import validators as v
+import tomllib
 
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
 

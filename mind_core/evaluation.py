@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+
 from mind_core import masks
 from mind_core.config import RunConfig
 from mind_core.data.base import Dataset

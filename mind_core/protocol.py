@@ -8,7 +8,8 @@ linear [out, in], float32. BatchNorm state is {layer: {"gamma", "beta", "mean", 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import numpy as np

@@ -73,6 +73,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
 def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = None,
               should_stop: Callable[[], bool] | None = None,
               load: Callable = load_dataset) -> dict[str, Any]:
+    run_dir = Path(run_dir)
     backend = get_backend(cfg.backend, cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     engine = Engine(cfg, backend, dataset, run_dir, observers, should_stop)  # validates first
