@@ -1,0 +1,138 @@
+"""The user's own data: "npz:PATH" arrays and "folder:PATH" image trees, and their checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mind_core.data import DatasetError, load_dataset
+from tests.data.builders import image_folder, pixels, save_image
+
+
+def good_arrays(**changes):
+    arrays = {"x_train": pixels(6, 8, 8, 1, seed=1)[..., 0], "y_train": np.array([0, 1, 2] * 2),
+              "x_test": pixels(3, 8, 8, 1, seed=2)[..., 0], "y_test": np.array([2, 1, 0])}
+    arrays.update(changes)
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+def load_npz(tmp_path, **changes):
+    path = tmp_path / "mine.npz"
+    np.savez(path, **good_arrays(**changes))
+    return load_dataset(f"npz:{path}")
+
+
+def test_npz_grayscale_gets_a_channel_axis_and_computed_normalisation(tmp_path):
+    data = load_npz(tmp_path)
+    assert data.x_train.shape == (6, 8, 8, 1) and data.x_test.shape == (3, 8, 8, 1)
+    assert data.y_train.dtype == np.int64 and data.num_classes == 3
+    assert data.class_names == ("0", "1", "2")
+    x = good_arrays()["x_train"] / 255
+    assert data.mean == pytest.approx((x.mean(),), abs=1e-5)
+    assert data.std == pytest.approx((x.std(),), abs=1e-5)
+
+
+def test_npz_rgb_with_class_names(tmp_path):
+    data = load_npz(tmp_path, x_train=pixels(6, 5, 7, 3), x_test=pixels(3, 5, 7, 3),
+                    class_names=np.array(["x", "y", "z"]))
+    assert data.image_shape == (5, 7, 3) and data.class_names == ("x", "y", "z")
+    assert len(data.mean) == 3
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"x_train": np.zeros((6, 8, 8), np.float32)}, "must be uint8"),
+    ({"x_train": np.zeros((6, 8), np.uint8)}, r"shape \[n, h, w\]"),
+    ({"x_train": np.zeros((6, 3, 8, 8), np.uint8)}, "1 or 3 channels"),
+    ({"y_train": np.array([0, 1, 2, 0, 1, 5])}, "classes .3, 4. have no training images"),
+    ({"y_train": np.array([0, 1, 2, 0, 1, -1])}, "negative labels"),
+    ({"y_train": np.array([0.0, 1, 2, 0, 1, 2])}, "integer array"),
+    ({"y_train": np.array([0, 1, 2])}, "3 labels for 6 images"),
+    ({"y_test": np.array([0, 1, 3])}, "y_test has label 3"),
+    ({"x_test": np.zeros((3, 9, 8), np.uint8)}, "same image shape"),
+    ({"y_test": None}, r"lacks the arrays \['y_test'\]"),
+    ({"x_test": np.zeros((0, 8, 8), np.uint8), "y_test": np.array([], np.int64)}, "is empty"),
+    ({"class_names": np.array(["a", "b"])}, "2 class names for 3 classes"),
+])
+def test_malformed_npz_gives_a_clear_error(tmp_path, changes, message):
+    with pytest.raises(DatasetError, match=message):
+        load_npz(tmp_path, **changes)
+
+
+def test_missing_or_unreadable_npz_is_an_error(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(f"npz:{tmp_path / 'absent.npz'}")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, **good_arrays(class_names=np.array(["a", None, "c"], dtype=object)))
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset(f"npz:{path}")
+
+
+def test_folder_classes_are_sorted_names_and_pixels_are_kept(tmp_path):
+    image_folder(tmp_path / "imgs", classes=("cat", "ant"), per_class=2, size=(6, 5))
+    data = load_dataset(f"folder:{tmp_path / 'imgs'}", data_dir=tmp_path / "data")
+    assert data.class_names == ("ant", "cat")
+    assert data.x_train.shape == (4, 6, 5, 3) and data.y_train.tolist() == [0, 0, 1, 1]
+    # builder: value 50 * (index in the given order) + i; "ant" was given second.
+    assert data.x_train[:, 0, 0, 0].tolist() == [50, 51, 0, 1]
+    assert (tmp_path / "data" / "cache").is_dir()  # decoded once, into the data dir's cache
+
+
+def test_folder_of_grayscale_images_has_one_channel(tmp_path):
+    image_folder(tmp_path, channels=1)
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.image_shape == (6, 5, 1) and len(data.mean) == 1
+
+
+def test_folder_with_jpegs_and_mixed_modes_becomes_rgb(tmp_path):
+    image_folder(tmp_path, channels=1)
+    save_image(tmp_path / "train" / "ant" / "extra.jpg", np.zeros((6, 5, 3), np.uint8))
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.image_shape == (6, 5, 3) and len(data.y_train) == 5
+
+
+def test_folder_empty_class_is_an_error(tmp_path):
+    image_folder(tmp_path)
+    (tmp_path / "train" / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"classes \['empty'\] have no images"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_test_class_unknown_to_train_is_an_error(tmp_path):
+    image_folder(tmp_path)
+    save_image(tmp_path / "test" / "zebra" / "0.png", np.zeros((6, 5, 3), np.uint8))
+    with pytest.raises(DatasetError, match="zebra"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_with_images_of_different_sizes_is_an_error(tmp_path):
+    image_folder(tmp_path)
+    save_image(tmp_path / "test" / "cat" / "big.png", np.zeros((9, 9, 3), np.uint8))
+    with pytest.raises(DatasetError, match="images differ in size.*big.png"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_without_test_split_is_an_error(tmp_path):
+    image_folder(tmp_path)
+    for path in sorted((tmp_path / "test").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (tmp_path / "test").rmdir()
+    with pytest.raises(DatasetError, match="test is missing"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'absent'}")
+
+
+def test_changed_folder_is_decoded_again(tmp_path):
+    image_folder(tmp_path / "imgs")
+    assert len(load_dataset(f"folder:{tmp_path / 'imgs'}").y_train) == 4
+    save_image(tmp_path / "imgs" / "train" / "cat" / "new.png", np.zeros((6, 5, 3), np.uint8))
+    assert len(load_dataset(f"folder:{tmp_path / 'imgs'}").y_train) == 5
