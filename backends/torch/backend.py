@@ -1,0 +1,210 @@
+"""TorchBackend: the MIND Backend protocol (mind_core/protocol.py) on PyTorch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from backends.torch.augment import Normaliser
+from backends.torch.losses import get_loss
+from backends.torch.models import ARCHITECTURES, bn_layers, build, gated_layers
+from backends.torch.trainer import Trainer
+from mind_core.protocol import (
+    BNState,
+    EpochResult,
+    LayerInfo,
+    Masks,
+    ModelSpec,
+    PhaseSpec,
+    ProgressFn,
+    StopFn,
+    Subnet,
+    Weights,
+)
+
+BN_KEYS = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def resolve_device(device: str | None) -> str:
+    """"auto" | "cpu" | "cuda" | "cuda:i" (also "gpu", "gpu:i") -> a torch device string."""
+    requested = (device or "auto").strip().lower()
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    kind, _, index = requested.partition(":")
+    if kind not in ("cuda", "gpu"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but PyTorch {torch.__version__} sees no "
+                         "CUDA GPU here (CPU-only build or no driver): use --device cpu or auto")
+    if index and not index.isdigit():
+        raise ValueError(f"bad device {device!r}: the GPU index must be a number, e.g. cuda:0")
+    number, count = int(index or 0), torch.cuda.device_count()
+    if number >= count:
+        raise ValueError(f"device {device!r} asked for, but only {count} CUDA GPU(s) are "
+                         f"visible (cuda:0 .. cuda:{count - 1})")
+    return f"cuda:{number}"
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float32, copy=True).numpy()
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self._device = torch.device(self.device)
+        if self._device.type == "cuda":
+            self.capabilities = frozenset({"gpu"})
+            # Fixed shapes every step: let cuDNN pick the fastest kernels once.
+            torch.backends.cudnn.benchmark = True
+        else:
+            self.capabilities = frozenset({"deterministic"})
+
+    def versions(self) -> dict[str, str]:
+        out = {"torch": torch.__version__}
+        if self._device.type == "cuda":
+            out["cuda"] = str(torch.version.cuda)
+            out["gpu"] = torch.cuda.get_device_name(self._device)
+        return out
+
+    # -- models ---------------------------------------------------------------------------
+    def build_model(self, spec: ModelSpec, seed: int) -> nn.Module:
+        if spec.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {spec.arch!r}")
+        return build(spec, seed).to(self._device)
+
+    def layers(self, model: nn.Module) -> list[LayerInfo]:
+        gated = gated_layers(model)
+        last = list(gated)[-1]
+        return [LayerInfo(name=name, shape=tuple(layer.weight.shape),
+                          kind="conv" if layer.weight.dim() == 4 else "linear",
+                          classifier=name == last)
+                for name, layer in gated.items()]
+
+    def bn_layers(self, model: nn.Module) -> list[str]:
+        return list(bn_layers(model))
+
+    def get_weights(self, model: nn.Module) -> Weights:
+        return {name: _to_numpy(layer.weight) for name, layer in gated_layers(model).items()}
+
+    def set_weights(self, model: nn.Module, weights: Weights) -> None:
+        layers = gated_layers(model)
+        with torch.no_grad():
+            for name, array in weights.items():
+                param = self._lookup(layers, name, "weights").weight
+                param.copy_(self._tensor(array, tuple(param.shape), f"weights of {name}"))
+
+    def get_bn(self, model: nn.Module) -> BNState:
+        return {name: {key: _to_numpy(getattr(bn, attr)) for key, attr in BN_KEYS.items()}
+                for name, bn in bn_layers(model).items()}
+
+    def set_bn(self, model: nn.Module, state: BNState) -> None:
+        layers = bn_layers(model)
+        with torch.no_grad():
+            for name, values in state.items():
+                bn = self._lookup(layers, name, "BN state")
+                missing = set(BN_KEYS) - set(values)
+                if missing:
+                    raise ValueError(f"BN state of {name} lacks {sorted(missing)}")
+                for key, attr in BN_KEYS.items():
+                    target = getattr(bn, attr)
+                    target.copy_(self._tensor(values[key], tuple(target.shape),
+                                              f"BN {key} of {name}"))
+
+    def set_gates(self, model: nn.Module, gates: Masks | None) -> None:
+        layers = gated_layers(model)
+        gates = gates or {}
+        self._check_names(layers, gates, "gates")
+        with torch.no_grad():
+            for name, layer in layers.items():
+                gate = gates.get(name)
+                if gate is None or np.all(gate):
+                    layer.set_gate(None)  # all ones: skip the multiply entirely
+                else:
+                    layer.set_gate(self._tensor(gate, tuple(layer.weight.shape),
+                                                f"gate of {name}"))
+
+    # -- training -------------------------------------------------------------------------
+    def start_phase(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
+                    teacher: nn.Module | None = None) -> Trainer:
+        return Trainer(model, phase, trainable, teacher, self._device)
+
+    def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
+                    seed: int, progress: ProgressFn | None = None,
+                    should_stop: StopFn | None = None) -> EpochResult:
+        return trainer.train_epoch(x, y, epoch, seed, progress, should_stop)
+
+    def trainer_state(self, trainer: Trainer) -> dict[str, np.ndarray]:
+        return trainer.state()
+
+    def load_trainer_state(self, trainer: Trainer, state: dict[str, np.ndarray]) -> None:
+        trainer.load_state(state)
+
+    # -- inference ------------------------------------------------------------------------
+    def predict(self, model: nn.Module, x: np.ndarray, subnets: list[Subnet], batch_size: int,
+                mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+        n = len(x)
+        widths = {hi - lo for lo, hi in (s.class_range for s in subnets)}
+        if len(widths) > 1:
+            raise ValueError(f"sub-networks have different class counts {sorted(widths)}: "
+                             "their logits cannot be stacked")
+        width = widths.pop() if widths else 0
+        gated = list(gated_layers(model).values())
+        normalise = Normaliser(mean, std, self._device)
+        model.eval()
+        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self._device)
+        out = torch.empty((len(subnets), n, width), dtype=torch.float32, device=self._device)
+        try:
+            for j, subnet in enumerate(subnets):
+                # Gates and BN are set outside inference mode: they stay usable for training.
+                self.set_gates(model, subnet.gates)
+                self.set_bn(model, subnet.bn)
+                lo, hi = subnet.class_range
+                with torch.inference_mode():
+                    for layer in gated:
+                        layer.cache_effective_weight()  # weight * gate once per sub-network
+                    for start in range(0, n, batch_size):
+                        logits = model(normalise(x_dev[start:start + batch_size]))
+                        out[j, start:start + batch_size] = logits[:, lo:hi]
+        finally:
+            for layer in gated:
+                layer.clear_cache()
+        return out.cpu().numpy()
+
+    # -- conformance hook -----------------------------------------------------------------
+    def distill_loss(self, name: str, teacher_logits: np.ndarray,
+                     student_logits: np.ndarray) -> float:
+        """The training distillation loss on numpy logits (tested against the numpy oracles)."""
+        teacher = torch.from_numpy(np.asarray(teacher_logits)).to(self._device)
+        student = torch.from_numpy(np.asarray(student_logits)).to(self._device)
+        with torch.no_grad():
+            return float(get_loss(name)(teacher, student))
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _check_names(layers: dict[str, Any], given: dict[str, Any], what: str) -> None:
+        unknown = sorted(set(given) - set(layers))
+        if unknown:
+            raise ValueError(f"{what} for unknown layers {unknown}; the model has "
+                             f"{list(layers)}")
+
+    @staticmethod
+    def _lookup(layers: dict[str, Any], name: str, what: str) -> Any:
+        try:
+            return layers[name]
+        except KeyError:
+            raise ValueError(f"{what} for unknown layer {name!r}; the model has "
+                             f"{list(layers)}") from None
+
+    def _tensor(self, array: np.ndarray, shape: tuple[int, ...], what: str) -> torch.Tensor:
+        array = np.asarray(array)
+        if array.shape != shape:
+            raise ValueError(f"{what} has shape {array.shape}, expected {shape}")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)

@@ -1,0 +1,198 @@
+"""One training phase of one model: AdamW that changes only the trainable entries.
+
+Exact freezing: gradients of partly trainable weights are multiplied by the 0/1 trainable
+mask, so their Adam moments stay exactly 0 and the Adam update of a frozen entry is exactly
+0; decoupled weight decay is applied by us as a multiplication by 1 - lr * wd * mask, which is
+exactly 1 on frozen entries. Fully frozen weights are not optimised at all.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backends.torch.augment import EpochAugmenter, Normaliser
+from backends.torch.losses import LogitMask, get_loss
+from backends.torch.models import bn_layers, gated_layers
+from mind_core.protocol import EpochResult, Masks, PhaseSpec, ProgressFn, StopFn
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
+                 teacher: nn.Module | None, device: torch.device) -> None:
+        if phase.kind not in ("teacher", "distill"):
+            raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
+        self.model, self.phase, self.device = model, phase, device
+        uses_teacher = phase.kind == "distill" and phase.beta > 0
+        if uses_teacher and teacher is None:
+            raise ValueError("a distill phase with beta > 0 needs a teacher model")
+        if uses_teacher and teacher is model:
+            # The teacher runs in eval mode: sharing the module would put the student there too.
+            raise ValueError("the teacher must be a separate model, not the student itself")
+        self.teacher = teacher if uses_teacher else None
+        self.loss_fn = get_loss(phase.loss)
+        self.mask = LogitMask(phase.logit_masking, phase.class_range,
+                              model.spec.num_classes, device)
+        self.bns = list(bn_layers(model).values())
+        # Synchronising with the GPU for the progress loss stalls its queue: do it rarely.
+        self.sync_every = 1 if device.type == "cpu" else 16
+        self._build_optimizer(trainable)
+
+    def _build_optimizer(self, trainable: Masks | None) -> None:
+        layers = gated_layers(self.model)
+        if trainable is not None:
+            unknown = sorted(set(trainable) - set(layers))
+            if unknown:
+                raise ValueError(f"trainable masks for unknown layers: {unknown}")
+        full: list[tuple[str, nn.Parameter]] = []
+        masked: list[tuple[str, nn.Parameter]] = []
+        self.keep: list[torch.Tensor] = []
+        for name, layer in layers.items():
+            mask = None if trainable is None else trainable.get(name)
+            if trainable is not None and mask is None:
+                mask = np.zeros(layer.weight.shape, dtype=bool)  # not listed: frozen
+            if mask is not None:
+                mask = np.asarray(mask, dtype=bool)
+                if mask.shape != tuple(layer.weight.shape):
+                    raise ValueError(f"trainable mask of {name} has shape {mask.shape}, "
+                                     f"weight has {tuple(layer.weight.shape)}")
+            if mask is None or mask.all():
+                full.append((f"{name}.weight", layer.weight))
+            elif mask.any():
+                masked.append((f"{name}.weight", layer.weight))
+                self.keep.append(torch.from_numpy(mask.astype(np.float32)).to(self.device))
+            layer.weight.requires_grad_(mask is None or bool(mask.any()))
+        for name, bn in bn_layers(self.model).items():
+            for pname in ("weight", "bias"):
+                param = getattr(bn, pname)
+                param.requires_grad_(self.phase.train_bn)
+                if self.phase.train_bn:
+                    full.append((f"{name}.{pname}", param))
+        self.masked_params = [p for _, p in masked]
+        named = full + masked
+        self.param_names = [n for n, _ in named]
+        groups = []
+        if full:
+            groups.append({"params": [p for _, p in full],
+                           "weight_decay": self.phase.weight_decay})
+        if masked:
+            groups.append({"params": self.masked_params, "weight_decay": 0.0})
+        self.optimizer = None
+        if groups:
+            self.optimizer = torch.optim.AdamW(groups, lr=self.phase.lr,
+                                               fused=self.device.type == "cuda")
+
+    def _set_lr(self, lr: float) -> list[torch.Tensor]:
+        """Sets the epoch's learning rate; returns the per-entry decay factors of the masked
+        weights (computed once per epoch, not per step)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        decay = lr * self.phase.weight_decay
+        if not decay:
+            return []
+        return [1.0 - decay * keep for keep in self.keep]
+
+    def _prepare_modes(self) -> None:
+        self.model.train()
+        if not self.phase.train_bn:
+            for bn in self.bns:
+                bn.eval()
+        if self.teacher is not None:
+            self.teacher.eval()
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.model(xb)
+        student = self.mask.logits(logits)
+        ce = F.cross_entropy(student, self.mask.labels(yb))
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.mask.logits(self.teacher(xb))
+            distill = self.loss_fn(teacher, student)
+            loss = ce + self.phase.beta * distill
+        else:
+            distill = torch.zeros((), device=self.device)
+            loss = ce
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.masked_params:
+                torch._foreach_mul_([p.grad for p in self.masked_params], self.keep)
+                if decay:
+                    with torch.no_grad():
+                        torch._foreach_mul_(self.masked_params, decay)
+            self.optimizer.step()
+        correct = (self.mask.task_predictions(logits.detach()) == yb).sum()
+        return loss.detach(), ce.detach(), distill.detach(), correct
+
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
+                    progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:
+        start_time = time.perf_counter()
+        phase, n = self.phase, len(x)
+        if len(y) != n:
+            raise ValueError(f"{n} images but {len(y)} labels")
+        lo, hi = phase.class_range
+        if n and (np.min(y) < lo or np.max(y) >= hi):
+            raise ValueError(f"labels span [{np.min(y)}, {np.max(y)}], outside the phase's "
+                             f"classes [{lo}, {hi})")
+        self._prepare_modes()
+        decay = self._set_lr(phase.lr_at(epoch)) if self.optimizer is not None else []
+        order = np.random.default_rng(seed).permutation(n)
+        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self.device)
+        y_dev = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self.device)
+        perm = torch.from_numpy(order).to(self.device)
+        normalise = Normaliser(phase.mean, phase.std, self.device)
+        augment = EpochAugmenter(phase.augment, n, x.shape[1], x.shape[2], seed, self.device)
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        batches = -(-n // phase.batch_size)
+        seen, stopped, running = 0, False, float("nan")
+        for b in range(batches):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            start = b * phase.batch_size
+            idx = perm[start:start + phase.batch_size]
+            xb = augment.photometric(normalise(augment.geometric(x_dev[idx], start)), start)
+            loss, ce, distill, correct = self._step(xb, y_dev[idx], decay)
+            size = idx.shape[0]
+            sums += torch.stack([loss * size, ce * size, distill * size, correct.double()])
+            seen += size
+            if progress is not None:
+                if b == 0 or (b + 1) % self.sync_every == 0 or b + 1 == batches:
+                    running = float(sums[0]) / seen
+                progress(b + 1, batches, running)
+        totals = (sums / max(seen, 1)).tolist()
+        return EpochResult(loss=totals[0], ce=totals[1], distill=totals[2], accuracy=totals[3],
+                           images=seen, seconds=time.perf_counter() - start_time,
+                           stopped=stopped)
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.optimizer is None:
+            return {}
+        out = {}
+        for index, values in self.optimizer.state_dict()["state"].items():
+            for key, value in values.items():
+                array = torch.as_tensor(value).detach().to("cpu", copy=True).numpy()
+                out[f"adamw.{self.param_names[index]}.{key}"] = array
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if self.optimizer is None:
+            if state:
+                raise ValueError("this phase trains nothing, but optimiser state was given")
+            return
+        index_of = {name: i for i, name in enumerate(self.param_names)}
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for key, array in state.items():
+            prefix, _, rest = key.partition(".")
+            name, _, field = rest.rpartition(".")
+            if prefix != "adamw" or name not in index_of:
+                raise ValueError(f"optimiser state {key!r} does not belong to this phase")
+            per_param.setdefault(index_of[name], {})[field] = torch.from_numpy(np.array(array))
+        current = self.optimizer.state_dict()
+        self.optimizer.load_state_dict({"state": per_param,
+                                        "param_groups": current["param_groups"]})

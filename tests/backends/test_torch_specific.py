@@ -1,0 +1,174 @@
+"""What only the PyTorch backend has: device resolution, gate buffers, the effective-weight
+cache, on-device augmentation and the exact model structure against plain torch code."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from backends.torch import backend as backend_module  # noqa: E402
+from backends.torch.augment import EpochAugmenter, Normaliser  # noqa: E402
+from backends.torch.backend import TorchBackend  # noqa: E402
+from backends.torch.layers import GatedConv2d  # noqa: E402
+from backends.torch.losses import LogitMask  # noqa: E402
+from backends.torch.models import BasicBlock, gated_layers  # noqa: E402
+from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet  # noqa: E402
+
+SPEC = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)
+
+
+@pytest.fixture
+def tb():
+    return TorchBackend("cpu")
+
+
+def test_cuda_without_cuda_is_a_readable_value_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        TorchBackend("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        TorchBackend("tpu")
+    auto = TorchBackend("auto")
+    assert auto.device == "cpu" and "deterministic" in auto.capabilities
+    assert auto.versions()["torch"] == torch.__version__
+
+
+def test_cuda_index_is_checked(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert backend_module.resolve_device("cuda") == "cuda:0"
+    with pytest.raises(ValueError, match="only 1 CUDA"):
+        backend_module.resolve_device("cuda:3")
+
+
+def test_gates_are_buffers_and_all_ones_means_dense(tb):
+    model = tb.build_model(SPEC, seed=0)
+    gate = np.random.default_rng(0).random((32, 3, 3, 3)) < 0.5
+    tb.set_gates(model, {"conv1": gate, "conv2": np.ones((64, 32, 3, 3), bool)})
+    layers = gated_layers(model)
+    assert torch.equal(model.state_dict()["conv1.gate"], torch.from_numpy(gate).float())
+    assert layers["conv2"].gate is None and layers["fc"].gate is None
+    tb.set_gates(model, None)
+    assert all(layer.gate is None for layer in layers.values())
+    with pytest.raises(ValueError, match="unknown layers"):
+        tb.set_gates(model, {"conv9": gate})
+
+
+def test_bad_weights_are_value_errors(tb):
+    model = tb.build_model(SPEC, seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        tb.set_weights(model, {"fc": np.zeros((3, 3), np.float32)})
+    with pytest.raises(ValueError, match="unknown layer"):
+        tb.set_weights(model, {"head": np.zeros((4, 128), np.float32)})
+
+
+def test_predict_multiplies_once_per_subnet_and_never_copies(tb, monkeypatch):
+    model = tb.build_model(SPEC, seed=0)
+    calls = []
+    original = GatedConv2d.cache_effective_weight
+    monkeypatch.setattr(GatedConv2d, "cache_effective_weight",
+                        lambda self: calls.append(self) or original(self))
+    monkeypatch.setattr(copy, "deepcopy", lambda *a, **k: pytest.fail("model copied"))
+    x = np.zeros((30, 8, 8, 3), np.uint8)
+    subnets = [Subnet(gates={}, bn=tb.get_bn(model), class_range=(0, 2))] * 2
+    tb.predict(model, x, subnets, batch_size=4, mean=(0.5,), std=(0.25,))
+    assert len(calls) == 2 * 3  # 2 sub-networks x 3 convs, not x 8 batches
+    assert all(layer._cached is None for layer in gated_layers(model).values())
+
+
+def test_model_still_trains_after_predict(tb):
+    # Gates set during predict must not be inference tensors, or backward would fail.
+    model = tb.build_model(SPEC, seed=0)
+    gates = {"conv1": np.random.default_rng(0).random((32, 3, 3, 3)) < 0.5}
+    x = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    tb.predict(model, x, [Subnet(gates=gates, bn=tb.get_bn(model), class_range=(0, 4))],
+               batch_size=4, mean=(0.5,), std=(0.25,))
+    ph = PhaseSpec(kind="teacher", epochs=1, lr=0.01, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=4, class_range=(0, 4))
+    result = tb.train_epoch(tb.start_phase(model, ph, None), x, np.arange(8) % 4, 0, 0)
+    assert np.isfinite(result.loss)
+
+
+def test_distill_with_beta_needs_a_teacher_and_state_must_match(tb):
+    model = tb.build_model(SPEC, seed=0)
+    ph = PhaseSpec(kind="distill", epochs=1, lr=0.01, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=4, class_range=(0, 4), beta=5.0)
+    with pytest.raises(ValueError, match="teacher"):
+        tb.start_phase(model, ph, None)
+    with pytest.raises(ValueError, match="separate model"):
+        tb.start_phase(model, ph, None, teacher=model)
+    teacher = tb.build_model(SPEC, seed=1)
+    trainer = tb.start_phase(model, ph, {"fc": np.ones((4, 128), bool)}, teacher=teacher)
+    with pytest.raises(ValueError, match="does not belong"):
+        tb.load_trainer_state(trainer, {"adamw.conv1.weight.step": np.array(1.0)})
+
+
+def test_forward_matches_plain_torch_small_cnn(tb):
+    model = tb.build_model(SPEC, seed=0)
+    x = torch.randn(5, 3, 12, 12)
+    model.eval()
+    w = {k: v.weight.detach() for k, v in gated_layers(model).items()}
+    h = torch.relu(conv_fresh_bn(x, w["conv1"]))
+    h = torch.nn.functional.max_pool2d(h, 2)
+    h = torch.nn.functional.max_pool2d(torch.relu(conv_fresh_bn(h, w["conv2"])), 2)
+    h = torch.relu(conv_fresh_bn(h, w["conv3"])).mean(dim=(2, 3))
+    # Fresh BN in eval mode is x / sqrt(1 + eps).
+    expected = h @ w["fc"].T
+    torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def conv_fresh_bn(x, weight):
+    return torch.nn.functional.conv2d(x, weight, padding=1) / (1 + 1e-5) ** 0.5
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads_channels():
+    block = BasicBlock(16, 32, stride=2).eval()
+    with torch.no_grad():
+        block.conv1.weight.zero_()
+        block.conv2.weight.zero_()
+    x = torch.randn(2, 16, 6, 6).relu()
+    out = block(x)
+    assert out.shape == (2, 32, 3, 3)
+    torch.testing.assert_close(out[:, 8:24], x[:, :, ::2, ::2])
+    assert torch.all(out[:, :8] == 0) and torch.all(out[:, 24:] == 0)
+
+
+def test_crop_and_flip_match_a_numpy_reference():
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (6, 5, 7, 2), dtype=np.uint8))
+    aug = EpochAugmenter(Augment(crop_pad=2, hflip=True), 10, 5, 7, seed=3,
+                         device=torch.device("cpu"))
+    out = aug.geometric(x, start=4).numpy()
+    for i in range(6):
+        dy, dx = aug.offsets[4 + i].tolist()
+        ref = np.pad(x[i].numpy(), ((2, 2), (2, 2), (0, 0)))[dy:dy + 5, dx:dx + 7]
+        if aug.flips[4 + i]:
+            ref = ref[:, ::-1]
+        np.testing.assert_array_equal(out[i], ref)
+    assert aug.flips.any() and not aug.flips.all() and aug.offsets.max() > 0
+
+
+def test_normalise_and_brightness():
+    x = np.random.default_rng(0).integers(0, 256, (4, 3, 3, 2), dtype=np.uint8)
+    norm = Normaliser((0.5, 0.25), (0.2, 0.4), torch.device("cpu"))
+    expected = ((x / 255.0 - [0.5, 0.25]) / [0.2, 0.4]).transpose(0, 3, 1, 2)
+    out = norm(torch.from_numpy(x))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+    aug = EpochAugmenter(Augment(brightness=0.3), 4, 3, 3, seed=0, device=torch.device("cpu"))
+    shift = (aug.photometric(out, 0) - out).numpy()
+    assert np.allclose(shift, shift[:, :1, :1, :1], atol=1e-6)  # one shift per image
+    assert np.all(np.abs(shift) <= 0.3) and np.ptp(shift[:, 0, 0, 0]) > 0
+
+
+def test_logit_mask_modes():
+    logits = torch.arange(12.0).reshape(2, 6)
+    zero = LogitMask("zero", (2, 4), 6, "cpu")
+    assert torch.equal(zero.logits(logits)[0], torch.tensor([0.0, 0, 2, 3, 0, 0]))
+    sliced = LogitMask("slice", (2, 4), 6, "cpu")
+    assert torch.equal(sliced.logits(logits), logits[:, 2:4])
+    assert torch.equal(sliced.labels(torch.tensor([2, 3])), torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        LogitMask("zero", (4, 7), 6, "cpu")
