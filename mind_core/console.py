@@ -20,10 +20,10 @@ def fmt_duration(seconds: float) -> str:
 class ConsoleReporter:
     """Prints one line per step and epoch; on a terminal, a live progress line too."""
 
-    def __init__(self, stream: TextIO = sys.stdout, quiet: bool = False):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+        self.stream = stream or sys.stdout  # looked up now: tests swap sys.stdout per test
         self.quiet = quiet
-        self.live = stream.isatty()
+        self.live = self.stream.isatty()
         self.tasks = 0
         self.started = time.time()
         self._line_open = False
