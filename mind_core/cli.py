@@ -74,8 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
 
     sub.add_parser("presets", help="list configuration presets")
-    ds = sub.add_parser("datasets", help="list datasets and whether they are available here")
-    ds.add_argument("--data-dir")
+    ds = sub.add_parser("datasets", help="list, download or generate datasets",
+                        description="`mind datasets` lists every dataset and whether it is "
+                        "available here; `mind datasets download cifar100` fetches it (checksum "
+                        "verified); `mind datasets prepare synbols` renders Synbols offline.")
+    ds.add_argument("action", nargs="?", default="list", choices=["list", "download", "prepare"])
+    ds.add_argument("name", nargs="?", help="dataset for download/prepare")
+    ds.add_argument("--data-dir", help="target/search folder (else $MIND_DATA_DIR, "
+                    "~/.cache/mind/data)")
+    ds.add_argument("--classes", type=int, default=200, help="prepare synbols: classes")
+    ds.add_argument("--per-class", type=int, default=500, help="prepare synbols: train images "
+                    "per class (test: a tenth)")
+    ds.add_argument("--seed", type=int, default=0)
 
     show = sub.add_parser("config", help="print the resolved configuration as JSON",
                           description="Resolve a preset with overrides and print it (or the error).")
@@ -132,8 +142,25 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_datasets(args) -> int:
-    from mind_core.data import list_datasets
+    from mind_core.data import DatasetError, download, list_datasets, prepare_synbols, search_roots
 
+    if args.action == "download":
+        if not args.name:
+            raise DatasetError("say which dataset to download, e.g. `mind datasets download "
+                               "cifar100`")
+        print(f"Downloaded and verified {download(args.name, args.data_dir)}")
+        return 0
+    if args.action == "prepare":
+        if args.name != "synbols":
+            raise DatasetError("only synbols can be prepared: `mind datasets prepare synbols`")
+        root = Path(args.data_dir).expanduser() if args.data_dir else search_roots()[0]
+        print(f"Rendering Synbols: {args.classes} classes x {args.per_class} train + "
+              f"{max(args.per_class // 10, 1)} test images (this takes a while)...", flush=True)
+        path = prepare_synbols(root / "synbols.npz", classes=args.classes,
+                               per_class_train=args.per_class,
+                               per_class_test=max(args.per_class // 10, 1), seed=args.seed)
+        print(f"Wrote {path}")
+        return 0
     for info in list_datasets(args.data_dir):
         shape = "x".join(str(s) for s in info.image_shape)
         status = "available" if info.available else f"missing: {info.how_to_get}"

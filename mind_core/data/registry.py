@@ -96,8 +96,7 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(
         name="cifar100", classes=cifar.NUM_CLASSES, image_shape=cifar.IMAGE_SHAPE,
         description="CIFAR-100, 100 classes, 50,000 train / 10,000 test, 32x32 RGB",
-        how_to_get="python -c \"from mind_core.data import download; download('cifar100')\" "
-                   "(161 MB into ~/.cache/mind/data), or put cifar-100-python.tar.gz or its "
+        how_to_get="mind datasets download cifar100 (161 MB into the data dir), or put cifar-100-python.tar.gz or its "
                    f"extracted cifar-100-python/ folder into the data dir ({WHERE})",
         looks_for="cifar-100-python.tar.gz or cifar-100-python/ in <root> or <root>/cifar100",
         augment=cifar.AUGMENT, find=cifar.find_cifar100, load=cifar.load_cifar100),
@@ -129,8 +128,7 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(
         name="synbols", classes=synbols.NUM_CLASSES, image_shape=synbols.IMAGE_SHAPE,
         description="Synbols, 200 symbol classes on gradient backgrounds, 32x32 RGB",
-        how_to_get="python -c \"from mind_core.data import prepare_synbols; "
-                   "prepare_synbols('~/.cache/mind/data/synbols.npz')\" (a few minutes; needs "
+        how_to_get="mind datasets prepare synbols (a few minutes; needs "
                    "pip install 'mind-cl[synbols]' and the apt packages libcairo2-dev, "
                    f"pkg-config, fonts-dejavu-core); searched in {WHERE}",
         looks_for="synbols.npz in <root> or <root>/synbols",

@@ -63,6 +63,9 @@ def test_same_command_twice_gives_the_same_metrics(tmp_path):
     (["run", "--preset", "smoke", "--backend", "jax"], "unknown backend"),
     (["resume", "/nonexistent/run"], "no run directory"),
     (["eval", "/nonexistent/run"], "no run directory"),
+    (["datasets", "download"], "say which dataset"),
+    (["datasets", "download", "fmnist-mini"], "no download is available"),
+    (["datasets", "prepare", "cifar100"], "only synbols"),
 ])
 def test_bad_input_is_one_readable_line_and_exit_2(tmp_path, capsys, args, message):
     out = tmp_path / "run"
