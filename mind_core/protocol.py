@@ -132,14 +132,15 @@ class Backend(Protocol):
     def set_bn(self, model: Any, state: BNState) -> None: ...
 
     def set_gates(self, model: Any, gates: Masks | None) -> None:
-        """Gates for every following forward; None = dense (all ones)."""
+        """Gates for every following forward; None = dense (all ones). A layer missing from
+        the dict runs dense."""
 
     def start_phase(self, model: Any, phase: PhaseSpec, trainable: Masks | None,
                     teacher: Any | None = None) -> Any:
         """Prepare a trainer (optimiser, data placement happens per epoch). Only entries where
         trainable is True may change; every other entry of a gated weight must be bit-for-bit
         unchanged after any number of epochs (weight decay and momentum included). None =
-        everything trains. teacher: a model run in eval mode without gradient for the
+        everything trains; a layer missing from the dict is frozen. teacher: a model run in eval mode without gradient for the
         distillation term (only used when phase.kind == "distill" and phase.beta > 0)."""
 
     def train_epoch(self, trainer: Any, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
@@ -156,6 +157,12 @@ class Backend(Protocol):
 
     def predict(self, model: Any, x: np.ndarray, subnets: list[Subnet], batch_size: int,
                 mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-        """Logits of every sub-network over its own classes: float32 [len(subnets), n, c].
+        """Logits of every sub-network over its own classes: float32 [len(subnets), n, c]
+        (every sub-network covers the same number of classes c).
         Must not copy the model; leaves the model's gates/BN in an unspecified state (the
         engine sets them again before training)."""
+
+    def distill_loss(self, name: str, teacher_logits: np.ndarray,
+                     student_logits: np.ndarray) -> float:
+        """The backend's own implementation of a distillation loss on numpy logits (tested
+        against mind_core.metrics.LOSS_ORACLES by the conformance suite)."""
