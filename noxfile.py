@@ -4,7 +4,7 @@ A plain `nox` runs every session. Frameworks are pinned by constraints.txt (CPU 
 
 import nox
 
-nox.options.sessions = ["lint", "core", "backend", "parity", "tui"]
+nox.options.sessions = ["lint", "core", "synbols", "backend", "parity", "tui"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
@@ -34,6 +34,13 @@ def core(session):
     install(session)
     session.run("python", "-c", "import torch", success_codes=[1], silent=True)  # none here
     pytest(session, "tests/core", "tests/properties", "tests/data", "tests/cli")
+
+
+@nox.session
+def synbols(session):
+    """Synbols rendering with the optional extra (needs libcairo2-dev, pkg-config, fonts)."""
+    install(session, "synbols")
+    pytest(session, "tests/data/test_synbols.py")
 
 
 @nox.session

@@ -85,7 +85,7 @@ def test_missing_dataset_says_what_where_and_how(tmp_path):
     message = str(err.value)
     assert "cifar-100-python.tar.gz" in message  # what is missing
     assert str(tmp_path / "nowhere") in message  # where it looked
-    assert "download('cifar100')" in message  # how to get it
+    assert "mind datasets download cifar100" in message  # how to get it
 
 
 @pytest.mark.parametrize("name", ["tinyimagenet", "core50", "core50-frames", "synbols",
