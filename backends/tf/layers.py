@@ -1,0 +1,135 @@
+"""Gated, bias-free Conv2D/Dense layers and a PyTorch-compatible BatchNorm, as Keras 3 layers.
+
+Every gated layer holds a trainable `kernel` and a non-trainable 0/1 `gate` of the same shape;
+the forward pass uses kernel * gate. Keras keeps conv kernels as [kh, kw, in, out] and dense
+kernels as [in, out]; `to_canonical`/`from_canonical` convert to the project's canonical
+[out, in, kh, kw] / [out, in] layout at the boundary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.tf import tf_import
+
+tf, keras = tf_import()
+
+BN_EPSILON = 1e-5
+# PyTorch's momentum 0.1 is the weight of the new batch statistic (Keras momentum 0.9).
+BN_BATCH_WEIGHT = 0.1
+
+
+class GatedConv2D(keras.layers.Layer):
+    """3x3 (or any square) bias-free convolution with symmetric zero padding, as PyTorch pads."""
+
+    kind = "conv"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+        shape = (kernel_size, kernel_size, in_channels, filters)
+        self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=True,
+                                      name="kernel")
+        self.gate = self.add_weight(shape=shape, initializer="ones", trainable=False, name="gate")
+        same = stride == 1 and 2 * padding == kernel_size - 1
+        # Stride-1 "SAME" equals symmetric padding and takes the fastest kernel; for stride 2
+        # "SAME" would pad asymmetrically on even sizes, so the padding is spelled out.
+        self.padding = "SAME" if same else [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+        self.canonical_shape = (filters, in_channels, kernel_size, kernel_size)
+        self.built = True
+
+    def effective_kernel(self):
+        return self.kernel * self.gate
+
+    def call(self, x, kernel=None):
+        k = self.effective_kernel() if kernel is None else kernel
+        return tf.nn.conv2d(x, k, strides=self.stride, padding=self.padding)
+
+    @staticmethod
+    def to_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(array, (3, 2, 0, 1)))
+
+    @staticmethod
+    def from_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(array, (2, 3, 1, 0)))
+
+
+class GatedDense(keras.layers.Layer):
+    """Bias-free linear layer."""
+
+    kind = "linear"
+
+    def __init__(self, in_features: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        shape = (in_features, units)
+        self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=True,
+                                      name="kernel")
+        self.gate = self.add_weight(shape=shape, initializer="ones", trainable=False, name="gate")
+        self.canonical_shape = (units, in_features)
+        self.built = True
+
+    def effective_kernel(self):
+        return self.kernel * self.gate
+
+    def call(self, x, kernel=None):
+        k = self.effective_kernel() if kernel is None else kernel
+        return tf.matmul(x, k)
+
+    @staticmethod
+    def to_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array.T)
+
+    @staticmethod
+    def from_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array.T)
+
+
+class BatchNorm(keras.layers.Layer):
+    """BatchNorm over NHWC channels with PyTorch's semantics.
+
+    Training mode normalises with the biased batch variance but folds the *unbiased* one into
+    the running variance, as torch does (Keras' own layer uses the biased one, so running
+    statistics would drift apart across backends). TF's fused kernel does exactly this when
+    given an exponential averaging factor, and is the fastest CPU path.
+    """
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", trainable=True,
+                                     name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", trainable=True,
+                                    name="beta")
+        self.moving_mean = self.add_weight(shape=(channels,), initializer="zeros",
+                                           trainable=False, name="moving_mean")
+        self.moving_var = self.add_weight(shape=(channels,), initializer="ones",
+                                          trainable=False, name="moving_var")
+        self.built = True
+
+    def call(self, x, training=False):
+        if training:
+            y, mean, var, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
+                variance=self.moving_var, epsilon=BN_EPSILON,
+                exponential_avg_factor=BN_BATCH_WEIGHT, data_format="NHWC", is_training=True)
+            self.moving_mean.assign(mean)
+            self.moving_var.assign(var)
+            return y
+        y, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=self.gamma, offset=self.beta, mean=self.moving_mean,
+            variance=self.moving_var, epsilon=BN_EPSILON, data_format="NHWC", is_training=False)
+        return y
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {
+            "gamma": np.asarray(self.gamma.numpy(), np.float32),
+            "beta": np.asarray(self.beta.numpy(), np.float32),
+            "mean": np.asarray(self.moving_mean.numpy(), np.float32),
+            "var": np.asarray(self.moving_var.numpy(), np.float32),
+        }
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        for key, var in (("gamma", self.gamma), ("beta", self.beta),
+                         ("mean", self.moving_mean), ("var", self.moving_var)):
+            if key in state:
+                var.assign(np.asarray(state[key], np.float32).reshape(var.shape))

@@ -1,0 +1,130 @@
+"""The compiled train step (one per phase) and the compiled inference forward (one per model).
+
+Both are tf.functions with an input signature whose batch dimension is None, so neither the
+last, smaller batch nor a new epoch retraces them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from backends.tf import tf_import
+from backends.tf.augment import augment_batch, normalise
+from backends.tf.losses import cross_entropy, distill_loss_fn, mask_logits
+from backends.tf.optim import MaskedAdamW
+from mind_core.protocol import MASKINGS, Masks, PhaseSpec
+
+tf, _ = tf_import()
+
+# XLA on CPU: measured slower than TF's graph executor with oneDNN for these models, so off
+# by default; MIND_TF_JIT=1 turns it on (e.g. to try it on a GPU).
+JIT_COMPILE = os.environ.get("MIND_TF_JIT", "0") == "1"
+
+
+def _image_spec(model):
+    return tf.TensorSpec([None, *model.input_hwc], tf.uint8)
+
+
+def _frozen_or_masked(layer, trainable: Masks | None, name: str):
+    """(train?, mask) for one gated layer: mask None means every entry trains."""
+    if trainable is None:
+        return True, None
+    if name not in trainable:
+        return False, None
+    canonical = np.asarray(trainable[name], dtype=bool)
+    if canonical.shape != tuple(layer.canonical_shape):
+        raise ValueError(f"trainable[{name!r}]: expected shape {tuple(layer.canonical_shape)}, "
+                         f"got {canonical.shape}")
+    if not canonical.any():
+        return False, None
+    if canonical.all():
+        return True, None
+    return True, tf.constant(layer.from_canonical(canonical))
+
+
+class Trainer:
+    """Optimiser state and the compiled step for one phase of one model."""
+
+    def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str):
+        if phase.kind not in ("teacher", "distill"):
+            raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
+        if phase.kind == "distill" and phase.beta > 0 and teacher is None:
+            raise ValueError("a distill phase with beta > 0 needs a teacher model")
+        self.model, self.phase, self.device = model, phase, device
+        self.teacher = teacher if phase.kind == "distill" and phase.beta > 0 else None
+        variables, masks, keys, layouts = [], [], [], []
+        for name, layer in model.gated.items():
+            train, mask = _frozen_or_masked(layer, trainable, name)
+            if train:
+                variables.append(layer.kernel)
+                masks.append(mask)
+                keys.append(f"{name}.weight")
+                layouts.append((layer.to_canonical, layer.from_canonical))
+        if phase.train_bn:
+            for name, layer in model.bn.items():
+                # torch's names for BN gamma and beta, so optimiser states are interchangeable
+                for key, var in (("weight", layer.gamma), ("bias", layer.beta)):
+                    variables.append(var)
+                    masks.append(None)
+                    keys.append(f"{name}.{key}")
+                    layouts.append(None)
+        self.optimizer = MaskedAdamW(variables, masks, keys, phase.weight_decay, layouts)
+        self.step = self._compile()
+
+    def _compile(self):
+        model, teacher, phase, optimizer = self.model, self.teacher, self.phase, self.optimizer
+        use_teacher = teacher is not None
+        loss_fn = distill_loss_fn(phase.loss)
+        lo, hi = phase.class_range
+        channels = model.input_hwc[2]
+        mean = tf.constant(np.broadcast_to(np.asarray(phase.mean, np.float32), (channels,)))
+        std = tf.constant(np.broadcast_to(np.asarray(phase.std, np.float32), (channels,)))
+        aug = phase.augment
+        augmenting = aug.crop_pad > 0 or aug.hflip or aug.brightness > 0
+        if phase.logit_masking not in MASKINGS:
+            raise ValueError(f"unknown logit masking {phase.logit_masking!r}; use {MASKINGS}")
+
+        @tf.function(
+            input_signature=[_image_spec(model), tf.TensorSpec([None], tf.int64),
+                             tf.TensorSpec([None], tf.int32), tf.TensorSpec([2], tf.int64)],
+            jit_compile=JIT_COMPILE, autograph=False,
+        )
+        def step(x_all, y_all, index, seed):
+            x = tf.gather(x_all, index)
+            y = tf.gather(y_all, index)
+            x = augment_batch(x, mean, std, aug, seed) if augmenting else normalise(x, mean, std)
+            if use_teacher:
+                target, _ = mask_logits(teacher(x, training=False), None, (lo, hi),
+                                        phase.logit_masking)
+                target = tf.stop_gradient(target)
+            with tf.GradientTape() as tape:
+                logits = model(x, training=phase.train_bn)
+                student, labels = mask_logits(logits, y, (lo, hi), phase.logit_masking)
+                ce = cross_entropy(student, labels)
+                distill = loss_fn(target, student) if use_teacher else tf.constant(0.0)
+                total = ce + phase.beta * distill if use_teacher else ce
+            optimizer.apply(tape.gradient(total, optimizer.variables))
+            hits = tf.equal(tf.argmax(logits[:, lo:hi], axis=-1), y - lo)
+            correct = tf.reduce_sum(tf.cast(hits, tf.float32))
+            return tf.stack([total, ce, distill, correct])
+
+        return step
+
+
+def make_predict_fn(model):
+    """Inference forward on uint8 images with precomputed effective kernels."""
+    kernel_specs = {name: tf.TensorSpec(layer.kernel.shape, tf.float32)
+                    for name, layer in model.gated.items()}
+    channels = model.input_hwc[2]
+
+    @tf.function(
+        input_signature=[_image_spec(model), kernel_specs, tf.TensorSpec([channels], tf.float32),
+                         tf.TensorSpec([channels], tf.float32)],
+        jit_compile=JIT_COMPILE, autograph=False,
+    )
+    def forward(x, kernels, mean, std):
+        return model(normalise(x, mean, std), training=False, kernels=kernels)
+
+    return forward

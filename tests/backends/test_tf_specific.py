@@ -1,0 +1,189 @@
+"""What only the TF backend has to get right: Keras layouts and padding, its own BatchNorm and
+AdamW, tf.function tracing, stateless augmentation, TF device names. The shared behaviour is in
+test_conformance.py (run with MIND_TEST_BACKEND=tf)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from backends.tf.augment import augment_batch  # noqa: E402
+from backends.tf.backend import TFBackend, predict_fn, resolve_device, tf  # noqa: E402
+from backends.tf.layers import BatchNorm, GatedConv2D  # noqa: E402
+from backends.tf.optim import MaskedAdamW  # noqa: E402
+from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet  # noqa: E402
+
+SMALL = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return TFBackend(device="cpu")
+
+
+def test_importing_the_package_does_not_import_tensorflow():
+    code = "import sys, backends.tf; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
+
+
+def test_versions_and_device_names(backend):
+    assert set(backend.versions()) == {"tensorflow", "keras"}
+    assert backend.device == "/CPU:0" and "deterministic" in backend.capabilities
+    assert resolve_device("cpu") == "/CPU:0"
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    assert resolve_device("auto") == ("/GPU:0" if gpus else "/CPU:0")
+    with pytest.raises(ValueError, match=f"sees {gpus} GPU"):
+        resolve_device(f"cuda:{gpus}")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_canonical_layout_is_the_transposed_keras_kernel(backend):
+    model = backend.build_model(SMALL, seed=0)
+    conv = np.arange(32 * 3 * 3 * 3, dtype=np.float32).reshape(32, 3, 3, 3)
+    fc = np.arange(4 * 128, dtype=np.float32).reshape(4, 128)
+    backend.set_weights(model, {"conv1": conv, "fc": fc})
+    keras_conv = model.gated["conv1"].kernel.numpy()  # [kh, kw, in, out]
+    assert keras_conv.shape == (3, 3, 3, 32)
+    assert keras_conv[2, 1, 0, 5] == conv[5, 0, 2, 1]
+    assert np.array_equal(model.gated["fc"].kernel.numpy(), fc.T)
+    backend.set_gates(model, {"conv1": conv % 2 == 0})
+    assert np.array_equal(model.gated["conv1"].gate.numpy(),
+                          np.transpose(conv % 2 == 0, (2, 3, 1, 0)).astype(np.float32))
+
+
+def conv_reference(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """Direct NHWC convolution, symmetric zero padding 1, canonical [out, in, 3, 3] weights."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h = (x.shape[1] + 2 - 3) // stride + 1
+    wd = (x.shape[2] + 2 - 3) // stride + 1
+    out = np.zeros((x.shape[0], h, wd, w.shape[0]), np.float64)
+    for i in range(h):
+        for j in range(wd):
+            patch = xp[:, i * stride:i * stride + 3, j * stride:j * stride + 3, :]
+            out[:, i, j, :] = np.einsum("nhwc,ochw->no", patch, w)
+    return out
+
+
+@pytest.mark.parametrize("size", [6, 7])
+def test_stride_two_conv_pads_symmetrically_like_torch(size):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    layer = GatedConv2D(3, 4, 3, stride=2, padding=1)
+    layer.kernel.assign(GatedConv2D.from_canonical(w))
+    out = layer(tf.constant(x)).numpy()
+    np.testing.assert_allclose(out, conv_reference(x, w, 2), rtol=1e-4, atol=1e-4)
+    if size % 2 == 0:  # Keras "same" pads 0 before and 1 after here: a different result
+        same = tf.nn.conv2d(x, GatedConv2D.from_canonical(w), 2, "SAME").numpy()
+        assert not np.allclose(same, out, atol=1e-3)
+
+
+def test_batchnorm_running_variance_is_unbiased_like_torch():
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, (3, 2, 2, 5)).astype(np.float32)
+    bn = BatchNorm(5)
+    y = bn(tf.constant(x), training=True).numpy()
+    flat = x.reshape(-1, 5).astype(np.float64)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * flat.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_var.numpy(), 0.9 + 0.1 * flat.var(0, ddof=1),
+                               rtol=1e-5)
+    # ...while the batch itself is normalised with the biased variance.
+    expected = (x - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    before = bn.get_state()
+    bn(tf.constant(x), training=False)
+    assert all(np.array_equal(before[k], v) for k, v in bn.get_state().items())
+
+
+def torch_adamw(p, grads, lr, wd, mask, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.AdamW's update in float64, applied only where mask is True."""
+    p, m, v = p.astype(np.float64), np.zeros_like(p, np.float64), np.zeros_like(p, np.float64)
+    for step, g in enumerate(grads, start=1):
+        new_p = p * (1 - lr * wd)
+        new_m = b1 * m + (1 - b1) * g
+        new_v = b2 * v + (1 - b2) * g * g
+        denom = np.sqrt(new_v) / np.sqrt(1 - b2**step) + eps
+        new_p = new_p - lr / (1 - b1**step) * new_m / denom
+        p, m, v = (np.where(mask, new, old) for new, old in ((new_p, p), (new_m, m), (new_v, v)))
+    return p
+
+
+def test_masked_adamw_follows_torch_and_leaves_frozen_bits_alone():
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=(4, 5)).astype(np.float32)
+    mask = rng.random((4, 5)) < 0.5
+    dense_start = rng.normal(size=(3,)).astype(np.float32)
+    grads = [rng.normal(size=(4, 5)).astype(np.float32) for _ in range(3)]
+    dense_grads = [rng.normal(size=(3,)).astype(np.float32) for _ in range(3)]
+    var, dense = tf.Variable(start), tf.Variable(dense_start)
+    opt = MaskedAdamW([var, dense], [tf.constant(mask), None], ["w", "b"], weight_decay=0.1)
+    opt.lr.assign(0.01)
+    step = tf.function(opt.apply, autograph=False)
+    for g, d in zip(grads, dense_grads, strict=True):
+        step([tf.constant(g), tf.constant(d)])
+    got = var.numpy()
+    assert np.array_equal(got[~mask], start[~mask])
+    np.testing.assert_allclose(got, torch_adamw(start, grads, 0.01, 0.1, mask), rtol=1e-5)
+    np.testing.assert_allclose(dense.numpy(), torch_adamw(dense_start, dense_grads, 0.01, 0.1,
+                                                          np.ones(3, bool)), rtol=1e-5)
+    state = opt.state()
+    assert state["adamw.w.step"].tolist() == [3] and state["adamw.w.exp_avg"].shape == (4, 5)
+    assert np.all(state["adamw.w.exp_avg"][~mask] == 0)
+    assert np.all(state["adamw.w.exp_avg_sq"][mask] > 0)
+
+
+def test_train_step_and_predict_are_traced_once(backend):
+    model = backend.build_model(SMALL, seed=0)
+    phase = PhaseSpec(kind="teacher", epochs=3, lr=0.01, milestones=(1,), gamma=0.5,
+                      weight_decay=0.0, batch_size=8, class_range=(0, 4),
+                      augment=Augment(crop_pad=1, hflip=True))
+    trainer = backend.start_phase(model, phase, None)
+    rng = np.random.default_rng(0)
+    for epoch in range(3):  # 13 images: a short last batch, a new lr at epoch 1
+        x = rng.integers(0, 256, (13, 8, 8, 3), dtype=np.uint8)
+        backend.train_epoch(trainer, x, rng.integers(0, 4, 13), epoch=epoch, seed=epoch)
+    assert trainer.step.experimental_get_tracing_count() == 1
+    dense = {i.name: np.ones(i.shape, bool) for i in backend.layers(model)}
+    for n, batch_size in ((5, 2), (9, 4)):
+        subnets = [Subnet(gates=dense, bn=backend.get_bn(model), class_range=(0, 2)),
+                   Subnet(gates=dense, bn={}, class_range=(2, 4))]
+        backend.predict(model, np.zeros((n, 8, 8, 3), np.uint8), subnets, batch_size,
+                        (0.5,), (0.5,))
+    assert predict_fn(model).experimental_get_tracing_count() == 1
+
+
+def test_augmentation_crops_flips_and_brightens_per_image():
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 256, (16, 5, 5, 1), dtype=np.uint8)
+    aug = Augment(crop_pad=2, hflip=True, brightness=0.3)
+    seed = tf.constant([4, 0], tf.int64)
+    out = augment_batch(tf.constant(x), 0.0, 1.0, aug, seed).numpy()
+    assert np.array_equal(out, augment_batch(tf.constant(x), 0.0, 1.0, aug, seed).numpy())
+    other = augment_batch(tf.constant(x), 0.0, 1.0, aug, tf.constant([4, 1], tf.int64))
+    assert not np.allclose(out, other.numpy())
+    flips = shifts = 0
+    for image, result in zip(x / 255.0, out, strict=True):
+        # The output must equal one window of the zero-padded (maybe mirrored) image plus
+        # one constant: that constant is the image's brightness shift.
+        padded = np.pad(image, ((2, 2), (2, 2), (0, 0)))
+        found = None
+        for flip in (False, True):
+            source = padded[:, ::-1] if flip else padded
+            for i in range(5):
+                for j in range(5):
+                    delta = result - source[i:i + 5, j:j + 5]
+                    if np.allclose(delta, delta.flat[0], atol=1e-5):
+                        found = (flip, delta.flat[0])
+        assert found is not None and abs(found[1]) <= 0.3 + 1e-6
+        flips += found[0]
+        shifts += abs(found[1]) > 1e-3
+    assert 0 < flips < 16 and shifts > 12
