@@ -1,0 +1,138 @@
+"""The launch screen: values from the preset, validation by the core as you type, refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Button, Input, Select
+
+from tests.tui.tui_helpers import drive, plain, wait_for
+from tui.app import MindApp
+from tui.screens.launch import LaunchScreen
+
+
+async def ready(pilot, app: MindApp) -> LaunchScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                   and bool(app.screen.preset_values))
+    return app.screen
+
+
+async def type_into(pilot, screen: LaunchScreen, field: str, text: str) -> None:
+    widget = screen.query_one(f"#{field}", Input)
+    widget.focus()
+    widget.value = ""
+    await pilot.press(*text)
+    await pilot.pause()
+
+
+def message(screen: LaunchScreen, key: str) -> str:
+    return plain(screen.query_one(f"#m-{key.replace('.', '-')}"))
+
+
+def assert_refused(app: MindApp, runs: Path) -> None:
+    assert app.processes == {}
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_tasks_that_do_not_split_the_classes_are_refused(tmp_path: Path):
+    runs = tmp_path / "runs"
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=runs)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        screen.query_one("#f-preset", Select).value = "smoke"
+        await wait_for(pilot, lambda: screen.query_one("#f-teacher-epochs", Input).value == "1")
+        await type_into(pilot, screen, "f-tasks", "3")
+        await wait_for(pilot, lambda: not screen.validation.ok)
+        assert "do not split into 3 equal tasks" in message(screen, "tasks")
+        assert screen.query_one("#launch-button", Button).disabled
+        await pilot.press("f5")
+        await pilot.pause()
+        assert_refused(app, runs)
+        await type_into(pilot, screen, "f-tasks", "2")
+        await wait_for(pilot, lambda: screen.validation.ok)
+        assert "--set tasks=2" in plain(screen.query_one("#launch-command"))
+        assert message(screen, "tasks") == "changed (preset: 5)"
+
+    drive(app, scenario)
+
+
+def test_a_negative_beta_is_refused_with_the_core_message(tmp_path: Path):
+    runs = tmp_path / "runs"
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=runs)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        await type_into(pilot, screen, "f-distillation-beta", "-1")
+        await wait_for(pilot, lambda: not screen.validation.ok)
+        assert screen.validation.key == "distillation.beta"
+        assert "must be >= 0" in message(screen, "distillation.beta")
+        assert "distillation.beta: must be >= 0" in plain(screen.query_one("#launch-problem"))
+        screen.action_launch()
+        assert_refused(app, runs)
+
+    drive(app, scenario)
+
+
+def test_a_missing_dataset_is_refused_with_how_to_get_it(tmp_path: Path, catalog):
+    runs = tmp_path / "runs"
+    app = MindApp(runs_dir=runs, catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        screen.query_one("#f-dataset", Select).value = "cifar100"
+        await wait_for(pilot, lambda: screen.validation.key == "dataset")
+        assert "not available: download it with `mind datasets`" in message(screen, "dataset")
+        screen.action_launch()
+        assert_refused(app, runs)
+
+    drive(app, scenario)
+
+
+def test_choosing_a_preset_fills_the_fields(tmp_path: Path, catalog):
+    app = MindApp(runs_dir=tmp_path / "runs", catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        assert screen.query_one("#f-teacher-epochs", Input).value == "6"  # demo
+        screen.query_one("#f-preset", Select).value = "smoke"
+        await wait_for(pilot, lambda: screen.query_one("#f-teacher-epochs", Input).value == "1")
+        assert screen.query_one("#f-dataset", Select).value == "synthetic"
+        assert screen.query_one("#f-backend", Select).value == "torch"
+        assert message(screen, "preset") == "A few seconds on the synthetic set"
+        assert screen.validation.ok
+
+    drive(app, scenario)
+
+
+def test_a_run_name_that_exists_is_refused(tmp_path: Path, catalog):
+    runs = tmp_path / "runs"
+    (runs / "taken").mkdir(parents=True)
+    app = MindApp(runs_dir=runs, catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        await type_into(pilot, screen, "f-name", "taken")
+        await wait_for(pilot, lambda: screen.validation.key == "name")
+        assert "exists" in message(screen, "name")
+        screen.action_launch()
+        assert app.processes == {}
+
+    drive(app, scenario)
+
+
+def test_fewer_epochs_than_a_milestone_point_at_the_milestones_field(tmp_path: Path):
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        milestones = screen.query_one("#f-teacher-milestones", Input).value
+        assert milestones and int(milestones.split(",")[-1]) > 1  # the demo preset has one
+        await type_into(pilot, screen, "f-teacher-epochs", "1")
+        await wait_for(pilot, lambda: screen.validation.key == "teacher.milestones")
+        assert "past the last epoch" in message(screen, "teacher.milestones")
+        await type_into(pilot, screen, "f-teacher-milestones", "")
+        await wait_for(pilot, lambda: screen.validation.ok)
+        assert "--set teacher.milestones=" in plain(screen.query_one("#launch-command"))
+
+    drive(app, scenario)

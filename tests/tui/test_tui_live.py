@@ -1,0 +1,105 @@
+"""Runs launched from the launch screen as real child processes (`python -m mind_core.cli`)
+with the numpy fake backend: finish, stop and resume, crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import Select
+
+from tests.tui.tui_helpers import drive, plain, wait_for
+from tui.app import MindApp
+from tui.rundir import read_events
+from tui.screens.monitor import MonitorScreen
+from tui.widgets.matrix import AccuracyMatrix
+from tui.widgets.problem import ProblemPanel
+
+SLOW = "tests.tui.slow_backend:SlowBackend"
+
+
+async def launch_smoke(pilot, app: MindApp) -> MonitorScreen:
+    """Pick the smoke preset (synthetic data) and press F5; returns the monitor."""
+    await wait_for(pilot, lambda: bool(app.screen.query("#f-preset")))
+    app.screen.query_one("#f-preset", Select).value = "smoke"
+    await wait_for(pilot, lambda: app.screen.query_one("#f-teacher-epochs").value == "1"
+                   and app.screen.validation.ok)
+    await pilot.press("f5")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
+    return app.screen
+
+
+def only_run(runs: Path) -> Path:
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    return run
+
+
+def test_a_launched_smoke_run_finishes_with_its_accuracy_matrix(tmp_path: Path):
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.state.status == "finished" and
+                       screen.exit_code is not None, timeout=60)
+        metrics = json.loads((only_run(tmp_path / "runs") / "metrics.json").read_text())
+        tag = screen.query_one("#matrix-tag", AccuracyMatrix)
+        assert [list(r) for r in tag.data[0]] == metrics["acc_matrix_tag"]
+        assert len(tag.data[0]) == 5
+        assert f"{100 * metrics['acc_matrix_tag'][-1][-1]:.1f}" in plain(tag)
+        assert screen.exit_code == 0
+        assert not screen.query_one(ProblemPanel).display
+
+    drive(app, scenario)
+    run = only_run(tmp_path / "runs")
+    assert "mind run --preset smoke" in (run / "output.log").read_text()
+
+
+def test_stop_and_resume_from_the_ui(tmp_path: Path):
+    app = MindApp(backend=SLOW, runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.state.tasks_done >= 1, timeout=60)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.state.status == "interrupted" and
+                       screen.exit_code is not None, timeout=60)
+        assert screen.exit_code == 130
+        assert screen.state.tasks_done < 5
+        assert "resume" in plain(screen.query_one(ProblemPanel))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: screen.state.status == "finished", timeout=60)
+        assert len(screen.query_one("#matrix-tag", AccuracyMatrix).data[0]) == 5
+
+    drive(app, scenario)
+    events = read_events(only_run(tmp_path / "runs"))
+    starts = [e for e in events if e["type"] == "run_started"]
+    assert [e["resumed"] for e in starts] == [False, True]
+    assert [e["reason"] for e in events if e["type"] == "run_failed"] == ["interrupted"]
+
+
+def test_a_crashing_backend_shows_the_error(tmp_path: Path):
+    app = MindApp(backend="tests.fakes:CrashingBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.exit_code is not None, timeout=60)
+        await wait_for(pilot, lambda: screen.query_one(ProblemPanel).display)
+        assert screen.exit_code == 1 and screen.state.status == "failed"
+        assert "Run failed: RuntimeError: simulated backend crash" in plain(
+            screen.query_one(ProblemPanel))
+        assert screen.check_action("resume", ()) is True
+
+    drive(app, scenario)
+
+
+def test_a_child_that_exits_before_any_event_shows_its_exit_code_and_output(tmp_path: Path):
+    app = MindApp(backend="tests.tui.no_such_module:Backend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.query_one(ProblemPanel).display, timeout=60)
+        text = plain(screen.query_one(ProblemPanel))
+        assert "exited with code 2 (bad input" in text
+        assert "no_such_module" in text  # the CLI's message, from output.log
+
+    drive(app, scenario)

@@ -1,0 +1,108 @@
+"""Helpers for the TUI tests: recorded run directories, a fixed catalog, Pilot utilities."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from textual.content import Content
+
+from tui.catalog import ConfigProblem, DatasetChoice
+
+DATA = Path(__file__).parent / "data"
+RECORDED = ("finished-3tasks", "interrupted-4tasks", "failed-3tasks", "crashed-3tasks")
+
+
+PRESETS = {
+    "smoke": {"description": "A few seconds on the synthetic set", "dataset": "synthetic",
+              "tasks": 5, "teacher.epochs": 1, "teacher.lr": 0.01, "teacher.milestones": [],
+              "distill.epochs": 1, "distill.lr": 0.01, "distill.milestones": []},
+    "demo": {"description": "The built-in Fashion-MNIST subset, 5 tasks", "dataset": "fmnist-mini",
+             "tasks": 5, "teacher.epochs": 6, "teacher.lr": 0.005, "teacher.milestones": [4],
+             "distill.epochs": 8, "distill.lr": 0.01, "distill.milestones": [6]},
+}
+COMMON = {"model": "small_cnn", "variant": "mind", "distillation.beta": 5.0,
+          "inference.temperature": 1.0, "allocation.weight_sharing": True, "seed": 0,
+          "device": "auto", "backend": "torch"}
+DATASETS = (
+    DatasetChoice("fmnist-mini", 10, (28, 28, 1), True),
+    DatasetChoice("synthetic", 10, (16, 16, 3), True),
+    DatasetChoice("cifar100", 100, (32, 32, 3), False, "download it with `mind datasets`"),
+)
+
+
+class FixedCatalog:
+    """Presets and datasets that never change, so the launch screen renders the same anywhere.
+    Its checks are a small stand-in for the core's (the core's own are tested live)."""
+
+    def presets(self) -> list[tuple[str, str]]:
+        return [(name, p["description"]) for name, p in PRESETS.items()]
+
+    def datasets(self) -> list[DatasetChoice]:
+        return list(DATASETS)
+
+    def resolve(self, preset: str, overrides: list[str], **fields: Any) -> dict[str, Any]:
+        config = {**COMMON, **{k: v for k, v in PRESETS[preset].items() if k != "description"}}
+        config.update(fields)
+        for item in overrides:
+            key, _, text = item.partition("=")
+            config[key] = _parse(key, text)
+        classes = {d.name: d.classes for d in DATASETS}[config["dataset"]]
+        if config["tasks"] < 1 or classes % config["tasks"]:
+            raise ConfigProblem("tasks", f"{config['tasks']} tasks do not divide {classes} classes")
+        if config["distillation.beta"] < 0:
+            raise ConfigProblem("distillation.beta", "beta must be >= 0")
+        return config
+
+
+def _parse(key: str, text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if key in ("tasks", "seed", "teacher.epochs", "distill.epochs"):
+        raise ConfigProblem(key, f"{key} must be an integer")
+    return text
+
+
+def plain(widget: Any) -> str:
+    """The text a Static widget shows, without styles."""
+    content = widget.content
+    if isinstance(content, str):
+        return Content.from_markup(content).plain
+    console = Console(width=160, record=True, file=io.StringIO(), color_system=None)
+    console.print(content)
+    return console.export_text().rstrip()
+
+
+async def wait_for(pilot: Any, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until predicate() holds (fails the test after timeout seconds)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await pilot.pause(0.05)
+
+
+def drive(app: Any, scenario: Callable[[Any], Any], size: tuple[int, int] = (100, 30)) -> None:
+    """Run the app headless at a terminal size and play scenario(pilot) against it."""
+    import asyncio
+
+    async def main() -> None:
+        try:
+            async with app.run_test(size=size) as pilot:
+                await scenario(pilot)
+        finally:  # never leave a child process behind a failed test
+            for proc in getattr(app, "processes", {}).values():
+                if proc.alive:
+                    proc.popen.kill()
+                proc.popen.wait()
+
+    asyncio.run(main())

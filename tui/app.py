@@ -1,0 +1,73 @@
+"""`mind-tui`: the Textual app and its command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from tui.catalog import Catalog, CoreCatalog
+from tui.process import RunProcess
+from tui.screens.launch import LaunchScreen
+from tui.screens.monitor import MonitorScreen
+from tui.screens.runs import RunsScreen
+
+
+class MindApp(App[None]):
+    TITLE = "MIND"
+    CSS_PATH = "app.tcss"
+    MODES = {"launch": LaunchScreen, "runs": RunsScreen}
+    BINDINGS = [
+        Binding("f2", "switch_mode('runs')", "Runs"),
+        Binding("f3", "switch_mode('launch')", "New run"),
+    ]
+
+    def __init__(self, backend: str = "torch", runs_dir: Path | str = "runs",
+                 attach: Path | str | None = None, catalog: Catalog | None = None) -> None:
+        # With --attach the monitor sits on top of the runs list, so "back" lands there.
+        self.DEFAULT_MODE = "runs" if attach else "launch"
+        super().__init__()
+        self.backend = backend
+        self.runs_dir = Path(runs_dir)
+        self.runs_label = str(runs_dir)
+        self.attach = Path(attach) if attach else None
+        self.catalog: Catalog = catalog if catalog is not None else CoreCatalog()
+        # Child processes this app started, by resolved run directory.
+        self.processes: dict[Path, RunProcess] = {}
+
+    def on_mount(self) -> None:
+        if self.attach is not None:
+            self.push_screen(MonitorScreen(self.attach))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mind-tui",
+        description="Launch MIND runs, watch them learn task by task, and compare results.",
+    )
+    parser.add_argument("--backend", default="torch",
+                        help='framework for new runs: "torch", "tf" or "module:Class" '
+                             "(default: torch; changeable on the launch screen)")
+    parser.add_argument("--runs", default="runs", metavar="DIR",
+                        help="directory holding the run directories (default: ./runs)")
+    parser.add_argument("--attach", metavar="DIR",
+                        help="open the monitor on an existing run directory (e.g. one started "
+                             "with `mind run --out DIR`)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = parse_args(argv)
+    if args.attach and not Path(args.attach).is_dir():
+        print(f"mind-tui: no run directory at {args.attach}", file=sys.stderr)
+        return 2
+    MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Text for people: percentages, durations, dates and one log line per event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Theme variables made for text on the theme's background: readable on dark and light themes.
+STATUS_COLOUR = {"running": "text-primary", "finished": "text-success", "failed": "text-error",
+                 "interrupted": "text-warning"}
+STATUS_STYLE = {status: f"bold ${variable}" for status, variable in STATUS_COLOUR.items()}
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """An accuracy in [0, 1] as a percentage."""
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def date(unix: float | None) -> str:
+    return "–" if unix is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))
+
+
+def event_line(event: dict[str, Any], start: float | None) -> str | None:
+    """One log line for an event (None for progress events: they only move the bars)."""
+    kind = event.get("type")
+    describe = _DESCRIBE.get(str(kind))
+    if describe is None:
+        return None if kind == "progress" else f"{kind}"
+    at = event.get("time")
+    offset = duration(at - start) if isinstance(at, (int, float)) and start is not None else "–"
+    return f"{offset:>7}  {describe(event)}"
+
+
+def _task(e: dict[str, Any]) -> str:
+    return f"task {int(e.get('task', 0)) + 1}"
+
+
+def _run_started(e: dict[str, Any]) -> str:
+    verb = "resumed" if e.get("resumed") else "started"
+    return (f"run {verb}: {e.get('backend', '?')} · {e.get('dataset', '?')} · "
+            f"{e.get('tasks', '?')} tasks · {e.get('variant', '?')} · {e.get('model', '?')}")
+
+
+def _task_started(e: dict[str, Any]) -> str:
+    lo, hi = (e.get("class_range") or [None, None])[:2]
+    classes = f" (classes {lo}–{hi - 1})" if isinstance(hi, int) else ""
+    return f"{_task(e)}/{e.get('tasks', '?')} started{classes}"
+
+
+def _phase_started(e: dict[str, Any]) -> str:
+    epochs = f", {e['epochs']} epochs" if e.get("epochs") else ""
+    return f"{_task(e)}: {e.get('phase', '?')} phase{epochs}"
+
+
+def _epoch_ended(e: dict[str, Any]) -> str:
+    parts = [f"loss {e.get('loss', 0):.4f}"]
+    if e.get("phase") == "distill":
+        parts.append(f"ce {e.get('ce', 0):.4f} distill {e.get('distill', 0):.4f}")
+    parts.append(f"acc {pct(e.get('accuracy'))}%")
+    if isinstance(e.get("images_per_s"), (int, float)):
+        parts.append(f"{e['images_per_s']:.0f} img/s")
+    return (f"{_task(e)} {e.get('phase', '?')} epoch {int(e.get('epoch', 0)) + 1}/"
+            f"{e.get('epochs', '?')}: " + ", ".join(parts))
+
+
+def _allocated(e: dict[str, Any]) -> str:
+    layers = e.get("layers") or {}
+    free = sum(int(v.get("free", 0)) for v in layers.values())
+    total = sum(int(v.get("total", 0)) for v in layers.values()) or 1
+    return f"{_task(e)}: allocated weights in {len(layers)} layers, {100 * free / total:.1f}% still free"
+
+
+def _evaluated(e: dict[str, Any]) -> str:
+    return (f"{_task(e)} evaluated: TAg {pct(e.get('tag'))}%  TAw {pct(e.get('taw'))}%  "
+            f"routing {pct(e.get('routing'))}%")
+
+
+def _run_finished(e: dict[str, Any]) -> str:
+    return (f"run finished in {duration(e.get('seconds'))}: TAg {pct(e.get('tag'))}%  "
+            f"TAw {pct(e.get('taw'))}%  routing {pct(e.get('routing'))}%")
+
+
+def _run_failed(e: dict[str, Any]) -> str:
+    return f"run {'interrupted' if e.get('reason') == 'interrupted' else 'failed'}: {e.get('message', '')}"
+
+
+_DESCRIBE = {
+    "run_started": _run_started,
+    "task_started": _task_started,
+    "phase_started": _phase_started,
+    "epoch_ended": _epoch_ended,
+    "allocated": _allocated,
+    "evaluated": _evaluated,
+    "checkpoint_saved": lambda e: f"{_task(e)}: checkpoint saved",
+    "run_finished": _run_finished,
+    "run_failed": _run_failed,
+}

@@ -1,0 +1,136 @@
+"""Starting, stopping and resuming `mind` runs as child processes of the TUI.
+
+The child is `python -m mind_core.cli ...` with stdout and stderr appended to
+<run>/output.log. It runs in its own session so a Ctrl-C meant for the terminal never reaches
+it, and it keeps going if the TUI quits (attach to it again with `mind-tui --attach DIR`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tui.rundir import OUTPUT_LOG, STOP_FILE
+
+
+def run_command(*, preset: str, backend: str, dataset: str, overrides: list[str],
+                out: Path) -> list[str]:
+    """Arguments of `mind run` (without the interpreter)."""
+    args = ["run", "--preset", preset, "--backend", backend, "--dataset", dataset]
+    for item in overrides:
+        args += ["--set", item]
+    return args + ["--out", str(out)]
+
+
+def resume_command(run_dir: Path) -> list[str]:
+    return ["resume", str(run_dir)]
+
+
+def display_command(args: list[str]) -> str:
+    """How a person would type it."""
+    return " ".join(["mind", *(_quote(a) for a in args)])
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """A fresh directory under runs_dir named after `name` (suffixed -2, -3... if taken)."""
+    safe = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "run"
+    candidate, n = runs_dir / safe, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs_dir / f"{safe}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def auto_run_name(preset: str, dataset: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{preset}-{dataset}-{stamp}"
+
+
+def _child_env() -> dict[str, str]:
+    """Make the child import the same mind_core (and tests.fakes from a checkout) as we do."""
+    import mind_core
+
+    env = dict(os.environ)
+    roots = [str(Path(mind_core.__file__).resolve().parent.parent), os.getcwd()]
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = os.pathsep.join(roots + ([existing] if existing else []))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class RunProcess:
+    """One child process working on one run directory."""
+
+    def __init__(self, run_dir: Path, args: list[str], popen: subprocess.Popen[bytes]) -> None:
+        self.run_dir = run_dir
+        self.args = args
+        self.popen = popen
+        self.stop_requested = False
+
+    @classmethod
+    def start(cls, run_dir: Path, args: list[str]) -> RunProcess:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / OUTPUT_LOG, "ab") as log:
+            log.write(f"$ {display_command(args)}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "mind_core.cli", *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=_child_env(), start_new_session=True,
+            )
+        return cls(run_dir, args, popen)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    @property
+    def alive(self) -> bool:
+        return self.poll() is None
+
+    def interrupt(self) -> None:
+        """Graceful stop: the run checkpoints, writes run_failed(interrupted) and exits 130."""
+        if self.alive:
+            self.stop_requested = True
+            self.popen.send_signal(signal.SIGINT)
+
+
+def request_stop(run_dir: Path) -> None:
+    """Ask a run this TUI did not start to stop (the engine polls for the file)."""
+    (run_dir / STOP_FILE).touch()
+
+
+def clear_stop(run_dir: Path) -> None:
+    """A STOP file left from the last stop would end a resumed run at once."""
+    try:
+        (run_dir / STOP_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def exit_meaning(code: int) -> str:
+    if code == 0:
+        return "finished"
+    if code == 130 or code == -signal.SIGINT:
+        return "interrupted"
+    if code == 2:
+        return "bad input (config, usage or data)"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return "error"

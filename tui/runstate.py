@@ -1,0 +1,213 @@
+"""What a run looks like so far, rebuilt from its events.jsonl one event at a time.
+
+Pure Python (no Textual): the monitor feeds every event it reads to `RunState.apply` and
+renders the derived values. Tasks are 0-based here, as in the events; screens show them 1-based.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TRAINING_PHASES = ("teacher", "distill")
+MAX_CURVE_POINTS = 4000  # a long run emits ~2 progress events per second; keep plots light
+
+
+@dataclass
+class Curve:
+    """Loss of one (task, phase): live points from progress events, one point per epoch."""
+
+    live: list[tuple[float, float]] = field(default_factory=list)  # (epoch progress, loss)
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch_ended events
+
+    def add_live(self, x: float, loss: float) -> None:
+        # A resumed phase starts again from its checkpoint: drop what it will redo.
+        while self.live and self.live[-1][0] >= x:
+            self.live.pop()
+        self.live.append((x, loss))
+        if len(self.live) > MAX_CURVE_POINTS:
+            self.live = self.live[::2]
+
+    def add_epoch(self, event: dict[str, Any]) -> None:
+        epoch = event.get("epoch", 0)
+        self.epochs = [e for e in self.epochs if e.get("epoch", 0) < epoch]
+        self.epochs.append(event)
+
+
+@dataclass
+class RunState:
+    info: dict[str, Any] = field(default_factory=dict)  # the latest run_started event
+    status: str = "waiting"  # waiting | running | finished | failed | interrupted
+    tasks: int = 0
+    task: int | None = None
+    class_range: tuple[int, int] | None = None
+    phase: str | None = None
+    phase_epochs: int = 0
+    epoch: int = 0  # epochs completed in the current phase
+    batch: int = 0
+    batches: int = 0
+    loss: float | None = None
+    eta_s: float | None = None
+    planned_epochs: dict[str, int] = field(default_factory=dict)  # phase -> epochs per task
+    curves: dict[tuple[int, str], Curve] = field(default_factory=dict)
+    ownership: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    final: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    checkpoints: int = 0
+    started_at: float | None = None
+    last_time: float | None = None
+    events_seen: int = 0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        handler = getattr(self, f"_on_{kind}", None)
+        self.events_seen += 1
+        time = event.get("time")
+        if isinstance(time, (int, float)):
+            self.last_time = float(time)
+            if self.started_at is None:
+                self.started_at = float(time)
+        if handler is not None:
+            handler(event)
+
+    def _on_run_started(self, e: dict[str, Any]) -> None:
+        self.info = dict(e)
+        self.tasks = int(e.get("tasks") or self.tasks)
+        self.status = "running"
+        self.failure = None
+        self.final = None
+        self.eta_s = None
+
+    def _on_task_started(self, e: dict[str, Any]) -> None:
+        self.task = int(e["task"])
+        self.tasks = int(e.get("tasks") or self.tasks)
+        lo_hi = e.get("class_range")
+        self.class_range = (int(lo_hi[0]), int(lo_hi[1])) if lo_hi else None
+        self.phase = None
+        self._reset_phase_progress(0)
+
+    def _on_phase_started(self, e: dict[str, Any]) -> None:
+        self.task = int(e.get("task", self.task or 0))
+        self.phase = str(e.get("phase"))
+        epochs = int(e.get("epochs") or 0)
+        if self.phase in TRAINING_PHASES and epochs:
+            self.planned_epochs[self.phase] = epochs
+        self._reset_phase_progress(epochs)
+
+    def _reset_phase_progress(self, epochs: int) -> None:
+        self.phase_epochs = epochs
+        self.epoch = 0
+        self.batch = 0
+        self.batches = 0
+
+    def _on_progress(self, e: dict[str, Any]) -> None:
+        self.task = int(e.get("task", self.task or 0))
+        self.phase = str(e.get("phase", self.phase))
+        self.epoch = int(e.get("epoch", 0))
+        self.phase_epochs = int(e.get("epochs") or self.phase_epochs)
+        self.batch = int(e.get("batch", 0))
+        self.batches = int(e.get("batches", 0))
+        self.eta_s = e.get("eta_s")
+        loss = e.get("loss")
+        if isinstance(loss, (int, float)):
+            self.loss = float(loss)
+            x = self.epoch + (self.batch / self.batches if self.batches else 0.0)
+            self._curve(self.task, self.phase).add_live(x, self.loss)
+
+    def _on_epoch_ended(self, e: dict[str, Any]) -> None:
+        self.task = int(e.get("task", self.task or 0))
+        self.phase = str(e.get("phase", self.phase))
+        self.epoch = int(e.get("epoch", 0)) + 1
+        self.phase_epochs = int(e.get("epochs") or self.phase_epochs)
+        self.batch = self.batches = 0
+        self._curve(self.task, self.phase).add_epoch(e)
+
+    def _on_allocated(self, e: dict[str, Any]) -> None:
+        self.ownership = dict(e.get("layers") or {})
+
+    def _on_evaluated(self, e: dict[str, Any]) -> None:
+        task = int(e["task"])
+        self.evaluations = {t: v for t, v in self.evaluations.items() if t < task}
+        self.evaluations[task] = e
+
+    def _on_checkpoint_saved(self, e: dict[str, Any]) -> None:
+        self.checkpoints += 1
+
+    def _on_run_finished(self, e: dict[str, Any]) -> None:
+        self.status = "finished"
+        self.final = dict(e)
+        self.eta_s = 0.0
+
+    def _on_run_failed(self, e: dict[str, Any]) -> None:
+        reason = e.get("reason", "error")
+        self.status = "interrupted" if reason == "interrupted" else "failed"
+        self.failure = {"reason": reason, "message": str(e.get("message", ""))}
+        self.eta_s = None
+
+    def _curve(self, task: int, phase: str) -> Curve:
+        return self.curves.setdefault((task, phase), Curve())
+
+    # Derived values the screens show.
+
+    @property
+    def tasks_done(self) -> int:
+        return len(self.evaluations)
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None or self.last_time is None:
+            return 0.0
+        return self.last_time - self.started_at
+
+    def phase_fraction(self) -> float:
+        if self.phase not in TRAINING_PHASES or not self.phase_epochs:
+            return 1.0 if self.phase == "evaluate" else 0.0
+        within = self.batch / self.batches if self.batches else 0.0
+        return min(1.0, (self.epoch + within) / self.phase_epochs)
+
+    def task_fraction(self) -> float:
+        """How much of the current task is done, weighting the phases by their epochs."""
+        if self.task is None or self.task < self.tasks_done:
+            return 0.0
+        teacher = self.planned_epochs.get("teacher", 1)
+        distill = self.planned_epochs.get("distill", 1)
+        done = {"teacher": 0.0, "allocate": teacher, "distill": teacher, "evaluate": teacher + distill}
+        base = done.get(self.phase or "", 0.0)
+        if self.phase in TRAINING_PHASES:
+            base += self.phase_fraction() * (teacher if self.phase == "teacher" else distill)
+        return min(1.0, base / max(1, teacher + distill))
+
+    def run_fraction(self) -> float:
+        if self.status == "finished":
+            return 1.0
+        if not self.tasks:
+            return 0.0
+        return min(1.0, (self.tasks_done + self.task_fraction()) / self.tasks)
+
+    def matrix(self, kind: str) -> tuple[tuple[float, ...], ...]:
+        """The latest accuracy matrix, "tag" or "taw" (row t = after task t, lower-triangular)."""
+        if not self.evaluations:
+            return ()
+        latest = self.evaluations[max(self.evaluations)]
+        rows = latest.get(f"acc_matrix_{kind}") or []
+        return tuple(tuple(float(v) for v in row) for row in rows)
+
+    def per_task(self, metric: str) -> tuple[float, ...]:
+        """tag / taw / routing after each task learned so far."""
+        return tuple(float(self.evaluations[t].get(metric, 0.0)) for t in sorted(self.evaluations))
+
+    def curve(self, task: int, phase: str) -> Curve:
+        return self.curves.get((task, phase), Curve())
+
+    def loss_tasks(self) -> list[int]:
+        return sorted({t for t, _ in self.curves})
+
+    @property
+    def latest_metrics(self) -> dict[str, float]:
+        if self.final:
+            return {k: float(self.final[k]) for k in ("tag", "taw", "routing") if k in self.final}
+        if self.evaluations:
+            last = self.evaluations[max(self.evaluations)]
+            return {k: float(last[k]) for k in ("tag", "taw", "routing") if k in last}
+        return {}

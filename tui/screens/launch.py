@@ -1,0 +1,254 @@
+"""Choose backend, dataset, preset and the settings that matter; validate as you type; launch.
+
+Every change asks the core to resolve the config (preset + overrides); the core's error is
+shown next to the field it names. Only settings that differ from the preset become --set
+overrides, so the command line (shown below the form) says what was changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from tui.catalog import ConfigProblem, DatasetChoice, format_value, lookup
+from tui.process import RunProcess, auto_run_name, display_command, new_run_dir, run_command
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # dotted config key, as in --set key=value
+    label: str
+    choices: tuple[str, ...] = ()  # a drop-down instead of a text field
+    optional: bool = False  # may be left empty (an empty list)
+
+
+SETTINGS = (
+    Setting("model", "Model", ("small_cnn", "resnet32")),
+    Setting("variant", "Variant", ("mind", "self_distill", "packnet")),
+    Setting("tasks", "Tasks"),
+    Setting("teacher.epochs", "Teacher epochs"),
+    Setting("teacher.lr", "Teacher LR"),
+    Setting("teacher.milestones", "Teacher milestones", optional=True),
+    Setting("distill.epochs", "Distill epochs"),
+    Setting("distill.lr", "Distill LR"),
+    Setting("distill.milestones", "Distill milestones", optional=True),
+    Setting("distillation.beta", "Beta (distillation)"),
+    Setting("inference.temperature", "Temperature"),
+    Setting("allocation.weight_sharing", "Weight sharing", ("true", "false")),
+    Setting("seed", "Seed"),
+    Setting("device", "Device"),
+)
+TOP_KEYS = ("preset", "backend", "dataset", "name")
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "-")
+
+
+def message_id(key: str) -> str:
+    return "m-" + key.replace(".", "-")
+
+
+@dataclass(frozen=True)
+class Validation:
+    key: str | None = None  # the field the problem belongs to (None: none, or no field)
+    message: str = ""  # empty: valid
+    args: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.message
+
+
+class LaunchScreen(Screen):
+    BINDINGS = [Binding("f5", "launch", "Launch"),
+                Binding("ctrl+g", "launch", "Launch", show=False)]
+
+    validation: reactive[Validation] = reactive(Validation())
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preset_values: dict[str, str] = {}
+        self.datasets: dict[str, DatasetChoice] = {}
+        self.presets: dict[str, str] = {}
+
+    @property
+    def catalog(self) -> Any:
+        return self.app.catalog  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        app: Any = self.app
+        self.presets = dict(self.catalog.presets())
+        self.datasets = {d.name: d for d in self.catalog.datasets()}
+        backends = ["torch", "tf"] + ([app.backend] if app.backend not in ("torch", "tf") else [])
+        preset = "demo" if "demo" in self.presets else next(iter(self.presets), "")
+        yield Header()
+        yield Static("New run: pick a preset, then change what you need.", id="launch-intro")
+        with VerticalScroll(id="launch-body"), Grid(id="launch-form"):
+            yield from self._row("preset", "Preset", Select(
+                [(p, p) for p in self.presets], value=preset, allow_blank=False,
+                compact=True, id=field_id("preset")))
+            yield from self._row("backend", "Backend", Select(
+                [(b, b) for b in backends], value=app.backend, allow_blank=False,
+                compact=True, id=field_id("backend")))
+            yield from self._row("dataset", "Dataset", Select(
+                [(d.name if d.available else f"{d.name} ✗", d.name)
+                 for d in self.datasets.values()],
+                allow_blank=False, compact=True, id=field_id("dataset")))
+            for setting in SETTINGS:
+                if setting.choices:
+                    widget: Select[str] | Input = Select(
+                        [(c, c) for c in setting.choices], allow_blank=False, compact=True,
+                        id=field_id(setting.key))
+                else:
+                    widget = Input(compact=True, id=field_id(setting.key))
+                yield from self._row(setting.key, setting.label, widget)
+            yield from self._row("name", "Run name", Input(
+                placeholder="automatic", compact=True, id=field_id("name")))
+        yield Static("", id="launch-command")
+        with Horizontal(id="launch-actions"):
+            yield Button("Launch", variant="primary", compact=True, id="launch-button")
+            yield Static("", id="launch-problem")
+        yield Footer()
+
+    def _row(self, key: str, label: str, widget: Any) -> ComposeResult:
+        yield Label(label, classes="field-label")
+        yield widget
+        yield Static("", id=message_id(key), classes="field-message")
+
+    def on_mount(self) -> None:
+        self.sub_title = "New run"
+        self._load_preset(self.query_one(f"#{field_id('preset')}", Select).value)
+
+    def _load_preset(self, preset: Any) -> None:
+        """Fill every field with the preset's values (the core resolves the preset)."""
+        try:
+            config = self.catalog.resolve(str(preset), [])
+        except ConfigProblem as problem:
+            self.validation = Validation("preset", problem.message)
+            return
+        self.preset_values = {s.key: format_value(lookup(config, s.key)) for s in SETTINGS}
+        for setting in SETTINGS:
+            widget = self.query_one(f"#{field_id(setting.key)}")
+            value = self.preset_values[setting.key]
+            if isinstance(widget, Select):
+                if value in setting.choices:
+                    widget.value = value
+            elif isinstance(widget, Input):
+                widget.value = value
+        dataset = lookup(config, "dataset")
+        if dataset in self.datasets:
+            self.query_one(f"#{field_id('dataset')}", Select).value = dataset
+        self._validate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == field_id("preset"):
+            self._load_preset(event.value)
+        else:
+            self._validate()
+
+    def on_input_changed(self) -> None:
+        self._validate()
+
+    def _value(self, key: str) -> str:
+        widget = self.query_one(f"#{field_id(key)}")
+        value = widget.value if isinstance(widget, (Input, Select)) else ""
+        return "" if value is Select.BLANK or value is None else str(value).strip()
+
+    def _validate(self) -> None:
+        if not self.preset_values:
+            return
+        preset, backend, dataset = (self._value(k) for k in ("preset", "backend", "dataset"))
+        overrides, missing = [], None
+        for setting in SETTINGS:
+            text = self._value(setting.key)
+            if not text and not setting.optional:
+                missing = missing or setting.key
+            elif text != self.preset_values.get(setting.key):
+                overrides.append(f"{setting.key}={text}")
+        name = self._value("name")
+        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
+        args = tuple(run_command(preset=preset, backend=backend, dataset=dataset,
+                                 overrides=overrides, out=runs_dir / (name or "NAME")))
+        choice = self.datasets.get(dataset)
+        if missing:
+            self.validation = Validation(missing, "enter a value", args)
+        elif choice is not None and not choice.available:
+            self.validation = Validation("dataset", f"not available: {choice.how_to_get}", args)
+        elif name and (runs_dir / name).exists():
+            self.validation = Validation("name", "a run with this name exists", args)
+        else:
+            try:
+                self.catalog.resolve(preset, overrides, backend=backend, dataset=dataset)
+            except ConfigProblem as problem:
+                self.validation = Validation(problem.key, problem.message, args)
+            else:
+                self.validation = Validation(None, "", args)
+
+    def watch_validation(self, validation: Validation) -> None:
+        keys = set(TOP_KEYS) | {s.key for s in SETTINGS}
+        for key in keys:
+            self._show_message(key, validation)
+        problem = self.query_one("#launch-problem", Static)
+        problem.set_class(validation.ok, "-ok")
+        problem.set_class(not validation.ok, "-error")
+        where = f"{validation.key}: " if validation.key else ""
+        problem.update(Text("✓ valid" if validation.ok else f"✗ {where}{validation.message}"))
+        self.query_one("#launch-command", Static).update(
+            Text(display_command(list(validation.args)) if validation.args else ""))
+        self.query_one("#launch-button", Button).disabled = not validation.ok
+
+    def _show_message(self, key: str, validation: Validation) -> None:
+        widget = self.query_one(f"#{message_id(key)}", Static)
+        if validation.key == key and validation.message:
+            widget.set_class(True, "-error")
+            widget.update(Text(f"✗ {validation.message}"))
+            return
+        widget.set_class(False, "-error")
+        widget.update(Text(self._hint(key)))
+
+    def _hint(self, key: str) -> str:
+        value = self._value(key)
+        if key == "preset":
+            return self.presets.get(value, "")
+        if key == "dataset":
+            choice = self.datasets.get(value)
+            return choice.describe() if choice else ""
+        default = self.preset_values.get(key)
+        if default is not None and value and value != default:
+            return f"changed (preset: {default})"
+        return ""
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch-button":
+            self.action_launch()
+
+    def action_launch(self) -> None:
+        from tui.screens.monitor import MonitorScreen
+
+        self._validate()
+        validation = self.validation
+        if not validation.ok:
+            self.notify(f"Not launched: {validation.message}", severity="error")
+            return
+        app: Any = self.app
+        preset, dataset = self._value("preset"), self._value("dataset")
+        args = list(validation.args)
+        try:
+            run_dir = new_run_dir(app.runs_dir,
+                                  self._value("name") or auto_run_name(preset, dataset))
+            args[-1] = str(run_dir)  # --out: the directory actually created
+            app.processes[run_dir.resolve()] = RunProcess.start(run_dir, args)
+        except OSError as exc:
+            self.notify(f"Could not start the run: {exc}", severity="error")
+            return
+        self.query_one(f"#{field_id('name')}", Input).value = ""
+        app.push_screen(MonitorScreen(run_dir))

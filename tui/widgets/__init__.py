@@ -1,0 +1,1 @@
+"""Widgets of the monitor and compare screens; each renders from its reactives."""

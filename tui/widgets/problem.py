@@ -1,0 +1,63 @@
+"""Why a run stopped: the error from run_failed, or the exit code when no event says, plus the
+tail of output.log. Hidden while nothing is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from tui.process import exit_meaning
+from tui.runstate import RunState
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" | "notice"
+    message: str
+    output_tail: str = ""
+
+
+def diagnose(state: RunState, exit_code: int | None, gone_pid: int | None,
+             output_tail: str) -> Problem | None:
+    failure = state.failure
+    if state.status == "interrupted" and failure is not None:
+        message = failure.get("message") or "the run was stopped"
+        return Problem("notice", f"Interrupted: {message}. Press r to resume.")
+    if state.status == "failed" and failure is not None:
+        return Problem("error", f"Run failed: {failure.get('message') or 'no message'}",
+                       output_tail)
+    if state.status in ("waiting", "running"):
+        if exit_code is not None:
+            if exit_code == 0:
+                reason = "exited with code 0 before its run_finished event"
+            else:
+                reason = f"exited with code {exit_code} ({exit_meaning(exit_code)})"
+            return Problem("error", f"The run process {reason}; no event says why.",
+                           output_tail)
+        if gone_pid is not None:
+            return Problem("error", f"Process {gone_pid} is no longer running and wrote no "
+                           "final event (crashed or killed?).", output_tail)
+    return None
+
+
+class ProblemPanel(Static):
+    """Set `problem`; the panel shows itself (styled by severity) or hides."""
+
+    problem: reactive[Problem | None] = reactive(None)
+
+    def watch_problem(self, problem: Problem | None) -> None:
+        self.display = problem is not None
+        self.set_class(problem is not None and problem.severity == "error", "-error")
+        self.set_class(problem is not None and problem.severity == "notice", "-notice")
+        if problem is None:
+            self.update("")
+            return
+        parts: list[Text] = [Text(problem.message, style="bold")]
+        if problem.output_tail:
+            parts.append(Text("output.log (last lines):", style="italic"))
+            parts.append(Text(problem.output_tail, no_wrap=True, overflow="ellipsis"))
+        self.update(Group(*parts))
