@@ -12,15 +12,23 @@ from mind_core.protocol import Augment
 
 
 class Normaliser:
-    """uint8 NHWC -> float NCHW, (x / 255 - mean[c]) / std[c]."""
+    """uint8 NHWC -> float NCHW, (x / 255 - mean[c]) / std[c].
+
+    On the CPU the result keeps the NHWC memory layout (torch.channels_last): oneDNN's
+    convolutions run natively in it, which made ResNet-32 training steps about 20% and
+    inference about 15% faster than with an NCHW copy (benchmarks/speed.py). CUDA keeps NCHW
+    until someone measures channels_last there.
+    """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
         self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=device)
+        self.layout = (torch.channels_last if torch.device(device).type == "cpu"
+                       else torch.contiguous_format)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() * (1.0 / 255.0) - self.mean) * self.inv_std
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=self.layout)
 
 
 class EpochAugmenter:
