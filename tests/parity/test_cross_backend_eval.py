@@ -1,0 +1,31 @@
+"""A run trained with one backend, evaluated with the other (`mind eval --backend`)."""
+
+import json
+
+import pytest
+
+from mind_core.cli import main
+from mind_core.config import resolve_config
+from mind_core.runner import start_run
+
+pytest.importorskip("torch")
+pytest.importorskip("tensorflow")
+
+SETTINGS = ["tasks=5", "device=cpu", "teacher.epochs=3", "distill.epochs=3"]
+
+
+@pytest.mark.parametrize("trained_with, evaluated_with", [("torch", "tf"), ("tf", "torch")])
+def test_eval_with_the_other_backend_gives_the_same_accuracies(tmp_path, capsys, trained_with,
+                                                               evaluated_with):
+    run_dir = tmp_path / "run"
+    own = start_run(resolve_config("smoke", [*SETTINGS, f"backend={trained_with}"]), run_dir)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--backend", evaluated_with, "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    test_samples = 5 * 2 * 20  # synthetic: 20 test images per class
+    tolerance = 1.0 / test_samples  # at most one sample may flip on a float32 near-tie
+    for kind in ("acc_matrix_tag", "acc_matrix_taw"):
+        for row_own, row_other in zip(own[kind], other[kind], strict=True):
+            assert row_other == pytest.approx(row_own, abs=5 * tolerance)
+    for key in ("tag", "taw", "routing"):
+        assert other["final"][key] == pytest.approx(own["final"][key], abs=tolerance)
