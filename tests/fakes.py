@@ -207,3 +207,14 @@ def tiny_dataset(classes: int = 6, per_class: int = 24, size: int = 6, seed: int
     x_test, y_test = draw(max(per_class // 3, 2))
     return Dataset(name="tiny", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                    num_classes=classes)
+
+
+class StopAfter:
+    """A should_stop that turns True after `calls` polls: interrupts a run at chosen points."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    def __call__(self) -> bool:
+        self.calls -= 1
+        return self.calls < 0

@@ -9,6 +9,7 @@ from mind_core.cli import main
 from mind_core.config import resolve_config
 from mind_core.engine import Interrupted
 from mind_core.runner import evaluate_run, resume_run, start_run
+from tests.fakes import StopAfter
 
 NAME = os.environ.get("MIND_TEST_BACKEND", "torch")
 SMOKE = ["tasks=5", f"backend={NAME}", "device=cpu", "teacher.epochs=4", "distill.epochs=4",
@@ -48,15 +49,6 @@ def test_eval_reproduces_the_runs_own_metrics(finished_run):
     assert again["acc_matrix_taw"] == metrics["acc_matrix_taw"]
     assert again["acc_matrix_tag"] == metrics["acc_matrix_tag"]
     assert again["final"] == metrics["final"]
-
-
-class StopAfter:
-    def __init__(self, calls):
-        self.calls = calls
-
-    def __call__(self):
-        self.calls -= 1
-        return self.calls < 0
 
 
 @pytest.mark.parametrize("polls", [7, 40])

@@ -10,7 +10,7 @@ from mind_core.config import ConfigError, resolve_config
 from mind_core.engine import Engine, Interrupted
 from mind_core.events import read_events
 from mind_core.runner import evaluate_run, resume_run, start_run
-from tests.fakes import FakeBackend, tiny_dataset
+from tests.fakes import FakeBackend, StopAfter, tiny_dataset
 
 
 def load_tiny(*_):
@@ -62,17 +62,6 @@ def test_checkpoint_holds_disjoint_ownership_and_zero_free_weights(tmp_path):
     for t in range(3):
         rows = np.flatnonzero((fc == t).all(axis=1))
         assert len(rows) == 2 and np.count_nonzero(fc == t) == 2 * fc.shape[1]
-
-
-class StopAfter:
-    """should_stop that turns True after `calls` polls: interrupts at many different points."""
-
-    def __init__(self, calls):
-        self.calls = calls
-
-    def __call__(self):
-        self.calls -= 1
-        return self.calls < 0
 
 
 @pytest.mark.parametrize("polls", [2, 9, 20, 33, 45])
