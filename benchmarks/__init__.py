@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks (not part of the test run). See benchmarks/README.md."""

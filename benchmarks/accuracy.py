@@ -1,0 +1,303 @@
+"""Accuracy of MIND, its ablations and baselines: mean and std over seeds of the final TAg, TAw
+and routing accuracy, written to --out as results.md, results.json and one PNG per setting.
+
+    python -m benchmarks.accuracy --settings demo --methods mind,finetune,joint --seeds 0,1
+        --backends torch --epochs-scale 0.35 --out benchmarks/results
+
+Settings: demo (built-in fmnist-mini, preset demo), fmnist (full Fashion-MNIST 5x2, preset
+fmnist-quick), synbols (a generated 50-class Synbols subset, 10 tasks x 5, preset
+synbols-quick; rendered once into --data-dir), or any preset name, e.g. cifar100 or
+tinyimagenet for the paper's settings on a GPU machine. Methods: benchmarks/baselines.py.
+results.json is rewritten after every run; --resume skips the runs it already holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from benchmarks.baselines import METHODS, method_overrides, run_method
+from benchmarks.tf_vs_torch import set_threads
+from mind_core.config import RunConfig, list_presets, resolve_config
+from mind_core.data import DatasetError, default_root, load_dataset, prepare_synbols
+from mind_core.registry import get_backend
+
+
+@attrs.frozen
+class Setting:
+    preset: str
+    overrides: tuple[str, ...] = ()
+    prepare: Callable[[argparse.Namespace], list[str]] | None = None  # -> extra overrides
+
+
+def synbols_subset(args: argparse.Namespace) -> list[str]:
+    """Render (once) the 50-class Synbols subset; point the run at it."""
+    train, test = args.synbols_per_class
+    folder = Path(args.data_dir or default_root()) / f"synbols-50c-{train}-{test}"
+    if not (folder / "synbols.npz").exists():
+        print(f"rendering Synbols 50 classes x {train}+{test} into {folder}", file=sys.stderr)
+        prepare_synbols(folder / "synbols.npz", classes=50, per_class_train=train,
+                        per_class_test=test, seed=0)
+    return [f"data_dir={folder}"]
+
+
+SETTINGS = {
+    "demo": Setting("demo"),
+    "fmnist": Setting("fmnist-quick"),
+    "synbols": Setting("synbols-quick", ("tasks=10",), synbols_subset),
+}
+
+
+def setting_for(name: str) -> Setting:
+    if name in SETTINGS:
+        return SETTINGS[name]
+    presets = [p for p, _ in list_presets()]
+    if name not in presets:
+        raise SystemExit(f"unknown setting {name!r}: use {', '.join(SETTINGS)} or a preset "
+                         f"({', '.join(presets)})")
+    return Setting(name)
+
+
+def scaled_epochs(cfg: RunConfig, scale: float) -> list[str]:
+    """Overrides multiplying both phases' epochs by scale (at least 1); milestones scale too
+    and those that would fall on or past the last epoch are dropped."""
+    out = []
+    for phase in ("teacher", "distill"):
+        pc = getattr(cfg, phase)
+        epochs = max(1, round(pc.epochs * scale))
+        miles = sorted({v for m in pc.milestones if (v := max(1, round(m * scale))) < epochs})
+        out += [f"{phase}.epochs={epochs}", f"{phase}.milestones={miles}"]
+    return out
+
+
+def make_config(setting: Setting, extra: list[str], method: str, backend: str, seed: int,
+                scale: float, device: str) -> RunConfig:
+    overrides = [*setting.overrides, *extra, *method_overrides(method), f"backend={backend}",
+                 f"seed={seed}", f"device={device}"]
+    cfg = resolve_config(setting.preset, overrides)
+    if scale != 1.0:
+        cfg = resolve_config(setting.preset, overrides + scaled_epochs(cfg, scale))
+    return cfg
+
+
+def run_key(row: dict) -> tuple:
+    return row["setting"], row["backend"], row["method"], row["seed"]
+
+
+def run_all(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    results_path = out_dir / "results.json"
+    rows: list[dict] = []
+    if args.resume and results_path.exists():
+        rows = [r for r in json.loads(results_path.read_text())["runs"] if "error" not in r]
+    done = {run_key(r) for r in rows}
+    meta = {"command": " ".join(["python -m benchmarks.accuracy", *sys.argv[1:]]), "settings": args.settings, "methods": args.methods,
+            "seeds": args.seeds, "backends": args.backends, "epochs_scale": args.epochs_scale,
+            "device": args.device, "threads": args.threads, "python": platform.python_version(),
+            "machine": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    backends = {name: get_backend(name, args.device) for name in args.backends}
+    meta["versions"] = {name: b.versions() for name, b in backends.items()}
+    for setting_name in args.settings:
+        setting = setting_for(setting_name)
+        try:
+            extra = setting.prepare(args) if setting.prepare else []
+            base = make_config(setting, extra, "mind", args.backends[0], 0, 1.0, args.device)
+            dataset = load_dataset(base.dataset, base.data_dir or args.data_dir)
+        except DatasetError as exc:
+            print(f"skipping setting {setting_name}: {exc}", file=sys.stderr)
+            rows.append({"setting": setting_name, "backend": "-", "method": "-", "seed": -1,
+                         "error": str(exc)})
+            continue
+        for backend_name, backend in backends.items():
+            for method in args.methods:
+                for seed in args.seeds:
+                    key = (setting_name, backend_name, method, seed)
+                    if key in done:
+                        continue
+                    cfg = make_config(setting, extra, method, backend_name, seed,
+                                      args.epochs_scale, args.device)
+                    print(f"{setting_name} {backend_name} {method} seed {seed} ...",
+                          file=sys.stderr, flush=True)
+                    rows.append(one_run(key, cfg, method, backend, dataset))
+                    write_json(results_path, {"meta": meta, "runs": rows,
+                                              "summary": summarise(rows)})
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    results = {"meta": meta, "runs": rows, "summary": summarise(rows)}
+    write_json(results_path, results)
+    return results
+
+
+def one_run(key: tuple, cfg: RunConfig, method: str, backend, dataset) -> dict[str, Any]:
+    setting, backend_name, _, seed = key
+    row: dict[str, Any] = {"setting": setting, "backend": backend_name, "method": method,
+                           "seed": seed, "epochs": [cfg.teacher.epochs, cfg.distill.epochs]}
+    start = time.time()
+    try:
+        metrics = run_method(method, cfg, backend, dataset)
+    except Exception as exc:  # one failed run must not lose the others' results
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"  failed: {row['error']}", file=sys.stderr)
+        return row
+    row["seconds"] = round(time.time() - start, 1)
+    row.update(final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
+               routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
+               acc_matrix_taw=metrics["acc_matrix_taw"],
+               forgetting_tag=metrics["forgetting"]["tag"]["average"])
+    print(f"  TAg {row['final']['tag']:.4f}  TAw {row['final']['taw']:.4f}  "
+          f"({row['seconds']} s)", file=sys.stderr)
+    return row
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if "error" not in row:
+            groups.setdefault(run_key(row)[:3], []).append(row)
+    out = []
+    for (setting, backend, method), runs in groups.items():
+        entry = {"setting": setting, "backend": backend, "method": method, "runs": len(runs),
+                 "seconds_mean": round(float(np.mean([r["seconds"] for r in runs])), 1)}
+        for metric in ("tag", "taw", "routing"):
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
+                [r["final"][metric] for r in runs])
+        entry["forgetting_tag_mean"] = mean_std([r["forgetting_tag"] for r in runs])[0]
+        out.append(entry)
+    return out
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = ["# MIND accuracy benchmark", "", f"Command: `{meta['command']}`  ",
+             f"Epochs scale {meta['epochs_scale']}, seeds {meta['seeds']}, device "
+             f"{meta['device']}, {meta['machine']}. Final accuracy after the last task, "
+             "mean ± std over seeds (%); forgetting is the TAg average.", ""]
+    by_table: dict[tuple, list[dict]] = {}
+    for entry in results["summary"]:
+        by_table.setdefault((entry["setting"], entry["backend"]), []).append(entry)
+    for (setting, backend), entries in by_table.items():
+        lines += [f"## {setting} ({backend})", "",
+                  "| method | TAg | TAw | routing | forgetting | runs | s/run |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in entries:
+            cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
+                     for m in ("tag", "taw", "routing")]
+            lines.append(f"| {e['method']} | {' | '.join(cells)} | "
+                         f"{100 * e['forgetting_tag_mean']:.2f} | {e['runs']} | "
+                         f"{e['seconds_mean']} |")
+        lines.append("")
+    errors = [r for r in results["runs"] if "error" in r]
+    if errors:
+        lines += ["## Failed runs", ""] + [f"- {r['setting']} {r['backend']} {r['method']} "
+                                          f"seed {r['seed']}: {r['error']}" for r in errors]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, out_dir: Path) -> list[str]:
+    """One PNG per setting and backend: TAg after each task per method, and MIND's TAg
+    accuracy matrix (both averaged over seeds)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
+        return []
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for row in results["runs"]:
+        if "error" not in row:
+            groups.setdefault((row["setting"], row["backend"]), {}).setdefault(
+                row["method"], []).append(row)
+    written = []
+    for (setting, backend), methods in groups.items():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for method, runs in methods.items():
+            curve = 100 * np.mean([r["tag"] for r in runs], axis=0)
+            left.plot(range(1, len(curve) + 1), curve, marker="o", label=method)
+        left.set(xlabel="tasks learned", ylabel="TAg accuracy (%)", ylim=(0, 100),
+                 xticks=range(1, len(curve) + 1),
+                 title=f"{setting} ({backend}): TAg after each task")
+        left.legend(fontsize=8)
+        if "mind" in methods:
+            size = len(methods["mind"][0]["acc_matrix_tag"])
+            matrix = np.full((size, size), np.nan)
+            for t in range(size):
+                matrix[t, :t + 1] = np.mean([r["acc_matrix_tag"][t] for r in methods["mind"]],
+                                            axis=0)
+            image = right.imshow(100 * matrix, vmin=0, vmax=100, cmap="viridis")
+            for (t, j), value in np.ndenumerate(matrix):
+                if not math.isnan(value):
+                    right.text(j, t, f"{100 * value:.0f}", ha="center", va="center",
+                               fontsize=7, color="white" if value < 0.6 else "black")
+            right.set(xlabel="task evaluated", ylabel="after task",
+                      title="MIND TAg accuracy matrix (%)")
+            fig.colorbar(image, ax=right)
+        else:
+            right.axis("off")
+        fig.tight_layout()
+        path = out_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{setting}-{backend}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", type=comma_list, default=["demo", "fmnist", "synbols"])
+    parser.add_argument("--methods", type=comma_list, default=list(METHODS))
+    parser.add_argument("--seeds", type=lambda s: [int(v) for v in comma_list(s)],
+                        default=[0, 1, 2])
+    parser.add_argument("--backends", type=comma_list, default=["torch"])
+    parser.add_argument("--epochs-scale", type=float, default=1.0,
+                        help="multiply every phase's epochs (min 1) and milestones by this")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=None, help="where datasets are (and Synbols goes)")
+    parser.add_argument("--synbols-per-class", type=lambda s: [int(v) for v in comma_list(s)],
+                        default=[100, 20], help="train,test images per class of the subset")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads per framework (0: the framework's default)")
+    parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    set_threads(args.threads, args.backends)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run_all(args, args.out)
+    (args.out / "results.md").write_text(markdown(results))
+    pngs = plot(results, args.out)
+    print(markdown(results))
+    print(f"wrote {args.out / 'results.md'}, {args.out / 'results.json'}"
+          + (f", {', '.join(pngs)}" if pngs else ""), file=sys.stderr)
+    return 1 if any("error" in r for r in results["runs"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

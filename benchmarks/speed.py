@@ -1,0 +1,241 @@
+"""Speed of the MIND backends against a plain dense model: ResNet-32, 32x32x3, 10 tasks.
+
+    python -m benchmarks.speed [--json] [--quick] [--backends torch,tf] [--device cpu]
+
+Everything is timed side by side in one process; jobs are interleaved (their order rotates
+every repeat), warmed up first, and each figure is the median of the repeats. Ratios (lower is
+better; targets in TARGETS):
+  teacher_step_ratio   backend teacher-phase step (dense, gates=None, trainable=None) / plain
+                       stock-torch ResNet-32 step (nn.Conv2d, same shapes, AdamW, same batches)
+  distill_step_ratio   backend distill step of the last of 10 tasks (gated student, frozen
+                       earlier weights, dense teacher forward, beta 5) / the same plain step
+  eval_ratio_vs_limit  backend.predict with 10 sub-networks / 10 x one plain dense forward
+  tf_vs_torch_*        tf backend time / torch backend time for the same job
+Memory (each probe in a fresh subprocess, so peak RSS means this run only): bytes of the
+model's weights, int8 ownership arrays and 10 BN snapshots, and the peak RSS growth of a short
+10-task MIND run against that of plain dense training at the same batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from benchmarks.reference import CLASS_RANGE, MEAN, NUM_CLASSES, STD, TASKS, PlainTorch
+from benchmarks.tf_vs_torch import load as load_backend
+from benchmarks.tf_vs_torch import set_threads
+from mind_core import masks
+from mind_core.protocol import ModelSpec, PhaseSpec, Subnet
+
+SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
+LAST = TASKS - 1  # the distill phase timed is the last task's: the most frozen weights
+TARGETS = {"teacher_step_ratio": 1.10, "eval_ratio_vs_limit": 1.3, "tf_vs_torch_train": 1.5,
+           "tf_vs_torch_eval": 1.5}
+
+
+def simulated_ownership(layers) -> dict[str, np.ndarray]:
+    """Ownership after allocating all 10 tasks at random (classifier rows by class)."""
+    owner, rng = masks.new_ownership(layers, TASKS), np.random.default_rng(0)
+    for t in range(TASKS):
+        owner = masks.allocate(owner, t, layers=layers, num_tasks=TASKS, rng=rng,
+                               class_range=(10 * t, 10 * t + 10))
+    return owner
+
+
+class BackendBench:
+    """One backend's teacher-phase trainer, distill-phase trainer and 10 inference sub-networks,
+    all through the protocol as the engine drives them."""
+
+    def __init__(self, backend, batch_size: int, eval_batch: int) -> None:
+        self.backend, self.eval_batch, self.epoch = backend, eval_batch, 0
+        common = dict(epochs=1, lr=1e-3, milestones=(), gamma=0.5, weight_decay=0.0,
+                      batch_size=batch_size, class_range=CLASS_RANGE, mean=MEAN, std=STD)
+        self.teacher = backend.build_model(SPEC, seed=1)
+        backend.set_gates(self.teacher, None)
+        self.teacher_trainer = backend.start_phase(
+            self.teacher, PhaseSpec(kind="teacher", **common), None)
+        self.student = backend.build_model(SPEC, seed=0)
+        owner = simulated_ownership(backend.layers(self.student))
+        self.gates = masks.gates(owner, LAST)
+        backend.set_gates(self.student, self.gates)
+        self.distill_trainer = backend.start_phase(
+            self.student, PhaseSpec(kind="distill", beta=5.0, **common),
+            masks.trainable(owner, LAST), teacher=self.teacher)
+        bn = backend.get_bn(self.student)
+        self.subnets = [Subnet(gates=masks.gates(owner, j), bn=bn,
+                               class_range=(10 * j, 10 * j + 10)) for j in range(TASKS)]
+
+    def teacher_epoch(self, x, y) -> None:
+        self.epoch += 1
+        self.backend.train_epoch(self.teacher_trainer, x, y, epoch=0, seed=self.epoch)
+
+    def distill_epoch(self, x, y) -> None:
+        self.epoch += 1
+        self.backend.train_epoch(self.distill_trainer, x, y, epoch=0, seed=self.epoch)
+
+    def predict(self, x) -> None:
+        self.backend.predict(self.student, x, self.subnets, self.eval_batch, MEAN, STD)
+
+    def restore_gates(self) -> None:
+        """predict() leaves the last sub-network's gates behind (untimed, once per phase in
+        a real run)."""
+        self.backend.set_gates(self.student, self.gates)
+
+
+class Job:
+    """Something to time: `run` (divided by `per` to give a per-step figure), after an
+    untimed `setup`."""
+
+    def __init__(self, run: Callable[[], None], per: int = 1,
+                 setup: Callable[[], None] | None = None) -> None:
+        self.run, self.per, self.setup = run, per, setup
+
+    def __call__(self) -> tuple[float, float]:
+        if self.setup is not None:
+            self.setup()
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.run()
+        return ((time.perf_counter() - wall) / self.per, (time.process_time() - cpu) / self.per)
+
+
+def measure(jobs: dict[str, Job], repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, cpu) seconds per repeat of every job. Jobs are warmed up once (TF compiles,
+    allocators and caches fill) and then interleaved, their order rotating every repeat."""
+    for job in jobs.values():
+        job()
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in jobs}
+    names = list(jobs)
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(jobs[name]())
+    return samples
+
+
+def machine_info(threads: int, backends: dict) -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "threads": threads, "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+    for name, bench in backends.items():
+        info[f"{name}_device"] = bench.backend.device
+        info.update(bench.backend.versions())
+    return info
+
+
+def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
+              batches: int = 8, repeats: int = 5, eval_images: int = 512,
+              eval_batch: int = 256, threads: int = 1) -> dict:
+    """The timing part of the benchmark (no memory probes); see the module docstring."""
+    from backends.torch.backend import resolve_device
+
+    set_threads(threads, ["torch", *backends])
+    rng = np.random.default_rng(0)
+    n = batch_size * batches
+    x = rng.integers(0, 256, (n, *SPEC.input_shape), dtype=np.uint8)
+    y = rng.integers(*CLASS_RANGE, n).astype(np.int64)
+    x_eval = rng.integers(0, 256, (eval_images, *SPEC.input_shape), dtype=np.uint8)
+    plain = PlainTorch(resolve_device(device), batch_size, eval_batch)
+    benches = {name: BackendBench(b, batch_size, eval_batch) for name in backends
+               if (b := load_backend(name, device)) is not None}
+    seeds = iter(range(10**9))
+    jobs = {"dense_step": Job(lambda: plain.train_epoch(x, y, next(seeds)), batches),
+            "dense_forward": Job(lambda: plain.forward(x_eval))}
+    for name, bench in benches.items():
+        jobs[f"{name}_teacher_step"] = Job(lambda b=bench: b.teacher_epoch(x, y), batches)
+        jobs[f"{name}_distill_step"] = Job(lambda b=bench: b.distill_epoch(x, y), batches,
+                                           setup=bench.restore_gates)
+        jobs[f"{name}_predict"] = Job(lambda b=bench: b.predict(x_eval))
+    samples = measure(jobs, repeats)
+    # Process CPU time is what a job costs; on a shared CPU box wall time mostly measures the
+    # neighbours. On a GPU the host's CPU time means little, so wall time decides there.
+    clock = "cpu" if plain.device.type == "cpu" else "wall"
+    pick = ("wall", "cpu").index(clock)
+    medians = {kind: {name: statistics.median(s[i] for s in v) for name, v in samples.items()}
+               for i, kind in enumerate(("wall", "cpu"))}
+    out: dict = {"machine": machine_info(threads, benches),
+                 "config": {"model": "resnet32", "input": list(SPEC.input_shape),
+                            "tasks": TASKS, "classes": SPEC.num_classes,
+                            "batch_size": batch_size, "batches_per_epoch": batches,
+                            "repeats": repeats, "eval_images": eval_images,
+                            "eval_batch": eval_batch, "device": device, "clock": clock},
+                 "raw_seconds": {kind: {k: round(v, 5) for k, v in m.items()}
+                                 for kind, m in medians.items()},
+                 "raw_spread": {k: [round(min(s[pick] for s in v), 5),
+                                    round(max(s[pick] for s in v), 5)]
+                                for k, v in samples.items()}}
+    return {**out, **ratios(medians[clock], list(benches), batch_size, eval_images)}
+
+
+def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
+           eval_images: int) -> dict:
+    limit = TASKS * raw["dense_forward"]
+    out: dict = {"eval_limit_seconds": round(limit, 5), "per_backend": {}}
+    for name in backends:
+        out["per_backend"][name] = {
+            "teacher_step_ratio": round(raw[f"{name}_teacher_step"] / raw["dense_step"], 3),
+            "distill_step_ratio": round(raw[f"{name}_distill_step"] / raw["dense_step"], 3),
+            "eval_ratio_vs_limit": round(raw[f"{name}_predict"] / limit, 3),
+            "teacher_images_per_s": round(batch_size / raw[f"{name}_teacher_step"], 1),
+            "distill_images_per_s": round(batch_size / raw[f"{name}_distill_step"], 1),
+            "eval_images_per_s": round(eval_images / raw[f"{name}_predict"], 1)}
+    main = "torch" if "torch" in backends else next(iter(backends), None)
+    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit"):
+        out[key] = out["per_backend"][main][key] if main else None
+    both = {"tf", "torch"} <= set(backends)
+    for key, parts in (("teacher", ["teacher_step"]), ("distill", ["distill_step"]),
+                       ("train", ["teacher_step", "distill_step"]), ("eval", ["predict"])):
+        out[f"tf_vs_torch_{key}"] = round(sum(raw[f"tf_{p}"] for p in parts)
+                                          / sum(raw[f"torch_{p}"] for p in parts),
+                                          3) if both else None
+    out["targets"] = TARGETS
+    out["meets_targets"] = {k: None if out[k] is None else out[k] <= v
+                            for k, v in TARGETS.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="4 batches, 3 repeats, 256 images")
+    parser.add_argument("--backends", default="torch,tf", help="comma-separated: torch,tf")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for every framework (default 1: on a shared "
+                             "2-core box more threads spin-wait and time mostly noise)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    args = parser.parse_args(argv)
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    batches, repeats, images = (4, 3, 256) if args.quick else (8, 5, 512)
+    out = run_speed(names, args.device, args.batch_size, batches, repeats, images,
+                    threads=args.threads)
+    if not args.no_memory:
+        from benchmarks.memory import run_memory
+
+        out["memory"] = run_memory([n for n in names if n in out["per_backend"]],
+                                   args.device, args.threads, args.batch_size)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
+                "tf_vs_torch_train", "tf_vs_torch_eval"):
+        target = TARGETS.get(key)
+        print(f"{key:22s} {out[key]!s:>8}" + (f"   (target <= {target})" if target else ""))
+    clock = out["config"]["clock"]
+    for key, value in out["raw_seconds"][clock].items():
+        print(f"  {key:22s} {value:.4f} s ({clock})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

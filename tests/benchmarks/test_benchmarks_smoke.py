@@ -1,0 +1,118 @@
+"""Tiny runs of the benchmark scripts' core functions, so that they do not rot.
+
+No timing is asserted: only that the documented keys come back with sane values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import accuracy
+from benchmarks.baselines import METHODS, method_overrides, single_head_tag
+from mind_core.config import resolve_config
+
+# As in tests/backends: tiny models only lose to OpenMP spin-waiting on a busy 2-core runner.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+FAKE = "tests.fakes:FakeBackend"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the speed benchmark's reference model is torch")
+def test_speed_returns_documented_keys():
+    from benchmarks.speed import run_speed
+
+    # threads=0 leaves the process's thread settings alone for the tests that follow.
+    out = run_speed(["torch"], batch_size=2, batches=1, repeats=1, eval_images=2,
+                    eval_batch=2, threads=0)
+    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit"):
+        assert out[key] > 0
+        assert out[key] == out["per_backend"]["torch"][key]
+    for key in ("tf_vs_torch_train", "tf_vs_torch_eval"):
+        assert out[key] is None  # tf was not asked for
+    assert out["config"]["clock"] == "cpu"
+    for clock in ("wall", "cpu"):
+        assert set(out["raw_seconds"][clock]) == {"dense_step", "dense_forward",
+                                                  "torch_teacher_step", "torch_distill_step",
+                                                  "torch_predict"}
+    assert out["eval_limit_seconds"] == pytest.approx(
+        10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
+    assert out["meets_targets"]["tf_vs_torch_eval"] is None
+    assert isinstance(out["meets_targets"]["teacher_step_ratio"], bool)
+    assert {"platform", "cpu_count", "torch", "threads"} <= out["machine"].keys()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_memory_probe_counts_the_model_state():
+    from benchmarks.memory import memory_probe
+
+    out = memory_probe("torch", threads=0, tasks=2, train_per_class=1, test_per_class=1,
+                       batch_size=4)
+    # int8 ownership: one byte per gated weight, a quarter of the float32 weights.
+    assert out["ownership_bytes"] * 4 == out["weight_bytes"]
+    snapshot = out["model_bytes"] - out["weight_bytes"]
+    assert out["bn_snapshot_bytes"] == 2 * snapshot > 0
+    assert out["state_bytes"] == (out["weight_bytes"] + out["ownership_bytes"]
+                                  + out["bn_snapshot_bytes"])
+    assert out["peak_rss_growth_bytes"] >= 0 and out["numpy_peak_bytes"] > 0
+
+
+def test_single_head_tag_takes_the_argmax_over_all_slices():
+    # 2 tasks x 2 classes; sample 0 (class 1, task 0): its own slice wins -> correct;
+    # sample 1 (class 2, task 1): task 0's slice holds the largest logit -> wrong, routed to 0.
+    logits = np.array([[[0.0, 5.0], [9.0, 1.0]],  # task 0's slice for samples 0 and 1
+                       [[0.0, 4.0], [3.0, 0.0]]], dtype=np.float32)  # task 1's slice
+    out = single_head_tag(logits, np.array([1, 2]), np.array([0, 1]), [(0, 2), (2, 4)])
+    assert out["tag"] == 0.5 and out["routing"] == 0.5
+    assert out["per_task_tag"] == [1.0, 0.0]
+    assert out["confusion"] == [[1, 0], [1, 0]]
+    assert out["tag_entropy"] == out["tag"]
+
+
+def test_scaled_epochs_shrinks_epochs_and_milestones():
+    cfg = resolve_config("demo")  # teacher 6 epochs [4], distill 8 epochs [6]
+    half = accuracy.make_config(accuracy.Setting("demo"), [], "mind", "torch", 0, 0.5, "cpu")
+    assert (half.teacher.epochs, half.teacher.milestones) == (3, (2,))
+    assert (half.distill.epochs, half.distill.milestones) == (4, (3,))
+    tiny = accuracy.scaled_epochs(cfg, 0.05)
+    assert "teacher.epochs=1" in tiny and "teacher.milestones=[]" in tiny
+
+
+def test_every_method_resolves_to_a_valid_config():
+    for method in METHODS:
+        cfg = accuracy.make_config(accuracy.Setting("smoke"), [], method, FAKE, 1, 1.0, "cpu")
+        assert cfg.seed == 1
+    assert accuracy.make_config(accuracy.Setting("smoke"), [], "packnet", FAKE, 0, 1.0,
+                                "cpu").variant == "packnet"
+    with pytest.raises(ValueError, match="unknown method"):
+        method_overrides("lwf")
+
+
+def test_accuracy_driver_on_synthetic_with_the_fake_backend(tmp_path):
+    methods = ["mind", "finetune", "joint", "packnet"]
+    argv = ["--settings", "smoke", "--backends", FAKE, "--seeds", "0",
+            "--methods", ",".join(methods), "--out", str(tmp_path)]
+    assert accuracy.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = {r["method"]: r for r in results["runs"]}
+    assert sorted(runs) == sorted(methods)
+    for run in runs.values():
+        assert len(run["tag"]) == len(run["acc_matrix_tag"]) == 5  # smoke: 5 tasks
+        assert 0 <= run["final"]["tag"] <= run["final"]["taw"] <= 1  # TAg <= TAw
+    # joint sees every task's data at once, finetune only the last task's.
+    assert runs["joint"]["final"]["tag"] > runs["finetune"]["final"]["tag"]
+    assert {e["method"] for e in results["summary"]} == set(methods)
+    table = (tmp_path / "results.md").read_text()
+    assert all(f"| {m} |" in table for m in methods)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "smoke-tests.fakes_FakeBackend.png").stat().st_size > 0
+
+    # --resume keeps the finished runs instead of running them again.
+    assert accuracy.main(argv + ["--resume"]) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in results["runs"]]
