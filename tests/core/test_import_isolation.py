@@ -42,3 +42,14 @@ def test_unknown_backend_names_are_readable_errors():
 def test_device_the_backend_cannot_use_is_a_backend_error():
     with pytest.raises(BackendError, match="CPU only"):
         get_backend("tests.fakes:FakeBackend", device="cuda")
+
+
+def test_a_missing_framework_says_which_extra_to_install(monkeypatch):
+    import mind_core.registry as registry
+
+    def no_torch(name):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(registry.importlib, "import_module", no_torch)
+    with pytest.raises(BackendError, match=r"install the torch extra \(pip install 'mind-cl\[torch\]'\)"):
+        get_backend("torch")
