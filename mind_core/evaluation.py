@@ -10,7 +10,7 @@ import attrs
 from mind_core import masks
 from mind_core.config import RunConfig
 from mind_core.data.base import Dataset
-from mind_core.metrics import Evaluation, backward_transfer, evaluate_logits, forgetting
+from mind_core.metrics import Evaluation, evaluate_logits, summary
 from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
 from mind_core.schedule import TaskData, test_set
@@ -63,23 +63,7 @@ class History:
                 "acc_matrix_taw": self._matrix("per_task_taw")}
 
     def metrics(self) -> dict[str, Any]:
+        """metrics.json's content."""
         if not self.rows:
             return {"tasks_done": 0, "final": {}}
-        last = self.rows[-1]
-        out: dict[str, Any] = {
-            "tasks_done": len(self.rows),
-            "final": {k: last[k] for k in ("tag", "taw", "routing", "tag_entropy")},
-            "tag": [r["tag"] for r in self.rows],
-            "taw": [r["taw"] for r in self.rows],
-            "routing": [r["routing"] for r in self.rows],
-            "tag_entropy": [r["tag_entropy"] for r in self.rows],
-            "acc_matrix_tag": self._matrix("per_task_tag"),
-            "acc_matrix_taw": self._matrix("per_task_taw"),
-            "confusion": last["confusion"],
-            "forgetting": {}, "bwt": {},
-        }
-        for kind in ("tag", "taw"):
-            per_task, average = forgetting(out[f"acc_matrix_{kind}"])
-            out["forgetting"][kind] = {"per_task": list(per_task), "average": average}
-            out["bwt"][kind] = backward_transfer(out[f"acc_matrix_{kind}"])
-        return out
+        return summary([Evaluation(**row) for row in self.rows])

@@ -224,6 +224,7 @@ def summary(evaluations: list[Evaluation]) -> dict:
         "tag": [e.tag for e in evaluations],
         "taw": [e.taw for e in evaluations],
         "routing": [e.routing for e in evaluations],
+        "tag_entropy": [e.tag_entropy for e in evaluations],
         "acc_matrix_tag": matrices["tag"],
         "acc_matrix_taw": matrices["taw"],
         "forgetting": {},
