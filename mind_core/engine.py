@@ -107,7 +107,7 @@ class Engine:
                              taw=metrics["final"]["taw"], routing=metrics["final"]["routing"],
                              seconds=round(time.time() - start, 2))
             return metrics
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):
             self.events.emit("run_failed", reason="interrupted",
                              message="stopped on request; continue with `mind resume`")
             raise
@@ -134,7 +134,7 @@ class Engine:
             self._save_resume()
         if st.phase == "distill":
             if st.next_epoch == 0:
-                self.backend.set_bn(self.model, self.bn_snapshots[t - 1] if t else self.initial_bn)
+                self.backend.set_bn(self.model, self._bn_before(t))
             self.backend.set_gates(self.model, masks.gates(self.owner, t, self.plan.weight_sharing))
             distilling = self.cfg.distillation.beta > 0
             self._train(t, "distill", self.model, trainable=masks.trainable(self.owner, t),
@@ -160,8 +160,12 @@ class Engine:
                        for k, w in weights.items()}
         teacher = self.backend.build_model(self.spec, 0)
         self.backend.set_weights(teacher, weights)
-        self.backend.set_bn(teacher, self.bn_snapshots[t - 1] if t else self.initial_bn)
+        self.backend.set_bn(teacher, self._bn_before(t))
         return teacher
+
+    def _bn_before(self, t: int):
+        """BN state every task starts from: the previous task's snapshot (fresh for task 0)."""
+        return self.bn_snapshots[t - 1] if t else self.initial_bn
 
     def _teacher_trainable(self):
         return masks.free(self.owner) if self.plan.self_teacher else None
