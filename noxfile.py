@@ -54,9 +54,10 @@ def backend(session, framework):
 
 @nox.session
 def parity(session):
-    """Both frameworks: same checkpoint -> same logits; train with one, evaluate with the other."""
+    """Both frameworks: same checkpoint -> same logits; train with one, evaluate with the other.
+    Also the benchmark scripts' smoke tests, which need both."""
     install(session, "torch,tf-cpu")
-    pytest(session, "tests/parity")
+    pytest(session, "tests/parity", "tests/benchmarks")
 
 
 @nox.session
