@@ -16,8 +16,6 @@ import pytest
 # 2-core runner made this suite 15x slower. Set before any framework is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Used only where mind_core.registry is not available yet.
-FALLBACK = {"torch": "backends.torch.backend:TorchBackend", "tf": "backends.tf.backend:TFBackend"}
 FRAMEWORKS = {"torch": "torch", "tf": "tensorflow"}
 
 
@@ -25,11 +23,8 @@ def make_backend(name: str, device: str):
     framework = FRAMEWORKS.get(name)
     if framework and importlib.util.find_spec(framework) is None:
         pytest.skip(f"backend {name!r} needs {framework}, which is not installed here")
-    try:
-        from mind_core.registry import get_backend
-    except ImportError:
-        module_name, _, class_name = FALLBACK.get(name, name).partition(":")
-        return getattr(importlib.import_module(module_name), class_name)(device=device)
+    from mind_core.registry import get_backend
+
     return get_backend(name, device=device)
 
 
