@@ -5,11 +5,12 @@ and routing accuracy, written to --out as results.md, results.json and one PNG p
         --backends torch --epochs-scale 0.35 --out benchmarks/results
 
 Settings: demo (built-in fmnist-mini, preset demo), fmnist (full Fashion-MNIST 5x2, preset
-fmnist-quick), synbols (a generated 50-class Synbols subset, 10 tasks x 5, preset
-synbols-quick; rendered once into --data-dir), or any preset name, e.g. cifar100 or
-tinyimagenet for the paper's settings on a GPU machine. Methods: benchmarks/baselines.py.
-results.json is rewritten after every run; --resume skips the runs it already holds.
-"""
+fmnist-quick), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5, small_cnn;
+rendered once into --data-dir), or any preset name, e.g. cifar100 or synbols for the paper's
+settings on a GPU machine. Methods: benchmarks/baselines.py.
+results.json is rewritten after every run; --resume skips the runs it already holds;
+--merge combines the results.json of several invocations (other settings, scales or machines)
+into one table."""
 
 from __future__ import annotations
 
@@ -52,10 +53,15 @@ def synbols_subset(args: argparse.Namespace) -> list[str]:
     return [f"data_dir={folder}"]
 
 
+# ResNet-32 at the paper's 25+25 epochs is GPU work; on a CPU the subset is learnt by the small
+# CNN with smaller batches (more optimiser steps per epoch on 2,500 images a task).
+SYNBOLS_SUBSET = ("tasks=10", "model=small_cnn", "teacher.epochs=8", "distill.epochs=8",
+                  "teacher.batch_size=64", "distill.batch_size=64", "distill.lr=0.01")
+
 SETTINGS = {
     "demo": Setting("demo"),
     "fmnist": Setting("fmnist-quick"),
-    "synbols": Setting("synbols-quick", ("tasks=10",), synbols_subset),
+    "synbols-subset": Setting("synbols-quick", SYNBOLS_SUBSET, synbols_subset),
 }
 
 
@@ -98,15 +104,20 @@ def run_key(row: dict) -> tuple:
 def run_all(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     results_path = out_dir / "results.json"
     rows: list[dict] = []
+    earlier: list[dict] = []
     if args.resume and results_path.exists():
-        rows = [r for r in json.loads(results_path.read_text())["runs"] if "error" not in r]
+        previous = read_results(results_path)
+        rows = [r for r in previous["runs"] if "error" not in r]
+        earlier = invocations(previous["meta"])
     done = {run_key(r) for r in rows}
-    meta = {"command": " ".join(["python -m benchmarks.accuracy", *sys.argv[1:]]), "settings": args.settings, "methods": args.methods,
-            "seeds": args.seeds, "backends": args.backends, "epochs_scale": args.epochs_scale,
+    this = {"command": " ".join(["python -m benchmarks.accuracy", *sys.argv[1:]]),
+            "settings": args.settings, "methods": args.methods, "seeds": args.seeds,
+            "backends": args.backends, "epochs_scale": args.epochs_scale,
             "device": args.device, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     backends = {name: get_backend(name, args.device) for name in args.backends}
-    meta["versions"] = {name: b.versions() for name, b in backends.items()}
+    this["versions"] = {name: b.versions() for name, b in backends.items()}
+    meta = {"merged": [*earlier, this]} if earlier else this
     for setting_name in args.settings:
         setting = setting_for(setting_name)
         try:
@@ -131,10 +142,35 @@ def run_all(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                     rows.append(one_run(key, cfg, method, backend, dataset))
                     write_json(results_path, {"meta": meta, "runs": rows,
                                               "summary": summarise(rows)})
-    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    this["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     results = {"meta": meta, "runs": rows, "summary": summarise(rows)}
     write_json(results_path, results)
     return results
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not {"runs", "meta"} <= data.keys():
+        raise SystemExit(f"{path} is not a results.json written by benchmarks.accuracy")
+    return data
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One results dict from several: a run present in more than one file (same setting,
+    backend, method, seed and epochs) is taken from the last file that has it."""
+    rows: dict[tuple, dict] = {}
+    metas: list[dict] = []
+    for path in paths:
+        data = read_results(path)
+        metas += invocations(data["meta"])
+        for row in data["runs"]:
+            if "error" not in row:
+                rows[(*run_key(row), tuple(row["epochs"]))] = row
+    runs = list(rows.values())
+    return {"meta": {"merged": metas}, "runs": runs, "summary": summarise(runs)}
 
 
 def one_run(key: tuple, cfg: RunConfig, method: str, backend, dataset) -> dict[str, Any]:
@@ -164,13 +200,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
+    """One entry per setting, backend, method and epochs: runs at other epochs (another
+    --epochs-scale, merged in) are never averaged together."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if "error" not in row:
-            groups.setdefault(run_key(row)[:3], []).append(row)
+            groups.setdefault((*run_key(row)[:3], tuple(row["epochs"])), []).append(row)
     out = []
-    for (setting, backend, method), runs in groups.items():
-        entry = {"setting": setting, "backend": backend, "method": method, "runs": len(runs),
+    for (setting, backend, method, epochs), runs in groups.items():
+        entry = {"setting": setting, "backend": backend, "method": method,
+                 "epochs": list(epochs), "runs": len(runs),
                  "seconds_mean": round(float(np.mean([r["seconds"] for r in runs])), 1)}
         for metric in ("tag", "taw", "routing"):
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
@@ -180,24 +219,33 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def invocations(meta: dict) -> list[dict]:
+    """The metas of the invocations behind a results file (one, or several merged)."""
+    return meta.get("merged", [meta])
+
+
 def markdown(results: dict) -> str:
-    meta = results["meta"]
-    lines = ["# MIND accuracy benchmark", "", f"Command: `{meta['command']}`  ",
-             f"Epochs scale {meta['epochs_scale']}, seeds {meta['seeds']}, device "
-             f"{meta['device']}, {meta['machine']}. Final accuracy after the last task, "
-             "mean ± std over seeds (%); forgetting is the TAg average.", ""]
+    metas = invocations(results["meta"])
+    lines = ["# MIND accuracy benchmark", "",
+             "Final accuracy after the last task, mean ± std over seeds (%); forgetting is the "
+             "TAg average; epochs are teacher+distill per task. Made by:", ""]
+    for m in metas:
+        where = ", ".join(str(m[k]) for k in ("device", "machine", "started") if k in m)
+        lines.append(f"- `{m['command']}` ({where})")
+    lines.append("")
     by_table: dict[tuple, list[dict]] = {}
     for entry in results["summary"]:
         by_table.setdefault((entry["setting"], entry["backend"]), []).append(entry)
     for (setting, backend), entries in by_table.items():
         lines += [f"## {setting} ({backend})", "",
-                  "| method | TAg | TAw | routing | forgetting | runs | s/run |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| method | TAg | TAw | routing | forgetting | epochs | runs | s/run |",
+                  "|---|---|---|---|---|---|---|---|"]
         for e in entries:
             cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
                      for m in ("tag", "taw", "routing")]
+            epochs = "+".join(str(v) for v in e.get("epochs", []))
             lines.append(f"| {e['method']} | {' | '.join(cells)} | "
-                         f"{100 * e['forgetting_tag_mean']:.2f} | {e['runs']} | "
+                         f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
                          f"{e['seconds_mean']} |")
         lines.append("")
     errors = [r for r in results["runs"] if "error" in r]
@@ -280,17 +328,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None, help="where datasets are (and Synbols goes)")
     parser.add_argument("--synbols-per-class", type=lambda s: [int(v) for v in comma_list(s)],
-                        default=[100, 20], help="train,test images per class of the subset")
+                        default=[500, 100], help="train,test images per class of the subset")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads per framework (0: the framework's default)")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="run nothing: combine these results.json files into --out")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-    set_threads(args.threads, args.backends)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_all(args, args.out)
+    if args.merge:
+        results = merge(args.merge)
+        write_json(args.out / "results.json", results)
+    else:
+        set_threads(args.threads, args.backends)
+        results = run_all(args, args.out)
     (args.out / "results.md").write_text(markdown(results))
     pngs = plot(results, args.out)
     print(markdown(results))

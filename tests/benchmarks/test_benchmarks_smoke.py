@@ -116,3 +116,38 @@ def test_accuracy_driver_on_synthetic_with_the_fake_backend(tmp_path):
     assert accuracy.main(argv + ["--resume"]) == 0
     again = json.loads((tmp_path / "results.json").read_text())
     assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in results["runs"]]
+    assert [m["command"] for m in again["meta"]["merged"]] == [results["meta"]["command"]] * 2
+
+
+def test_synbols_subset_is_the_cpu_setting_and_synbols_the_papers():
+    subset = accuracy.make_config(accuracy.setting_for("synbols-subset"), [], "mind", FAKE, 0,
+                                  1.0, "cpu")
+    assert (subset.tasks, subset.model, subset.teacher.epochs) == (10, "small_cnn", 8)
+    paper = accuracy.make_config(accuracy.setting_for("synbols"), [], "mind", FAKE, 0, 1.0,
+                                 "cpu")
+    assert (paper.model, paper.teacher.epochs, paper.distill.epochs) == ("resnet32", 25, 25)
+    with pytest.raises(SystemExit, match="unknown setting"):
+        accuracy.setting_for("cifar10")
+
+
+def test_merge_combines_invocations_and_keeps_other_epochs_apart(tmp_path, capsys):
+    common = ["--settings", "smoke", "--backends", FAKE, "--seeds", "0"]
+    first, second, merged = tmp_path / "a", tmp_path / "b", tmp_path / "merged"
+    assert accuracy.main(common + ["--methods", "mind,finetune", "--out", str(first)]) == 0
+    assert accuracy.main(common + ["--methods", "mind", "--epochs-scale", "2",
+                                   "--out", str(second)]) == 0
+    assert accuracy.main(["--merge", str(first / "results.json"),
+                          str(second / "results.json"), "--out", str(merged)]) == 0
+    results = json.loads((merged / "results.json").read_text())
+    assert len(results["meta"]["merged"]) == 2
+    assert sorted((r["method"], tuple(r["epochs"])) for r in results["runs"]) == sorted(
+        [("mind", (1, 1)), ("finetune", (1, 1)), ("mind", (2, 2))])
+    # The two mind runs differ in epochs: two summary rows, never one average of both.
+    assert sorted(e["epochs"] for e in results["summary"] if e["method"] == "mind") == [
+        [1, 1], [2, 2]]
+    table = (merged / "results.md").read_text()
+    assert table.count("python -m benchmarks.accuracy") == 2 and "| 2+2 |" in table
+
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read"):
+        accuracy.main(["--merge", str(tmp_path / "broken.json"), "--out", str(merged)])
