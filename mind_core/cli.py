@@ -76,8 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list configuration presets")
     ds = sub.add_parser("datasets", help="list, download or generate datasets",
                         description="`mind datasets` lists every dataset and whether it is "
-                        "available here; `mind datasets download cifar100` fetches it (checksum "
-                        "verified); `mind datasets prepare synbols` renders Synbols offline.")
+                        "available here; `mind datasets download cifar100|tinyimagenet|core50` "
+                        "fetches one (checksum verified, zips unpacked); `mind datasets prepare "
+                        "synbols` renders Synbols offline.")
     ds.add_argument("action", nargs="?", default="list", choices=["list", "download", "prepare"])
     ds.add_argument("name", nargs="?", help="dataset for download/prepare")
     ds.add_argument("--data-dir", help="target/search folder (else $MIND_DATA_DIR, "
@@ -142,13 +143,19 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_datasets(args) -> int:
+    from mind_core.console import DownloadProgress
     from mind_core.data import DatasetError, download, list_datasets, prepare_synbols, search_roots
 
     if args.action == "download":
         if not args.name:
             raise DatasetError("say which dataset to download, e.g. `mind datasets download "
                                "cifar100`")
-        print(f"Downloaded and verified {download(args.name, args.data_dir)}")
+        progress = DownloadProgress(args.name)
+        try:
+            path = download(args.name, args.data_dir, progress=progress)
+        finally:
+            progress.close()
+        print(f"{args.name} is ready (md5 verified): {path}")
         return 0
     if args.action == "prepare":
         if args.name != "synbols":

@@ -1,4 +1,4 @@
-"""Plain-terminal reporting of a run: an event observer for the `mind` command."""
+"""Plain-terminal reporting for the `mind` command: a run's event observer, download progress."""
 
 from __future__ import annotations
 
@@ -100,3 +100,40 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         for t, row in enumerate(metrics[f"acc_matrix_{kind}"]):
             lines.append(f"  T{t + 1:<3} " + "".join(f"{100 * a:6.1f} " for a in row))
     return "\n".join(lines)
+
+
+class DownloadProgress:
+    """Download progress on stderr: a live line on a terminal, else a line every 10 %."""
+
+    def __init__(self, name: str, stream: TextIO | None = None, clock=time.monotonic) -> None:
+        self.name = name
+        self.stream = stream or sys.stderr
+        self.clock = clock
+        self.live = self.stream.isatty()
+        self.last_time = float("-inf")  # the first call prints
+        self.last_step = -1
+        self.line_open = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        mb = f"{done / 2**20:,.0f} MB"
+        if total:
+            step = done * 10 // total
+            text = f"{self.name}: {mb} of {total / 2**20:,.0f} MB ({100 * done // total}%)"
+        else:
+            step = done // (100 * 2**20)  # unknown size: a line per 100 MB
+            text = f"{self.name}: {mb}"
+        if self.live:
+            now = self.clock()
+            if now - self.last_time >= 0.5 or done == total:
+                self.last_time = now
+                print(f"\r{text}", end="", file=self.stream, flush=True)
+                self.line_open = True
+        elif step != self.last_step:
+            self.last_step = step
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """End the live line, so that what is printed next starts on its own line."""
+        if self.line_open:
+            print(file=self.stream, flush=True)
+            self.line_open = False

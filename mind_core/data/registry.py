@@ -20,8 +20,9 @@ from mind_core.data.locations import ENV_VAR, describe_roots, search_roots
 from mind_core.protocol import Augment
 
 WHERE = f"--data-dir, ${ENV_VAR} or ~/.cache/mind/data"
-CORE50_HOW = ("download core50_128x128.zip from https://vlomonaco.github.io/core50/ and unzip "
-              f"it into the data dir ({WHERE}); decoding needs Pillow (pip install pillow)")
+CORE50_HOW = ("mind datasets download core50 (core50_128x128.zip, several GB), or unzip "
+              "core50_128x128.zip from https://vlomonaco.github.io/core50/ into the data dir "
+              f"({WHERE}); decoding needs Pillow (pip install pillow)")
 USER_FORMATS = {
     "npz:PATH": "an .npz with x_train, y_train, x_test, y_test (uint8 NHWC or NHW images, "
                 "integer labels 0..K-1) and optionally class_names",
@@ -96,16 +97,18 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(
         name="cifar100", classes=cifar.NUM_CLASSES, image_shape=cifar.IMAGE_SHAPE,
         description="CIFAR-100, 100 classes, 50,000 train / 10,000 test, 32x32 RGB",
-        how_to_get="mind datasets download cifar100 (161 MB into the data dir), or put cifar-100-python.tar.gz or its "
-                   f"extracted cifar-100-python/ folder into the data dir ({WHERE})",
+        how_to_get="mind datasets download cifar100 (161 MB into the data dir), or put "
+                   "cifar-100-python.tar.gz or its extracted cifar-100-python/ folder into the "
+                   f"data dir ({WHERE})",
         looks_for="cifar-100-python.tar.gz or cifar-100-python/ in <root> or <root>/cifar100",
         augment=cifar.AUGMENT, find=cifar.find_cifar100, load=cifar.load_cifar100),
     DatasetSpec(
         name="tinyimagenet", classes=tinyimagenet.NUM_CLASSES,
         image_shape=tinyimagenet.IMAGE_SHAPE,
         description="TinyImageNet-200, 200 classes, 100,000 train / 10,000 (val) test, 64x64 RGB",
-        how_to_get="download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it "
-                   f"into the data dir ({WHERE}); decoding needs Pillow (pip install pillow)",
+        how_to_get="mind datasets download tinyimagenet (237 MB zip, unpacked into the data "
+                   "dir), or unzip http://cs231n.stanford.edu/tiny-imagenet-200.zip into the "
+                   f"data dir ({WHERE}); decoding needs Pillow (pip install pillow)",
         looks_for="tiny-imagenet-200/ (wnids.txt, train/, val/) in <root>",
         augment=tinyimagenet.AUGMENT, find=tinyimagenet.find_tinyimagenet,
         load=tinyimagenet.load_tinyimagenet),

@@ -138,5 +138,6 @@ def test_download_of_a_missing_url_is_an_error_and_leaves_no_file(tmp_path):
 
 
 def test_download_of_an_unknown_dataset_names_the_downloadable_ones(tmp_path):
-    with pytest.raises(DatasetError, match="downloadable: cifar100"):
-        download("tinyimagenet", tmp_path)
+    with pytest.raises(DatasetError,
+                       match="downloadable: cifar100, core50, core50-frames, tinyimagenet"):
+        download("fmnist", tmp_path)
