@@ -13,6 +13,7 @@ from textual.binding import Binding
 from tui.catalog import Catalog, CoreCatalog
 from tui.process import RunProcess
 from tui.screens.launch import LaunchScreen
+from tui.screens.leave import STOP, LeaveScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.runs import RunsScreen
 
@@ -42,6 +43,26 @@ class MindApp(App[None]):
     def on_mount(self) -> None:
         if self.attach is not None:
             self.push_screen(MonitorScreen(self.attach))
+
+    def running_children(self) -> list[RunProcess]:
+        return [process for process in self.processes.values() if process.alive]
+
+    async def action_quit(self) -> None:
+        """Quit, asking first what happens to the runs this app started that still go on."""
+        running = self.running_children()
+        if not running or isinstance(self.screen, LeaveScreen):
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice is None:
+                return
+            if choice == STOP:
+                for process in self.running_children():
+                    process.interrupt()
+            self.exit()
+
+        self.push_screen(LeaveScreen([process.run_dir for process in running]), chosen)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,7 +2,8 @@
 
 The child is `python -m mind_core.cli ...` with stdout and stderr appended to
 <run>/output.log. It runs in its own session so a Ctrl-C meant for the terminal never reaches
-it, and it keeps going if the TUI quits (attach to it again with `mind-tui --attach DIR`).
+it; on quit the app asks whether to leave it running (attach again with `mind-tui --attach
+DIR`) or stop it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from textual.widgets import Select
 from tests.tui.tui_helpers import drive, plain, wait_for
 from tui.app import MindApp
 from tui.rundir import read_events
+from tui.screens.leave import LeaveScreen
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.matrix import AccuracyMatrix
 from tui.widgets.problem import ProblemPanel
@@ -103,3 +104,44 @@ def test_a_child_that_exits_before_any_event_shows_its_exit_code_and_output(tmp_
         assert "no_such_module" in text  # the CLI's message, from output.log
 
     drive(app, scenario)
+
+
+def test_quitting_with_a_run_going_asks_and_stop_ends_it_resumably(tmp_path: Path):
+    app = MindApp(backend=SLOW, runs_dir=tmp_path / "runs")
+    children = []
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.state.status == "running", timeout=60)
+        children.extend(app.running_children())
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveScreen))
+        assert str(only_run(tmp_path / "runs")) in plain(app.screen.query_one("#leave-text"))
+        await pilot.press("escape")  # stay: nothing happens to the run
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert children[0].alive
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveScreen))
+        await pilot.press("s")
+
+    drive(app, scenario)
+    (child,) = children
+    assert child.popen.wait(timeout=60) == 130
+    events = read_events(only_run(tmp_path / "runs"))
+    assert [e["reason"] for e in events if e["type"] == "run_failed"] == ["interrupted"]
+
+
+def test_leaving_a_run_going_exits_without_touching_it(tmp_path: Path):
+    app = MindApp(backend=SLOW, runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await launch_smoke(pilot, app)
+        await wait_for(pilot, lambda: screen.state.status == "running", timeout=60)
+        (child,) = app.running_children()
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, LeaveScreen))
+        await pilot.press("l")
+        await wait_for(pilot, lambda: app.return_code is not None)
+        assert child.alive and not child.stop_requested
+
+    drive(app, scenario)  # which ends the child, as a test must
