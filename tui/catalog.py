@@ -35,7 +35,10 @@ class ConfigProblem(Exception):
 class Catalog(Protocol):
     def presets(self) -> list[tuple[str, str]]: ...
 
-    def datasets(self) -> list[DatasetChoice]: ...
+    def datasets(self, data_dir: str | None = None) -> list[DatasetChoice]: ...
+
+    def user_dataset(self, name: str) -> DatasetChoice:
+        """"npz:PATH" / "folder:PATH" looked at cheaply, or raise ConfigProblem("own_data")."""
 
     def resolve(self, preset: str, overrides: list[str], **fields: Any) -> dict[str, Any]:
         """The resolved config as a dict, or raise ConfigProblem."""
@@ -50,19 +53,23 @@ class CoreCatalog:
 
         return [(str(name), str(description)) for name, description in list_presets()]
 
-    def datasets(self) -> list[DatasetChoice]:
+    def datasets(self, data_dir: str | None = None) -> list[DatasetChoice]:
         from mind_core.data import list_datasets
 
-        choices = []
-        for info in list_datasets():
-            shape = getattr(info, "image_shape", None) or getattr(info, "shape", ()) or ()
-            choices.append(DatasetChoice(
-                name=str(info.name), classes=int(getattr(info, "classes", 0) or 0),
-                shape=tuple(int(s) for s in shape), available=bool(info.available),
-                how_to_get=str(getattr(info, "how_to_get", "") or ""),
-            ))
-        self._classes = {c.name: c.classes for c in choices if c.classes}
+        choices = [_choice(info) for info in list_datasets(data_dir or None)]
+        self._classes.update({c.name: c.classes for c in choices if c.classes})
         return choices
+
+    def user_dataset(self, name: str) -> DatasetChoice:
+        from mind_core.data import DatasetError, describe_user_data
+
+        try:
+            choice = _choice(describe_user_data(name))
+        except DatasetError as exc:
+            raise ConfigProblem("own_data", _message(exc)) from exc
+        if choice.classes:
+            self._classes[choice.name] = choice.classes
+        return choice
 
     def resolve(self, preset: str, overrides: list[str], **fields: Any) -> dict[str, Any]:
         from mind_core.config import ConfigError, check_tasks_split, config_to_dict, resolve_config
@@ -77,6 +84,12 @@ class CoreCatalog:
             raise ConfigProblem(getattr(exc, "key", None), _message(exc)) from exc
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigProblem(None, _message(exc)) from exc
+
+
+def _choice(info: Any) -> DatasetChoice:
+    return DatasetChoice(name=str(info.name), classes=int(info.classes or 0),
+                         shape=tuple(int(s) for s in info.image_shape or ()),
+                         available=bool(info.available), how_to_get=str(info.how_to_get or ""))
 
 
 def _message(exc: Exception) -> str:

@@ -20,9 +20,11 @@ from tui.rundir import OUTPUT_LOG, STOP_FILE
 
 
 def run_command(*, preset: str, backend: str, dataset: str, overrides: list[str],
-                out: Path) -> list[str]:
+                out: Path, data_dir: str = "") -> list[str]:
     """Arguments of `mind run` (without the interpreter)."""
     args = ["run", "--preset", preset, "--backend", backend, "--dataset", dataset]
+    if data_dir:
+        args += ["--data-dir", data_dir]
     for item in overrides:
         args += ["--set", item]
     return args + ["--out", str(out)]

@@ -15,6 +15,7 @@ from mind_core.data.registry import (
     USER_FORMATS,
     DatasetInfo,
     DatasetSpec,
+    describe_user_data,
     get_spec,
     list_datasets,
     load_dataset,
@@ -24,6 +25,6 @@ from mind_core.data.synthetic import make_synthetic
 
 __all__ = [
     "ENV_VAR", "SPECS", "USER_FORMATS", "Dataset", "DatasetError", "DatasetInfo", "DatasetSpec",
-    "default_root", "download", "get_spec", "list_datasets", "load_dataset", "make_synthetic",
+    "default_root", "describe_user_data", "download", "get_spec", "list_datasets", "load_dataset", "make_synthetic",
     "prepare_synbols", "search_roots",
 ]

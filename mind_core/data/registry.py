@@ -35,7 +35,7 @@ USER_FORMATS = {
 class DatasetInfo:
     name: str
     classes: int
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # () where unknown without decoding (image folders)
     available: bool
     how_to_get: str
     description: str = ""
@@ -169,6 +169,20 @@ def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[Datase
             available=available, how_to_get=spec.how_to_get, description=spec.description,
             location=str(found) if found is not None else None))
     return infos
+
+
+def describe_user_data(name: str) -> DatasetInfo:
+    """A cheap look at "npz:PATH" / "folder:PATH" (no images decoded); DatasetError if it
+    cannot be used."""
+    kind, sep, rest = name.partition(":")
+    if not (sep and kind in ("npz", "folder")):
+        raise DatasetError(f"{name!r} is not your own data: write npz:PATH or folder:PATH")
+    if not rest:
+        raise DatasetError(f"{name!r} needs a path after '{kind}:'")
+    path = Path(rest).expanduser()
+    classes, shape = user.peek_npz(path) if kind == "npz" else user.peek_folder(path)
+    return DatasetInfo(name=name, classes=classes, image_shape=shape, available=True,
+                       how_to_get=USER_FORMATS[f"{kind}:PATH"], location=str(path))
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:

@@ -132,3 +132,36 @@ def load_folder(path: Path, root: Path) -> Dataset:
     data = {"x_train": arrays["x_train"], "y_train": y_train, "x_test": arrays["x_test"],
             "y_test": y_test, "class_names": np.array(names)}
     return dataset_from_arrays(f"folder:{path}", data, str(path))
+
+
+def peek_npz(path: Path) -> tuple[int, tuple[int, ...]]:
+    """(classes, image shape) of an .npz without reading its images: the TUI's check."""
+    if not path.is_file():
+        raise DatasetError(f"the dataset file {path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {name.removesuffix(".npy"): name for name in zf.namelist()}
+            missing = [key for key in REQUIRED_KEYS if key not in members]
+            if missing:
+                raise DatasetError(f"{path} lacks the arrays {missing}; expected "
+                                   f"{list(REQUIRED_KEYS)} and optionally class_names")
+            with zf.open(members["x_train"]) as handle:
+                version = np.lib.format.read_magic(handle)
+                header = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                shape = header(handle)[0] if header else None
+        with np.load(path, allow_pickle=False) as data:
+            labels = data["y_train"]
+            if shape is None:  # a newer .npy format: read the array after all
+                shape = data["x_train"].shape
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"cannot read the dataset file {path}: {exc}") from exc
+    classes = int(labels.max()) + 1 if labels.size else 0
+    return classes, tuple(int(s) for s in shape[1:])
+
+
+def peek_folder(path: Path) -> tuple[int, tuple[int, ...]]:
+    """(classes, ()) of an image folder from its train/ sub-folders; sizes need decoding."""
+    if not path.is_dir():
+        raise DatasetError(f"the image folder {path} does not exist")
+    return len(_class_folders(path / "train")), ()

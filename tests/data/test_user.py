@@ -136,3 +136,23 @@ def test_changed_folder_is_decoded_again(tmp_path):
     assert len(load_dataset(f"folder:{tmp_path / 'imgs'}").y_train) == 4
     save_image(tmp_path / "imgs" / "train" / "cat" / "new.png", np.zeros((6, 5, 3), np.uint8))
     assert len(load_dataset(f"folder:{tmp_path / 'imgs'}").y_train) == 5
+
+
+def test_a_quick_look_at_own_data_reads_classes_and_shape_without_the_images(tmp_path):
+    from mind_core.data import describe_user_data
+
+    path = tmp_path / "mine.npz"
+    np.savez_compressed(path, **good_arrays(x_train=pixels(6, 5, 7, 3),
+                                            x_test=pixels(3, 5, 7, 3)))
+    info = describe_user_data(f"npz:{path}")
+    assert (info.classes, info.image_shape, info.available) == (3, (5, 7, 3), True)
+    image_folder(tmp_path / "imgs", classes=("cat", "ant", "bee"))
+    assert describe_user_data(f"folder:{tmp_path / 'imgs'}").classes == 3
+
+    np.savez(tmp_path / "partial.npz", x_train=pixels(2, 4, 4, 1))
+    for name, message in ((f"npz:{tmp_path / 'partial.npz'}", r"lacks the arrays \['y_train'"),
+                          (f"npz:{tmp_path / 'nope.npz'}", "does not exist"),
+                          (f"folder:{tmp_path / 'nope'}", "does not exist"),
+                          ("npz:", "needs a path"), ("cifar100", "not your own data")):
+        with pytest.raises(DatasetError, match=message):
+            describe_user_data(name)

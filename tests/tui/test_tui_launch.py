@@ -136,3 +136,61 @@ def test_fewer_epochs_than_a_milestone_point_at_the_milestones_field(tmp_path: P
         assert "--set teacher.milestones=" in plain(screen.query_one("#launch-command"))
 
     drive(app, scenario)
+
+
+def test_own_data_replaces_the_dataset_and_a_bad_path_is_refused(tmp_path: Path, catalog):
+    runs = tmp_path / "runs"
+    app = MindApp(runs_dir=runs, catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        await type_into(pilot, screen, "f-own_data", "npz:nope.npz")
+        await wait_for(pilot, lambda: screen.validation.key == "own_data")
+        assert "nope.npz does not exist" in message(screen, "own_data")
+        screen.action_launch()
+        assert_refused(app, runs)
+        await type_into(pilot, screen, "f-own_data", "npz:mine.npz")
+        await wait_for(pilot, lambda: screen.validation.ok)
+        assert "10 classes · 8×8×3 (used instead of Dataset)" in message(screen, "own_data")
+        assert "--dataset npz:mine.npz" in plain(screen.query_one("#launch-command"))
+
+    drive(app, scenario)
+
+
+def test_a_data_dir_lists_availability_there_and_goes_on_the_command_line(tmp_path: Path,
+                                                                          catalog):
+    app = MindApp(runs_dir=tmp_path / "runs", catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        screen.query_one("#f-dataset", Select).value = "cifar100"
+        await wait_for(pilot, lambda: screen.validation.key == "dataset")  # not found
+        await type_into(pilot, screen, "f-data_dir", "/data")
+        await wait_for(pilot, lambda: screen.validation.ok)  # found under /data
+        assert screen.query_one("#f-dataset", Select).value == "cifar100"
+        assert "--dataset cifar100 --data-dir /data" in plain(
+            screen.query_one("#launch-command"))
+
+    drive(app, scenario)
+
+
+def test_the_core_catalog_checks_own_data_and_its_class_split(tmp_path: Path):
+    import numpy as np
+    import pytest
+
+    from tui.catalog import ConfigProblem, CoreCatalog
+
+    path = tmp_path / "mine.npz"
+    images = np.zeros((20, 6, 6, 3), dtype=np.uint8)
+    np.savez(path, x_train=images, y_train=np.arange(20) % 10, x_test=images[:10],
+             y_test=np.arange(10))
+    catalog = CoreCatalog()
+    choice = catalog.user_dataset(f"npz:{path}")
+    assert (choice.classes, choice.shape, choice.available) == (10, (6, 6, 3), True)
+    assert catalog.resolve("demo", ["tasks=5"], dataset=f"npz:{path}")["tasks"] == 5
+    with pytest.raises(ConfigProblem) as refused:
+        catalog.resolve("demo", ["tasks=3"], dataset=f"npz:{path}")
+    assert refused.value.key == "tasks"
+    with pytest.raises(ConfigProblem) as missing:
+        catalog.user_dataset(f"npz:{tmp_path / 'other.npz'}")
+    assert missing.value.key == "own_data" and "does not exist" in missing.value.message

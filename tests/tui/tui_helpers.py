@@ -42,8 +42,15 @@ class FixedCatalog:
     def presets(self) -> list[tuple[str, str]]:
         return [(name, p["description"]) for name, p in PRESETS.items()]
 
-    def datasets(self) -> list[DatasetChoice]:
-        return list(DATASETS)
+    def datasets(self, data_dir: str | None = None) -> list[DatasetChoice]:
+        # Under the data dir "/data" cifar100 is there too.
+        return [DatasetChoice(d.name, d.classes, d.shape, True)
+                if data_dir == "/data" and d.name == "cifar100" else d for d in DATASETS]
+
+    def user_dataset(self, name: str) -> DatasetChoice:
+        if name != "npz:mine.npz":
+            raise ConfigProblem("own_data", f"the dataset file {name[4:]} does not exist")
+        return DatasetChoice(name, 10, (8, 8, 3), True)
 
     def resolve(self, preset: str, overrides: list[str], **fields: Any) -> dict[str, Any]:
         config = {**COMMON, **{k: v for k, v in PRESETS[preset].items() if k != "description"}}
@@ -51,7 +58,7 @@ class FixedCatalog:
         for item in overrides:
             key, _, text = item.partition("=")
             config[key] = _parse(key, text)
-        classes = {d.name: d.classes for d in DATASETS}[config["dataset"]]
+        classes = {d.name: d.classes for d in DATASETS}.get(config["dataset"], 10)
         if config["tasks"] < 1 or classes % config["tasks"]:
             raise ConfigProblem("tasks", f"{config['tasks']} tasks do not divide {classes} classes")
         if config["distillation.beta"] < 0:

@@ -46,7 +46,7 @@ SETTINGS = (
     Setting("seed", "Seed"),
     Setting("device", "Device"),
 )
-TOP_KEYS = ("preset", "backend", "dataset", "name")
+TOP_KEYS = ("preset", "backend", "dataset", "own_data", "data_dir", "name")
 
 
 def field_id(key: str) -> str:
@@ -79,6 +79,8 @@ class LaunchScreen(Screen):
         self.preset_values: dict[str, str] = {}
         self.datasets: dict[str, DatasetChoice] = {}
         self.presets: dict[str, str] = {}
+        self.listed_for: str = ""  # the data dir self.datasets was listed for
+        self.own_choice: DatasetChoice | None = None
 
     @property
     def catalog(self) -> Any:
@@ -100,9 +102,12 @@ class LaunchScreen(Screen):
                 [(b, b) for b in backends], value=app.backend, allow_blank=False,
                 compact=True, id=field_id("backend")))
             yield from self._row("dataset", "Dataset", Select(
-                [(d.name if d.available else f"{d.name} ✗", d.name)
-                 for d in self.datasets.values()],
-                allow_blank=False, compact=True, id=field_id("dataset")))
+                self._dataset_options(), allow_blank=False, compact=True,
+                id=field_id("dataset")))
+            yield from self._row("own_data", "Own data", Input(
+                placeholder="npz:PATH or folder:PATH", compact=True, id=field_id("own_data")))
+            yield from self._row("data_dir", "Data dir", Input(
+                placeholder="default search path", compact=True, id=field_id("data_dir")))
             for setting in SETTINGS:
                 if setting.choices:
                     widget: Select[str] | Input = Select(
@@ -118,6 +123,23 @@ class LaunchScreen(Screen):
             yield Button("Launch", variant="primary", compact=True, id="launch-button")
             yield Static("", id="launch-problem")
         yield Footer()
+
+    def _dataset_options(self) -> list[tuple[str, str]]:
+        return [(d.name if d.available else f"{d.name} ✗", d.name)
+                for d in self.datasets.values()]
+
+    def _refresh_datasets(self, data_dir: str) -> None:
+        """Availability depends on where data is looked for: list again for a new data dir."""
+        if data_dir == self.listed_for:
+            return
+        self.listed_for = data_dir
+        self.datasets = {d.name: d for d in self.catalog.datasets(data_dir or None)}
+        select = self.query_one(f"#{field_id('dataset')}", Select)
+        current = select.value
+        with self.prevent(Select.Changed):
+            select.set_options(self._dataset_options())
+            if current in self.datasets:
+                select.value = current
 
     def _row(self, key: str, label: str, widget: Any) -> ComposeResult:
         yield Label(label, classes="field-label")
@@ -166,7 +188,10 @@ class LaunchScreen(Screen):
     def _validate(self) -> None:
         if not self.preset_values:
             return
-        preset, backend, dataset = (self._value(k) for k in ("preset", "backend", "dataset"))
+        preset, backend, data_dir = (self._value(k) for k in ("preset", "backend", "data_dir"))
+        self._refresh_datasets(data_dir)
+        own = self._value("own_data")
+        dataset = own or self._value("dataset")
         overrides, missing = [], None
         for setting in SETTINGS:
             text = self._value(setting.key)
@@ -177,8 +202,16 @@ class LaunchScreen(Screen):
         name = self._value("name")
         runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
         args = tuple(run_command(preset=preset, backend=backend, dataset=dataset,
-                                 overrides=overrides, out=runs_dir / (name or "NAME")))
+                                 overrides=overrides, out=runs_dir / (name or "NAME"),
+                                 data_dir=data_dir))
         choice = self.datasets.get(dataset)
+        self.own_choice = None
+        if own:
+            try:
+                self.own_choice = self.catalog.user_dataset(own)
+            except ConfigProblem as problem:
+                self.validation = Validation("own_data", problem.message, args)
+                return
         if missing:
             self.validation = Validation(missing, "enter a value", args)
         elif choice is not None and not choice.available:
@@ -222,6 +255,12 @@ class LaunchScreen(Screen):
         if key == "dataset":
             choice = self.datasets.get(value)
             return choice.describe() if choice else ""
+        if key == "own_data":
+            if self.own_choice is not None:
+                return f"{self.own_choice.describe()} (used instead of Dataset)"
+            return "your own data instead of the dataset above"
+        if key == "data_dir":
+            return "" if value else "empty: $MIND_DATA_DIR, else ~/.cache/mind/data"
         default = self.preset_values.get(key)
         if default is not None and value and value != default:
             return f"changed (preset: {default})"
@@ -240,7 +279,8 @@ class LaunchScreen(Screen):
             self.notify(f"Not launched: {validation.message}", severity="error")
             return
         app: Any = self.app
-        preset, dataset = self._value("preset"), self._value("dataset")
+        preset = self._value("preset")
+        dataset = self._value("own_data") or self._value("dataset")
         args = list(validation.args)
         try:
             run_dir = new_run_dir(app.runs_dir,
