@@ -211,7 +211,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         entry = {"setting": setting, "backend": backend, "method": method,
                  "epochs": list(epochs), "runs": len(runs),
                  "seconds_mean": round(float(np.mean([r["seconds"] for r in runs])), 1)}
-        for metric in ("tag", "taw", "routing"):
+        for metric in ("tag", "taw", "routing", "tag_entropy"):
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
                 [r["final"][metric] for r in runs])
         entry["forgetting_tag_mean"] = mean_std([r["forgetting_tag"] for r in runs])[0]
@@ -227,8 +227,9 @@ def invocations(meta: dict) -> list[dict]:
 def markdown(results: dict) -> str:
     metas = invocations(results["meta"])
     lines = ["# MIND accuracy benchmark", "",
-             "Final accuracy after the last task, mean ± std over seeds (%); forgetting is the "
-             "TAg average; epochs are teacher+distill per task. Made by:", ""]
+             "Final accuracy after the last task, mean ± std over seeds (%); TAg (entropy) routes "
+             "by the entropy rule instead of the highest probability; forgetting is the TAg "
+             "average; epochs are teacher+distill per task. Made by:", ""]
     for m in metas:
         where = ", ".join(str(m[k]) for k in ("device", "machine", "started") if k in m)
         lines.append(f"- `{m['command']}` ({where})")
@@ -238,11 +239,12 @@ def markdown(results: dict) -> str:
         by_table.setdefault((entry["setting"], entry["backend"]), []).append(entry)
     for (setting, backend), entries in by_table.items():
         lines += [f"## {setting} ({backend})", "",
-                  "| method | TAg | TAw | routing | forgetting | epochs | runs | s/run |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| method | TAg | TAw | routing | TAg (entropy) | forgetting | epochs | runs "
+                  "| s/run |", "|---|---|---|---|---|---|---|---|---|"]
         for e in entries:
             cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
-                     for m in ("tag", "taw", "routing")]
+                     if f"{m}_mean" in e else "–"
+                     for m in ("tag", "taw", "routing", "tag_entropy")]
             epochs = "+".join(str(v) for v in e.get("epochs", []))
             lines.append(f"| {e['method']} | {' | '.join(cells)} | "
                          f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
