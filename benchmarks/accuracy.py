@@ -243,9 +243,8 @@ def markdown(results: dict) -> str:
                   "| s/run |", "|---|---|---|---|---|---|---|---|---|"]
         for e in entries:
             cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
-                     if f"{m}_mean" in e else "–"
                      for m in ("tag", "taw", "routing", "tag_entropy")]
-            epochs = "+".join(str(v) for v in e.get("epochs", []))
+            epochs = "+".join(str(v) for v in e["epochs"])
             lines.append(f"| {e['method']} | {' | '.join(cells)} | "
                          f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
                          f"{e['seconds_mean']} |")

@@ -25,6 +25,6 @@ from mind_core.data.synthetic import make_synthetic
 
 __all__ = [
     "ENV_VAR", "SPECS", "USER_FORMATS", "Dataset", "DatasetError", "DatasetInfo", "DatasetSpec",
-    "default_root", "describe_user_data", "download", "get_spec", "list_datasets", "load_dataset", "make_synthetic",
-    "prepare_synbols", "search_roots",
+    "default_root", "describe_user_data", "download", "get_spec", "list_datasets",
+    "load_dataset", "make_synthetic", "prepare_synbols", "search_roots",
 ]
