@@ -156,9 +156,12 @@ class Backend(Protocol):
     def load_trainer_state(self, trainer: Any, state: dict[str, np.ndarray]) -> None: ...
 
     def predict(self, model: Any, x: np.ndarray, subnets: list[Subnet], batch_size: int,
-                mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+                mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Logits of every sub-network over its own classes: float32 [len(subnets), n, c]
-        (every sub-network covers the same number of classes c).
+        (every sub-network covers the same number of classes c). With features=True, the
+        pair (logits, features): features float32 [len(subnets), n, d] are each sub-network's
+        penultimate features (the classifier's input), taken from the same forward pass.
         Must not copy the model; leaves the model's gates/BN in an unspecified state (the
         engine sets them again before training)."""
 

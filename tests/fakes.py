@@ -167,15 +167,19 @@ class FakeBackend:
     def load_trainer_state(self, trainer, state):
         trainer.steps = int(state["steps"][0])
 
-    def predict(self, model, x, subnets: list[Subnet], batch_size, mean, std):
+    def predict(self, model, x, subnets: list[Subnet], batch_size, mean, std, features=False):
         data = self._prepare(x, mean, std)
-        out = []
+        out, hidden = [], []
         for sub in subnets:
             self.set_gates(model, sub.gates)
             self.set_bn(model, sub.bn)
-            logits, _ = self._forward(model, data, False, False)
+            logits, (_, _, a, _) = self._forward(model, data, False, False)
             out.append(logits[:, sub.class_range[0]:sub.class_range[1]])
-        return np.stack(out).astype(np.float32)
+            hidden.append(a)
+        logits = np.stack(out).astype(np.float32)
+        if not features:
+            return logits
+        return logits, np.stack(hidden).astype(np.float32).reshape(len(subnets), len(x), HIDDEN)
 
     def distill_loss(self, name, teacher_logits, student_logits):
         from mind_core.metrics import LOSS_ORACLES

@@ -170,12 +170,15 @@ class TFBackend:
 
     # -- inference -----------------------------------------------------------------------------
     def predict(self, model, x: np.ndarray, subnets: list[Subnet], batch_size: int,
-                mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+                mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         widths = {hi - lo for lo, hi in (s.class_range for s in subnets)}
         if len(widths) > 1:
             raise ValueError(f"sub-networks have different class counts {sorted(widths)}")
         n = len(x)
         out = np.zeros((len(subnets), n, widths.pop() if widths else 0), np.float32)
+        feats = (np.zeros((len(subnets), n, model.fc.canonical_shape[1]), np.float32)
+                 if features else None)
         fn = predict_fn(model)
         with tf.device(self.device):
             x_dev = tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.uint8))
@@ -189,9 +192,11 @@ class TFBackend:
                 kernels = {name: layer.effective_kernel() for name, layer in model.gated.items()}
                 lo, hi = subnet.class_range
                 for start in range(0, n, batch_size):
-                    logits = fn(x_dev[start:start + batch_size], kernels, mean_t, std_t)
+                    logits, hidden = fn(x_dev[start:start + batch_size], kernels, mean_t, std_t)
                     out[j, start:start + batch_size] = logits.numpy()[:, lo:hi]
-        return out
+                    if feats is not None:
+                        feats[j, start:start + batch_size] = hidden.numpy()
+        return out if feats is None else (out, feats)
 
     # -- extras used by tests and tools ----------------------------------------------------------
     def distill_loss(self, name: str, teacher_logits: np.ndarray,

@@ -44,6 +44,16 @@ class GatedModel(keras.Model):
         self._gated_order.append(layer)
         return layer
 
+    def features(self, x, training=False, kernels=None):
+        raise NotImplementedError
+
+    def classify(self, hidden, kernels=None):
+        """Logits over every class from penultimate features."""
+        return self.fc(hidden, kernel=_kernel(kernels, self.fc))
+
+    def call(self, x, training=False, kernels=None):
+        return self.classify(self.features(x, training=training, kernels=kernels), kernels)
+
     @property
     def gated(self) -> dict:
         return {layer.name: layer for layer in self._gated_order}
@@ -66,15 +76,15 @@ class SmallCNN(GatedModel):
         self.fc = self._fc("fc", 128, num_classes)
         self.built = True
 
-    def call(self, x, training=False, kernels=None):
+    def features(self, x, training=False, kernels=None):
+        """The classifier's input (penultimate features), [batch, 128]."""
         for conv, bn, pool in ((self.conv1, self.bn1, True), (self.conv2, self.bn2, True),
                                (self.conv3, self.bn3, False)):
             x = tf.nn.relu(bn(conv(x, kernel=_kernel(kernels, conv)), training=training))
             if pool:
                 # VALID floors odd sizes, as torch's MaxPool2d(2) does.
                 x = tf.nn.max_pool2d(x, 2, 2, "VALID")
-        x = tf.reduce_mean(x, axis=(1, 2))
-        return self.fc(x, kernel=_kernel(kernels, self.fc))
+        return tf.reduce_mean(x, axis=(1, 2))
 
 
 class BasicBlock(keras.layers.Layer):
@@ -118,13 +128,13 @@ class ResNet32(GatedModel):
         self.fc = self._fc("fc", 64, num_classes)
         self.built = True
 
-    def call(self, x, training=False, kernels=None):
+    def features(self, x, training=False, kernels=None):
+        """The classifier's input (penultimate features), [batch, 64]."""
         x = tf.nn.relu(self.bn1(self.conv1(x, kernel=_kernel(kernels, self.conv1)),
                                 training=training))
         for block in self.blocks:
             x = block(x, training=training, kernels=kernels)
-        x = tf.reduce_mean(x, axis=(1, 2))
-        return self.fc(x, kernel=_kernel(kernels, self.fc))
+        return tf.reduce_mean(x, axis=(1, 2))
 
 
 ARCHITECTURES = {"small_cnn": SmallCNN, "resnet32": ResNet32}

@@ -114,7 +114,8 @@ class Trainer:
 
 
 def make_predict_fn(model):
-    """Inference forward on uint8 images with precomputed effective kernels."""
+    """Inference forward on uint8 images with precomputed effective kernels: (logits over
+    every class, penultimate features)."""
     kernel_specs = {name: tf.TensorSpec(layer.kernel.shape, tf.float32)
                     for name, layer in model.gated.items()}
     channels = model.input_hwc[2]
@@ -125,6 +126,7 @@ def make_predict_fn(model):
         jit_compile=JIT_COMPILE, autograph=False,
     )
     def forward(x, kernels, mean, std):
-        return model(normalise(x, mean, std), training=False, kernels=kernels)
+        hidden = model.features(normalise(x, mean, std), training=False, kernels=kernels)
+        return model.classify(hidden, kernels), hidden
 
     return forward

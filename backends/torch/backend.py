@@ -149,7 +149,8 @@ class TorchBackend:
 
     # -- inference ------------------------------------------------------------------------
     def predict(self, model: nn.Module, x: np.ndarray, subnets: list[Subnet], batch_size: int,
-                mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+                mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
+                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         n = len(x)
         widths = {hi - lo for lo, hi in (s.class_range for s in subnets)}
         if len(widths) > 1:
@@ -161,6 +162,8 @@ class TorchBackend:
         model.eval()
         x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self._device)
         out = torch.empty((len(subnets), n, width), dtype=torch.float32, device=self._device)
+        feats = (torch.empty((len(subnets), n, model.fc.weight.shape[1]), dtype=torch.float32,
+                             device=self._device) if features else None)
         try:
             for j, subnet in enumerate(subnets):
                 # Gates and BN are set outside inference mode: they stay usable for training.
@@ -171,12 +174,16 @@ class TorchBackend:
                     for layer in gated:
                         layer.cache_effective_weight()  # weight * gate once per sub-network
                     for start in range(0, n, batch_size):
-                        logits = model(normalise(x_dev[start:start + batch_size]))
-                        out[j, start:start + batch_size] = logits[:, lo:hi]
+                        hidden = model.features(normalise(x_dev[start:start + batch_size]))
+                        out[j, start:start + batch_size] = model.fc(hidden)[:, lo:hi]
+                        if feats is not None:
+                            feats[j, start:start + batch_size] = hidden
         finally:
             for layer in gated:
                 layer.clear_cache()
-        return out.cpu().numpy()
+        if feats is None:
+            return out.cpu().numpy()
+        return out.cpu().numpy(), feats.cpu().numpy()
 
     # -- conformance hook -----------------------------------------------------------------
     def distill_loss(self, name: str, teacher_logits: np.ndarray,

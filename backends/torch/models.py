@@ -31,11 +31,15 @@ class SmallCNN(nn.Module):
         self.bn3 = _bn(128)
         self.fc = GatedLinear(128, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input (penultimate features), [batch, 128]."""
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         x = F.relu(self.bn3(self.conv3(x)))
-        return self.fc(x.mean(dim=(2, 3)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
 
 
 class BasicBlock(nn.Module):
@@ -76,10 +80,14 @@ class ResNet32(nn.Module):
         blocks += [BasicBlock(planes, planes, 1) for _ in range(self.BLOCKS_PER_STAGE - 1)]
         return nn.Sequential(*blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input (penultimate features), [batch, 64]."""
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(x.mean(dim=(2, 3)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
 
 
 ARCHITECTURES = {"small_cnn": SmallCNN, "resnet32": ResNet32}

@@ -177,6 +177,27 @@ def test_predict_runs_each_subnet_with_its_gates_bn_and_classes(backend):
         np.testing.assert_allclose(out[j], full[:, 3 * j:3 * j + 3], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("spec", [SMALL, RESNET], ids=["small_cnn", "resnet32"])
+def test_predict_features_are_the_classifier_input_of_each_subnet(backend, spec):
+    x, _ = images(13)
+    model = backend.build_model(spec, seed=0)
+    subnets = [Subnet(gates=task1_masks(backend, model, seed=j)[0],
+                      bn=random_bn(backend, model, seed=j), class_range=(3 * j, 3 * j + 3))
+               for j in range(2)]
+    plain = backend.predict(model, x, subnets, batch_size=5, mean=MEAN, std=STD)
+    out, features = backend.predict(model, x, subnets, batch_size=5, mean=MEAN, std=STD,
+                                    features=True)
+    np.testing.assert_array_equal(out, plain)  # asking for features changes no logit
+    classifier = next(info for info in backend.layers(model) if info.classifier)
+    assert features.shape == (2, 13, classifier.shape[1]) and features.dtype == np.float32
+    assert np.all(features >= 0)  # after the last ReLU and the average pool
+    head = backend.get_weights(model)[classifier.name]
+    for j, subnet in enumerate(subnets):
+        gated = (head * subnet.gates[classifier.name])[3 * j:3 * j + 3]
+        np.testing.assert_allclose(features[j] @ gated.T, out[j], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(features[0], features[1])  # each subnet's own gates and BN
+
+
 def test_bn_round_trip_and_bn_changes_predictions(backend):
     model = backend.build_model(SMALL, seed=0)
     x, _ = images(10)

@@ -93,6 +93,26 @@ def test_same_state_same_logits(backends, arch):
     assert_same_logits(out[0], out[1])
 
 
+@pytest.mark.parametrize("arch", SPECS)
+def test_same_state_same_features(backends, arch):
+    spec = SPECS[arch]
+    torch_b, _ = backends
+    weights, gates, bn = random_state(torch_b, torch_b.build_model(spec, seed=0), seed=3)
+    subnets = [Subnet(gates=gates, bn=bn, class_range=(0, 3))]
+    x, _ = batch(spec, 9)
+    mean, std = norm(spec)
+    out = [b.predict(load(b, spec, weights, bn, seed=5), x, subnets, 4, mean, std,
+                     features=True) for b in backends]
+    assert out[0][1].shape == out[1][1].shape == (1, 9, spec_width(torch_b, spec))
+    assert_same_logits(out[0][0], out[1][0])
+    assert_same_logits(out[0][1], out[1][1])
+
+
+def spec_width(backend, spec) -> int:
+    model = backend.build_model(spec, seed=0)
+    return next(i.shape[1] for i in backend.layers(model) if i.classifier)
+
+
 def test_checkpoint_written_by_one_backend_loads_in_the_other(backends):
     """The other direction: TF's own initial state, read out and loaded into torch."""
     spec = SPECS["resnet32"]
