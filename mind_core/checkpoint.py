@@ -1,6 +1,8 @@
 """Backend-neutral checkpoints in safetensors (format: docs/checkpoint-format.md).
 
-Tensor names: weight/<layer>, owner/<layer>, bn/<task>/<layer>/<field>; a resume file adds
+Tensor names: weight/<layer>, owner/<layer>, bn/<task>/<layer>/<field>, stats/<task>/<name>
+(routing statistics, mind_core.routing.TaskStats; absent in runs made before them); a resume
+file adds
 live_bn/..., teacher/weight/..., teacher/bn/... and trainer/<name>. Metadata (strings) carries
 the format name and version, task counts and a JSON "state" with the loop position and the
 metrics so far.
@@ -17,6 +19,7 @@ import attrs
 import numpy as np
 
 from mind_core.protocol import BNState, Weights
+from mind_core.routing import RoutingError, TaskStats
 
 FORMAT = "mind-checkpoint"
 FORMAT_VERSION = 1
@@ -32,6 +35,7 @@ class Checkpoint:
     weights: Weights
     owner: dict[str, np.ndarray]
     bn_snapshots: list[BNState]
+    stats: list[TaskStats] = attrs.Factory(list)  # routing statistics of tasks 0..t
     live_bn: BNState | None = None
     teacher_weights: Weights | None = None
     teacher_bn: BNState | None = None
@@ -70,6 +74,9 @@ def to_tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
         tensors[f"owner/{layer}"] = np.ascontiguousarray(o)
     for task, bn in enumerate(ckpt.bn_snapshots):
         _put_bn(tensors, f"bn/{task}", bn)
+    for task, stats in enumerate(ckpt.stats):
+        for name, value in stats.arrays().items():
+            tensors[f"stats/{task}/{name}"] = np.ascontiguousarray(value, np.float32)
     if ckpt.live_bn is not None:
         _put_bn(tensors, "live_bn", ckpt.live_bn)
     if ckpt.teacher_weights is not None:
@@ -86,11 +93,16 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkp
     snapshots = []
     while any(k.startswith(f"bn/{len(snapshots)}/") for k in tensors):
         snapshots.append(_take_bn(tensors, f"bn/{len(snapshots)}"))
+    stats = []
+    while any(k.startswith(f"stats/{len(stats)}/") for k in tensors):
+        prefix = f"stats/{len(stats)}"
+        stats.append(TaskStats.from_arrays(_with_prefix(tensors, prefix), where=prefix))
     teacher_weights = _with_prefix(tensors, "teacher/weight") or None
     return Checkpoint(
         weights=_with_prefix(tensors, "weight"),
         owner=_with_prefix(tensors, "owner"),
         bn_snapshots=snapshots,
+        stats=stats,
         live_bn=_take_bn(tensors, "live_bn") or None,
         teacher_weights=teacher_weights,
         teacher_bn=_take_bn(tensors, "teacher/bn") or None,
@@ -135,5 +147,7 @@ def load(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} is corrupt or truncated ({exc})") from None
     try:
         return from_tensors(tensors, meta)
+    except RoutingError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} has malformed metadata ({exc})") from None

@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", help="evaluate with this backend instead of the run's")
     ev.add_argument("--device")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="evaluate with other inference settings, e.g. --set "
+                    "inference.routing=mahalanobis --set inference.temperature=2")
+    ev.add_argument("--routing", choices=["all"], help="`all`: one table of every routing "
+                    "rule (routing accuracy, TAg, TAw) for the same checkpoints")
 
     sub.add_parser("presets", help="list configuration presets")
     ds = sub.add_parser("datasets", help="list, download or generate datasets",
@@ -124,21 +129,40 @@ def _cmd_resume(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from mind_core.console import metrics_table
-    from mind_core.runner import evaluate_run
+    from mind_core.config import parse_overrides
+    from mind_core.console import metrics_table, rules_table
+    from mind_core.routing import unavailable_rules
+    from mind_core.runner import STATS_MISSING, evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.backend, args.device)
-    print(json.dumps(metrics) if args.json else metrics_table(metrics))
+    metrics = evaluate_run(args.run_dir, args.backend, args.device,
+                           overrides=parse_overrides(args.overrides))
+    missing = unavailable_rules(metrics["final"]["rules"])
+    if args.routing == "all":
+        rows = rules_table_rows(metrics)
+        print(json.dumps({"routing_rule": metrics["routing_rule"], "rules": rows,
+                          "unavailable": missing}) if args.json else rules_table(metrics))
+    else:
+        print(json.dumps(metrics) if args.json else metrics_table(metrics))
+    if missing and not args.json:
+        print(f"\n{', '.join(missing)} unavailable: {STATS_MISSING}.")
     return 0
+
+
+def rules_table_rows(metrics: dict) -> list[dict]:
+    final = metrics["final"]
+    return [{"rule": name, "routing": values["routing"], "tag": values["tag"],
+             "taw": final["taw"]} for name, values in final["rules"].items()]
 
 
 def _cmd_presets(args) -> int:
     from mind_core.config import list_presets
 
     presets = list_presets()
-    width = max(len(name) for name, _ in presets)
-    for name, description in presets:
-        print(f"{name:<{width}}  {description}")
+    width = max(len(name) for name, *_ in presets)
+    rule_width = max(len(rule) for _, rule, _ in presets)
+    print(f"{'preset':<{width}}  {'routing':<{rule_width}}  description")
+    for name, rule, description in presets:
+        print(f"{name:<{width}}  {rule:<{rule_width}}  {description}")
     return 0
 
 

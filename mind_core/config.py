@@ -14,6 +14,7 @@ import attrs
 import tomllib
 
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
+from mind_core.routing import ROUTINGS
 
 
 class ConfigError(ValueError):
@@ -72,7 +73,7 @@ class DistillationConfig:
 @attrs.frozen(kw_only=True)
 class InferenceConfig:
     temperature: float = attrs.field(default=1.0, validator=_positive)
-    routing: str = attrs.field(default="max_prob", validator=_one_of("max_prob", "entropy"))
+    routing: str = attrs.field(default="max_prob", validator=_one_of(*ROUTINGS))
     batch_size: int = attrs.field(default=512, validator=_positive)
 
 
@@ -163,12 +164,12 @@ def _parse_value(key: str, raw: Any) -> Any:
     return text
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, dotted + "."))
+            flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value
     return flat
@@ -262,7 +263,7 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    return build_config(_flatten(data))
+    return build_config(flatten(data))
 
 
 # ----------------------------------------------------------------------------- presets
@@ -271,9 +272,14 @@ def _preset_files() -> dict[str, Any]:
     return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".toml")}
 
 
-def list_presets() -> list[tuple[str, str]]:
-    return sorted((name, load_preset(name).get("description", ""))
-                  for name in _preset_files())
+def list_presets() -> list[tuple[str, str, str]]:
+    """(name, routing rule, description) of every preset."""
+    out = []
+    for name in _preset_files():
+        preset = load_preset(name)
+        rule = preset.get("inference", {}).get("routing", InferenceConfig().routing)
+        out.append((name, rule, preset.get("description", "")))
+    return sorted(out)
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -298,7 +304,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
 def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str, Any] = (),
                    **fields: Any) -> RunConfig:
     """preset -> variant defaults -> overrides (strings "key=value" or a mapping) -> fields."""
-    flat = _flatten(load_preset(preset))
+    flat = flatten(load_preset(preset))
     flat.setdefault("name", preset)
     given = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     given.update({k: val for k, val in fields.items() if val is not None})

@@ -88,8 +88,10 @@ class ConsoleReporter:
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The final summary: headline numbers and the accuracy matrices."""
     final = metrics["final"]
+    rule = metrics.get("routing_rule", "max_prob")
     lines = [f"TAg {pct(final['tag'])}   TAw {pct(final['taw'])}   routing "
-             f"{pct(final['routing'])}   (TAg with entropy routing {pct(final['tag_entropy'])})",
+             f"{pct(final['routing'])} ({rule})   (TAg with entropy routing "
+             f"{pct(final['tag_entropy'])})",
              f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
              f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}"]
     n = len(metrics["acc_matrix_tag"])
@@ -99,6 +101,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         lines.append("       " + "".join(f"  T{j + 1:<4}" for j in range(n)))
         for t, row in enumerate(metrics[f"acc_matrix_{kind}"]):
             lines.append(f"  T{t + 1:<3} " + "".join(f"{100 * a:6.1f} " for a in row))
+    return "\n".join(lines)
+
+
+def rules_table(metrics: dict[str, Any]) -> str:
+    """Every routing rule scored on the same checkpoints after the last task."""
+    final, chosen = metrics["final"], metrics.get("routing_rule", "")
+    lines = [f"{'rule':<13} {'routing':>8} {'TAg':>7} {'TAw':>7}"]
+    for name, values in final["rules"].items():
+        mark = "  (the run's rule)" if name == chosen else ""
+        lines.append(f"{name:<13} {pct(values['routing']):>8} {pct(values['tag']):>7} "
+                     f"{pct(final['taw']):>7}{mark}")
     return "\n".join(lines)
 
 

@@ -20,10 +20,11 @@ import numpy as np
 from mind_core import checkpoint, masks
 from mind_core.config import RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
-from mind_core.evaluation import History, evaluate_task
+from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.protocol import Backend
+from mind_core.routing import TaskStats, fit_task_stats
 from mind_core.schedule import make_tasks
 
 
@@ -68,6 +69,7 @@ class Engine:
         self.layers = backend.layers(self.model)
         self.owner = masks.new_ownership(self.layers, cfg.tasks)
         self.bn_snapshots: list[dict] = []
+        self.stats: list[TaskStats] = []  # routing statistics, one per finished task
         self.initial_bn = backend.get_bn(self.model)
         self.teacher: Any = None
         self.trainer_state: dict[str, np.ndarray] | None = None
@@ -83,6 +85,7 @@ class Engine:
         self.backend.set_weights(self.model, ckpt.weights)
         self.owner = {k: v.astype(self.owner[k].dtype) for k, v in ckpt.owner.items()}
         self.bn_snapshots = ckpt.bn_snapshots
+        self.stats = ckpt.stats
         self.backend.set_bn(self.model, ckpt.live_bn or self.initial_bn)
         self.state = LoopState.from_json(ckpt.state)
         self.trainer_state = ckpt.trainer
@@ -237,10 +240,26 @@ class Engine:
         self.events.emit("allocated", task=t,
                          layers=masks.ownership_counts(self.owner, cfg.tasks))
 
+    def _fit_stats(self, t: int) -> None:
+        """Routing statistics of sub-network t, from task t's training data while it is at
+        hand. A run resumed from a checkpoint written before statistics existed has none for
+        its earlier tasks (their data is gone), so it goes on without them."""
+        if len(self.stats) != t:
+            return
+        task = self.tasks[t]
+        subnet = subnets_for(self.owner, self.bn_snapshots, self.plan, self.tasks[:t + 1])[t]
+        _, features = self.backend.predict(self.model, task.x_train, [subnet],
+                                           self.cfg.inference.batch_size, self.dataset.mean,
+                                           self.dataset.std, features=True)
+        self.stats.append(fit_task_stats(features[0], task.y_train, task.class_range,
+                                         derive_seed(self.cfg.seed, "stats", t)))
+
     def _evaluate(self, t: int) -> None:
         self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)
+        self._fit_stats(t)
+        stats = self.stats if len(self.stats) == t + 1 else None
         evaluation = evaluate_task(self.backend, self.model, self.tasks[:t + 1], self.owner,
-                                   self.bn_snapshots, self.plan, self.cfg, self.dataset)
+                                   self.bn_snapshots, self.plan, self.cfg, self.dataset, stats)
         self.state.history.add(evaluation)
         metrics = self.state.history.metrics()
         self.events.emit("evaluated", task=t, **self.state.history.event_fields())
@@ -256,7 +275,7 @@ class Engine:
         teacher = self.teacher if with_loop else None
         return checkpoint.Checkpoint(
             weights=self.backend.get_weights(self.model), owner=self.owner,
-            bn_snapshots=self.bn_snapshots,
+            bn_snapshots=self.bn_snapshots, stats=self.stats,
             live_bn=self.backend.get_bn(self.model) if with_loop else None,
             teacher_weights=self.backend.get_weights(teacher) if teacher is not None else None,
             teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,

@@ -13,6 +13,7 @@ from mind_core.data.base import Dataset
 from mind_core.metrics import Evaluation, evaluate_logits, summary
 from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
+from mind_core.routing import TaskStats
 from mind_core.schedule import TaskData, test_set
 
 
@@ -25,13 +26,22 @@ def subnets_for(owner, bn_snapshots, plan: Plan, tasks: list[TaskData]) -> list[
 
 
 def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snapshots,
-                  plan: Plan, cfg: RunConfig, dataset: Dataset) -> Evaluation:
-    """Evaluate the model after learning tasks[-1] (t + 1 forward passes per sample)."""
+                  plan: Plan, cfg: RunConfig, dataset: Dataset,
+                  stats: list[TaskStats] | None = None) -> Evaluation:
+    """Evaluate the model after learning tasks[-1] (t + 1 forward passes per sample). With
+    one TaskStats per task, the features come from the same passes and every routing rule is
+    scored; without, the score-only rules."""
     x, y, true_task = test_set(tasks)
-    logits = backend.predict(model, x, subnets_for(owner, bn_snapshots, plan, tasks),
-                             cfg.inference.batch_size, dataset.mean, dataset.std)
+    subnets = subnets_for(owner, bn_snapshots, plan, tasks)
+    features = None
+    if stats is not None:
+        logits, features = backend.predict(model, x, subnets, cfg.inference.batch_size,
+                                           dataset.mean, dataset.std, features=True)
+    else:
+        logits = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
+                                 dataset.std)
     return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
-                           cfg.inference.temperature, cfg.inference.routing)
+                           cfg.inference.temperature, cfg.inference.routing, features, stats)
 
 
 @attrs.define
@@ -56,7 +66,9 @@ class History:
     def event_fields(self) -> dict[str, Any]:
         last = self.rows[-1]
         return {"tag": last["tag"], "taw": last["taw"], "routing": last["routing"],
-                "tag_entropy": last["tag_entropy"], "per_task_tag": last["per_task_tag"],
+                "tag_entropy": last["tag_entropy"],
+                "routing_rule": last.get("routing_rule", "max_prob"),
+                "rules": last.get("rules", {}), "per_task_tag": last["per_task_tag"],
                 "per_task_taw": last["per_task_taw"],
                 "per_task_routing": last["per_task_routing"],
                 "acc_matrix_tag": self._matrix("per_task_tag"),

@@ -10,16 +10,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = logits - logits.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = logits - logits.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+from mind_core.numerics import log_softmax, softmax  # noqa: F401  (re-exported)
+from mind_core.routing import RULES, RoutingInputs, available, route
 
 
 def _kl_rows(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
@@ -68,8 +60,6 @@ LOSS_ORACLES = {
 
 # --- Metrics (MIND-SPEC.md "Inference" and "Metrics") ---------------------------------------
 
-ROUTINGS = ("max_prob", "entropy")
-
 Matrix = list[list[float]]
 """Accuracy matrix, lower-triangular: row t holds accuracy on tasks 0..t after task t."""
 
@@ -86,6 +76,8 @@ class Evaluation:
     per_task_taw: list[float]
     per_task_routing: list[float]
     confusion: list[list[int]]  # [true task][routed task], chosen rule
+    routing_rule: str = "max_prob"  # the chosen rule
+    rules: dict[str, dict[str, float]] = attrs.Factory(dict)  # every rule: {routing, tag}
 
     def as_dict(self) -> dict:
         return attrs.asdict(self)
@@ -93,12 +85,14 @@ class Evaluation:
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,
                     class_ranges: list[tuple[int, int]], temperature: float,
-                    routing: str = "max_prob") -> Evaluation:
-    """Score the logits every sub-network gave over its own classes, [T, n, c].
+                    routing: str = "max_prob", features: np.ndarray | None = None,
+                    stats: list | None = None) -> Evaluation:
+    """Score what every sub-network gave over its own classes: logits [T, n, c] and, for the
+    statistics rules, features [T, n, d] with one routing.TaskStats per task.
 
-    TAw: the true task's argmax. TAg: p_j = softmax(logits_j / temperature); route to the task
-    with the highest max p_j ("max_prob"), or of the two most confident tasks to the one with
-    lower entropy ("entropy"); predict the routed task's argmax. Ties go to the lower task id.
+    TAw: the true task's argmax. TAg: route each sample with the chosen rule
+    (mind_core.routing), predict the routed task's argmax. Every rule the inputs allow is
+    scored too (`rules`), so one evaluation compares them all.
     """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -109,16 +103,15 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
 
     predicted = logits.argmax(axis=-1) + lows[:, None]  # [T, n]: each task's class guess
     taw_ok = predicted[true_tasks, samples] == labels
-
-    log_p = log_softmax(logits / temperature)
-    confidence = log_p.max(axis=-1)  # log of max p_j; same order as max p_j
-    entropy = -(np.exp(log_p) * log_p).sum(axis=-1)
-    routed_max = confidence.argmax(axis=0)
-    routed_entropy = _entropy_routing(confidence, entropy)
-    routed = routed_max if routing == "max_prob" else routed_entropy
+    has_stats = stats is not None and features is not None
+    inputs = RoutingInputs(logits=logits, temperature=temperature,
+                           features=features if has_stats else None,
+                           stats=list(stats) if has_stats else None)
+    routes = {name: route(name, inputs) for name in available(has_stats)}
+    routed = routes[routing] if routing in routes else route(routing, inputs)  # raises why
 
     tag_ok = predicted[routed, samples] == labels
-    tag_entropy_ok = predicted[routed_entropy, samples] == labels
+    tag_entropy_ok = predicted[routes["entropy"], samples] == labels
     route_ok = routed == true_tasks
     confusion = np.zeros((num_tasks, num_tasks), dtype=np.int64)
     np.add.at(confusion, (true_tasks, routed), 1)
@@ -129,12 +122,16 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
         per_task_taw=_per_task(taw_ok, true_tasks, num_tasks),
         per_task_routing=_per_task(route_ok, true_tasks, num_tasks),
         confusion=[[int(v) for v in row] for row in confusion],
+        routing_rule=routing,
+        rules={name: {"routing": _mean(r == true_tasks),
+                      "tag": _mean(predicted[r, samples] == labels)}
+               for name, r in routes.items()},
     )
 
 
 def _check_inputs(logits, labels, true_tasks, class_ranges, temperature, routing) -> np.ndarray:
-    if routing not in ROUTINGS:
-        raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+    if routing not in RULES:
+        raise ValueError(f"routing must be one of {tuple(RULES)}, got {routing!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if logits.ndim != 3:
@@ -149,18 +146,6 @@ def _check_inputs(logits, labels, true_tasks, class_ranges, temperature, routing
     if n and (true_tasks.min() < 0 or true_tasks.max() >= num_tasks):
         raise ValueError(f"true_tasks must be in 0..{num_tasks - 1}")
     return np.array([lo for lo, _ in class_ranges], dtype=np.int64)
-
-
-def _entropy_routing(confidence: np.ndarray, entropy: np.ndarray) -> np.ndarray:
-    """Of the two most confident tasks per sample, the one with lower entropy."""
-    if confidence.shape[0] == 1:
-        return np.zeros(confidence.shape[1], dtype=np.int64)
-    ranked = np.argsort(-confidence, axis=0, kind="stable")
-    first, second = ranked[0], ranked[1]
-    samples = np.arange(confidence.shape[1])
-    # Strictly lower: at equal entropy the more confident task keeps the sample.
-    take_second = entropy[second, samples] < entropy[first, samples]
-    return np.where(take_second, second, first)
 
 
 def _mean(ok: np.ndarray) -> float:
@@ -230,7 +215,12 @@ def summary(evaluations: list[Evaluation]) -> dict:
         "forgetting": {},
         "bwt": {},
         "confusion": final.confusion,
+        "routing_rule": final.routing_rule,
+        "rules": {name: {key: [e.rules.get(name, {}).get(key, float("nan"))
+                              for e in evaluations] for key in ("routing", "tag")}
+                  for name in final.rules},
     }
+    result["final"]["rules"] = final.rules
     for kind, matrix in matrices.items():
         per_task, average = forgetting(matrix)
         result["forgetting"][kind] = {"per_task": per_task, "average": average}

@@ -6,19 +6,28 @@ import json
 import platform
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mind_core import __version__, checkpoint
-from mind_core.config import ConfigError, RunConfig, config_from_dict, config_to_dict
+from mind_core.config import (
+    ALIASES,
+    ConfigError,
+    RunConfig,
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    flatten,
+)
 from mind_core.engine import Engine
 from mind_core.evaluation import History, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
+from mind_core.routing import check_rule
 from mind_core.schedule import make_tasks
 
 
@@ -110,14 +119,38 @@ def task_checkpoints(run_dir: Path) -> list[Path]:
     return [p for i, p in enumerate(found) if p.stem == f"task-{i}"]
 
 
+STATS_MISSING = ("this run's checkpoints hold no routing statistics (it was made before they "
+                 "were recorded): only the score-only rules can route it; train it again to "
+                 "use the statistics rules")
+
+
+def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None) -> RunConfig:
+    """The run's config with inference settings changed for a re-evaluation; training
+    settings cannot change without retraining, so any other key is refused."""
+    if not overrides:
+        return cfg
+    for key in overrides:
+        if not ALIASES.get(key, key).startswith("inference."):
+            raise ConfigError(key, "only inference.* settings can change when re-evaluating "
+                              "a trained run")
+    return build_config({**flatten(config_to_dict(cfg)), **overrides})
+
+
 def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | None = None,
-                 load: Callable = load_dataset) -> dict[str, Any]:
-    """Re-evaluate every finished task from its checkpoint; returns metrics.json's shape."""
+                 load: Callable = load_dataset,
+                 overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Re-evaluate every finished task from its checkpoint; returns metrics.json's shape.
+    overrides: inference settings (routing rule, temperature) to evaluate with instead."""
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = eval_config(read_run_config(run_dir), overrides)
     paths = task_checkpoints(run_dir)
     if not paths:
         raise RunDirError(f"{run_dir} has no finished task to evaluate yet")
+    checkpoints = [checkpoint.load(path) for path in paths]
+    has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
+    if check_rule(cfg.inference.routing).needs_stats and not has_stats:
+        raise RunDirError(f"inference.routing={cfg.inference.routing} is unavailable for "
+                          f"{run_dir}: {STATS_MISSING}")
     backend = get_backend(backend_name or cfg.backend, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
@@ -125,13 +158,13 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
                                 derive_seed(cfg.seed, "model"))
     expected = {layer.name: layer.shape for layer in backend.layers(model)}
     history = History()
-    for t, path in enumerate(paths):
-        ckpt = checkpoint.load(path)
+    for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
         shapes = {k: tuple(v.shape) for k, v in ckpt.weights.items()}
         if shapes != expected:
             raise checkpoint.CheckpointError(f"{path} does not fit a {cfg.model} model for "
                                              f"{dataset.name}")
         backend.set_weights(model, ckpt.weights)
         history.add(evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
-                                  ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset))
+                                  ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,
+                                  ckpt.stats if has_stats else None))
     return history.metrics()

@@ -146,3 +146,65 @@ def test_presets_datasets_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert "mind 0.1.0" in capsys.readouterr().out
+
+
+def test_eval_compares_every_routing_rule_on_the_same_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])
+    capsys.readouterr()
+    assert main(["eval", str(out), "--routing", "all"]) == 0
+    table = capsys.readouterr().out
+    from mind_core.routing import ROUTINGS
+    rows = [line.split()[0] for line in table.splitlines()[1:] if line.strip()]
+    assert rows == list(ROUTINGS) and "(the run's rule)" in table
+    assert main(["eval", str(out), "--routing", "all", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert data["routing_rule"] == saved["routing_rule"] and data["unavailable"] == []
+    assert {r["rule"]: r["tag"] for r in data["rules"]} == \
+        {name: v["tag"] for name, v in saved["final"]["rules"].items()}
+    # The same checkpoints under another rule: that rule's numbers become the headline.
+    assert main(["eval", str(out), "--set", "inference.routing=mahalanobis", "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["routing_rule"] == "mahalanobis"
+    assert other["final"]["tag"] == saved["final"]["rules"]["mahalanobis"]["tag"]
+
+
+def strip_statistics(run_dir: Path) -> None:
+    """Make a run look like one written before routing statistics existed."""
+    import attrs
+
+    from mind_core import checkpoint
+    for path in (run_dir / "checkpoint").glob("task-*.safetensors"):
+        checkpoint.save(path, attrs.evolve(checkpoint.load(path), stats=[]))
+
+
+def test_a_run_without_statistics_evaluates_with_the_score_only_rules(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])
+    strip_statistics(out)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--routing", "all"]) == 0
+    printed = capsys.readouterr().out
+    from mind_core.routing import SCORE_ONLY
+    table_rows = [line.split()[0] for line in printed.split("\n\n")[0].splitlines()[1:]]
+    assert table_rows == list(SCORE_ONLY)
+    assert "mahalanobis unavailable: this run's checkpoints hold no routing statistics" \
+        in printed
+    assert main(["eval", str(out), "--set", "inference.routing=mahalanobis"]) == 2
+    err = capsys.readouterr().err
+    assert "inference.routing=mahalanobis is unavailable" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("inference.routing=nearest", "inference.routing: must be one of max_prob, entropy"),
+    ("tasks=3", "only inference.* settings can change"),
+    ("inference.temperature=0", "inference.temperature"),
+])
+def test_eval_refuses_bad_settings_in_one_line(tmp_path, capsys, setting, message):
+    out = tmp_path / "run"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])
+    capsys.readouterr()
+    assert main(["eval", str(out), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

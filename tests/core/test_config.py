@@ -20,7 +20,7 @@ PAPER = {"cifar100": (50, 0.005, (35,), 50, 0.035, (40,), 6.5),
 
 
 def test_every_preset_resolves_and_round_trips_through_json():
-    names = [name for name, _ in list_presets()]
+    names = [name for name, *_ in list_presets()]
     assert {"smoke", "demo", *PAPER, *(f"{p}-quick" for p in PAPER)} <= set(names)
     for name in names:
         cfg = resolve_config(name)

@@ -9,6 +9,7 @@ from mind_core import checkpoint, masks
 from mind_core.config import ConfigError, resolve_config
 from mind_core.engine import Engine, Interrupted
 from mind_core.events import read_events
+from mind_core.routing import ROUTINGS
 from mind_core.runner import evaluate_run, resume_run, start_run
 from tests.fakes import FakeBackend, StopAfter, tiny_dataset
 
@@ -31,7 +32,9 @@ def test_three_task_run_writes_documented_files(tmp_path):
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["tasks_done"] == 3
-    assert set(on_disk["final"]) == {"tag", "taw", "routing", "tag_entropy"}
+    assert set(on_disk["final"]) == {"tag", "taw", "routing", "tag_entropy", "rules"}
+    assert set(on_disk["final"]["rules"]) == set(ROUTINGS)  # statistics were fitted
+    assert on_disk["routing_rule"] == "max_prob"
     assert [len(row) for row in on_disk["acc_matrix_tag"]] == [1, 2, 3]
     assert [len(row) for row in on_disk["acc_matrix_taw"]] == [1, 2, 3]
     assert len(on_disk["tag"]) == len(on_disk["taw"]) == len(on_disk["routing"]) == 3

@@ -147,7 +147,8 @@ def test_summary_builds_the_metrics_json_content():
     result = summary(evaluations)
     assert json.loads(json.dumps(result)) == result
     assert result["tasks_done"] == 2
-    assert result["final"] == {"tag": 0.65, "taw": 0.875, "routing": 0.65, "tag_entropy": 0.65}
+    assert result["final"] == {"tag": 0.65, "taw": 0.875, "routing": 0.65, "tag_entropy": 0.65,
+                               "rules": {}}
     assert result["tag"] == [0.9, 0.65]
     assert result["acc_matrix_tag"] == [[0.9], [0.5, 0.8]]
     assert result["forgetting"]["tag"]["per_task"] == pytest.approx([0.4])
