@@ -28,11 +28,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from benchmarks.baselines import METHODS, method_overrides, run_method
+from benchmarks.baselines import DENSE_METHODS, METHODS, method_overrides, run_method
 from benchmarks.tf_vs_torch import set_threads
 from mind_core.config import RunConfig, list_presets, resolve_config
 from mind_core.data import DatasetError, default_root, load_dataset, prepare_synbols
 from mind_core.registry import get_backend
+from mind_core.routing import ROUTINGS
 
 
 @attrs.frozen
@@ -68,7 +69,7 @@ SETTINGS = {
 def setting_for(name: str) -> Setting:
     if name in SETTINGS:
         return SETTINGS[name]
-    presets = [p for p, _ in list_presets()]
+    presets = [p for p, *_ in list_presets()]
     if name not in presets:
         raise SystemExit(f"unknown setting {name!r}: use {', '.join(SETTINGS)} or a preset "
                          f"({', '.join(presets)})")
@@ -215,8 +216,18 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
                 [r["final"][metric] for r in runs])
         entry["forgetting_tag_mean"] = mean_std([r["forgetting_tag"] for r in runs])[0]
+        entry["rules"] = rule_summary(runs)
         out.append(entry)
     return out
+
+
+def rule_summary(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Mean and std of every routing rule's routing accuracy and TAg, for the rules every
+    run scored (runs made before a rule existed leave it out)."""
+    scored = [set(r["final"].get("rules", {})) for r in runs]
+    common = [name for name in ROUTINGS if scored and all(name in s for s in scored)]
+    return {name: {key: list(mean_std([r["final"]["rules"][name][key] for r in runs]))
+                   for key in ("routing", "tag")} for name in common}
 
 
 def invocations(meta: dict) -> list[dict]:
@@ -249,11 +260,32 @@ def markdown(results: dict) -> str:
                          f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
                          f"{e['seconds_mean']} |")
         lines.append("")
+        lines += rules_markdown(entries)
     errors = [r for r in results["runs"] if "error" in r]
     if errors:
         lines += ["## Failed runs", ""] + [f"- {r['setting']} {r['backend']} {r['method']} "
                                           f"seed {r['seed']}: {r['error']}" for r in errors]
     return "\n".join(lines) + "\n"
+
+
+def rules_markdown(entries: list[dict]) -> list[str]:
+    """Every routing rule on the same trained runs (evaluation only, no retraining)."""
+    with_rules = [e for e in entries if e.get("rules") and e["method"] not in DENSE_METHODS]
+    if not with_rules:
+        return []
+    lines = ["Routing rules, evaluated on the same runs (routing accuracy / TAg, %):", "",
+             "| method | " + " | ".join(ROUTINGS) + " |", "|---" * (len(ROUTINGS) + 1) + "|"]
+    for e in with_rules:
+        cells = []
+        for name in ROUTINGS:
+            if name in e["rules"]:
+                values = e["rules"][name]
+                cells.append(f"{100 * values['routing'][0]:.1f} / {100 * values['tag'][0]:.1f}"
+                             f" ± {100 * values['tag'][1]:.1f}")
+            else:
+                cells.append("–")
+        lines.append(f"| {e['method']} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot(results: dict, out_dir: Path) -> list[str]:

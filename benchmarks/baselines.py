@@ -92,9 +92,10 @@ def evaluate_dense(backend: Backend, model: Any, tasks: list[TaskData], cfg: Run
     subnets = [Subnet(gates=dense, bn=bn, class_range=r) for r in ranges]
     logits = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
                              dataset.std)
-    scored = evaluate_logits(logits, y, true_task, ranges, cfg.inference.temperature,
-                             cfg.inference.routing)
-    return attrs.evolve(scored, **single_head_tag(logits, y, true_task, ranges))
+    # One head routes by its argmax, not by a routing rule: TAw comes from the slices.
+    scored = evaluate_logits(logits, y, true_task, ranges, cfg.inference.temperature)
+    return attrs.evolve(scored, routing_rule="single_head", rules={},
+                        **single_head_tag(logits, y, true_task, ranges))
 
 
 def single_head_tag(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,

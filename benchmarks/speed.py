@@ -10,6 +10,9 @@ better; targets in TARGETS):
   distill_step_ratio   backend distill step of the last of 10 tasks (gated student, frozen
                        earlier weights, dense teacher forward, beta 5) / the same plain step
   eval_ratio_vs_limit  backend.predict with 10 sub-networks / 10 x one plain dense forward
+  eval_ratio_stats_vs_maxprob  evaluation routed by `mahalanobis` (predict with features +
+                       standardised distances to 10 tasks' statistics) / evaluation routed by
+                       the paper's `max_prob` (predict + max softmax), same images
   tf_vs_torch_*        tf backend time / torch backend time for the same job
 Memory (each probe in a fresh subprocess, so peak RSS means this run only): bytes of the
 model's weights, int8 ownership arrays and 10 BN snapshots, and the peak RSS growth of a short
@@ -33,11 +36,12 @@ from benchmarks.tf_vs_torch import load as load_backend
 from benchmarks.tf_vs_torch import set_threads
 from mind_core import masks
 from mind_core.protocol import ModelSpec, PhaseSpec, Subnet
+from mind_core.routing import RULES, RoutingInputs, fit_task_stats, route
 
 SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
 LAST = TASKS - 1  # the distill phase timed is the last task's: the most frozen weights
 TARGETS = {"teacher_step_ratio": 1.10, "eval_ratio_vs_limit": 1.3, "tf_vs_torch_train": 1.5,
-           "tf_vs_torch_eval": 1.5}
+           "tf_vs_torch_eval": 1.5, "eval_ratio_stats_vs_maxprob": 1.2}
 
 
 def simulated_ownership(layers) -> dict[str, np.ndarray]:
@@ -71,6 +75,10 @@ class BackendBench:
         bn = backend.get_bn(self.student)
         self.subnets = [Subnet(gates=masks.gates(owner, j), bn=bn,
                                class_range=(10 * j, 10 * j + 10)) for j in range(TASKS)]
+        width = next(info.shape[1] for info in backend.layers(self.student) if info.classifier)
+        rng = np.random.default_rng(0)
+        self.stats = [fit_task_stats(rng.random((500, width)), rng.integers(0, 10, 500),
+                                     (0, 10), seed=j) for j in range(TASKS)]
 
     def teacher_epoch(self, x, y) -> None:
         self.epoch += 1
@@ -82,6 +90,16 @@ class BackendBench:
 
     def predict(self, x) -> None:
         self.backend.predict(self.student, x, self.subnets, self.eval_batch, MEAN, STD)
+
+    def evaluate(self, x, rule: str) -> None:
+        """Predict and route, as evaluation does, with the paper's rule or the statistics
+        rule (which asks predict for features from the same forward pass)."""
+        needs_stats = RULES[rule].needs_stats
+        out = self.backend.predict(self.student, x, self.subnets, self.eval_batch, MEAN, STD,
+                                   features=needs_stats)
+        logits, features = out if needs_stats else (out, None)
+        route(rule, RoutingInputs(logits=logits, temperature=1.0, features=features,
+                                  stats=self.stats if needs_stats else None))
 
     def restore_gates(self) -> None:
         """predict() leaves the last sub-network's gates behind (untimed, once per phase in
@@ -155,6 +173,8 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
         jobs[f"{name}_distill_step"] = Job(lambda b=bench: b.distill_epoch(x, y), batches,
                                            setup=bench.restore_gates)
         jobs[f"{name}_predict"] = Job(lambda b=bench: b.predict(x_eval))
+        for rule in ("max_prob", "mahalanobis"):
+            jobs[f"{name}_eval_{rule}"] = Job(lambda b=bench, r=rule: b.evaluate(x_eval, r))
     samples = measure(jobs, repeats)
     # Process CPU time is what a job costs; on a shared CPU box wall time mostly measures the
     # neighbours. On a GPU the host's CPU time means little, so wall time decides there.
@@ -185,11 +205,14 @@ def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
             "teacher_step_ratio": round(raw[f"{name}_teacher_step"] / raw["dense_step"], 3),
             "distill_step_ratio": round(raw[f"{name}_distill_step"] / raw["dense_step"], 3),
             "eval_ratio_vs_limit": round(raw[f"{name}_predict"] / limit, 3),
+            "eval_ratio_stats_vs_maxprob": round(raw[f"{name}_eval_mahalanobis"]
+                                                 / raw[f"{name}_eval_max_prob"], 3),
             "teacher_images_per_s": round(batch_size / raw[f"{name}_teacher_step"], 1),
             "distill_images_per_s": round(batch_size / raw[f"{name}_distill_step"], 1),
             "eval_images_per_s": round(eval_images / raw[f"{name}_predict"], 1)}
     main = "torch" if "torch" in backends else next(iter(backends), None)
-    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit"):
+    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
+                "eval_ratio_stats_vs_maxprob"):
         out[key] = out["per_backend"][main][key] if main else None
     both = {"tf", "torch"} <= set(backends)
     for key, parts in (("teacher", ["teacher_step"]), ("distill", ["distill_step"]),
@@ -228,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
-                "tf_vs_torch_train", "tf_vs_torch_eval"):
+                "eval_ratio_stats_vs_maxprob", "tf_vs_torch_train", "tf_vs_torch_eval"):
         target = TARGETS.get(key)
         print(f"{key:22s} {out[key]!s:>8}" + (f"   (target <= {target})" if target else ""))
     clock = out["config"]["clock"]

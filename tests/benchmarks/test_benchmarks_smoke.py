@@ -30,7 +30,8 @@ def test_speed_returns_documented_keys():
     # threads=0 leaves the process's thread settings alone for the tests that follow.
     out = run_speed(["torch"], batch_size=2, batches=1, repeats=1, eval_images=2,
                     eval_batch=2, threads=0)
-    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit"):
+    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
+                "eval_ratio_stats_vs_maxprob"):
         assert out[key] > 0
         assert out[key] == out["per_backend"]["torch"][key]
     for key in ("tf_vs_torch_train", "tf_vs_torch_eval"):
@@ -39,7 +40,8 @@ def test_speed_returns_documented_keys():
     for clock in ("wall", "cpu"):
         assert set(out["raw_seconds"][clock]) == {"dense_step", "dense_forward",
                                                   "torch_teacher_step", "torch_distill_step",
-                                                  "torch_predict"}
+                                                  "torch_predict", "torch_eval_max_prob",
+                                                  "torch_eval_mahalanobis"}
     assert out["eval_limit_seconds"] == pytest.approx(
         10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
     assert out["meets_targets"]["tf_vs_torch_eval"] is None
