@@ -12,8 +12,11 @@ STATUS_STYLE = {status: f"bold ${variable}" for status, variable in STATUS_COLOU
 
 
 def pct(value: float | None, digits: int = 1) -> str:
-    """An accuracy in [0, 1] as a percentage."""
-    return "–" if value is None else f"{100 * value:.{digits}f}"
+    """An accuracy in [0, 1] as a percentage; "–" for none, NaN (a task without test
+    samples) or anything that is not a number (a malformed file must not crash a screen)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "–"
+    return f"{100 * value:.{digits}f}"
 
 
 def duration(seconds: float | None) -> str:
@@ -29,19 +32,25 @@ def date(unix: float | None) -> str:
     return "–" if unix is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))
 
 
-def event_line(event: dict[str, Any], start: float | None) -> str | None:
-    """One log line for an event (None for progress events: they only move the bars)."""
+def event_line(event: dict[str, Any], start: float | None,
+               routing_rule: str | None = None) -> str | None:
+    """One log line for an event (None for progress events: they only move the bars).
+    routing_rule: the run's rule, named beside a routing accuracy whose event does not name
+    it (run_finished, and evaluations of runs made before they did)."""
     kind = event.get("type")
     describe = _DESCRIBE.get(str(kind))
     if describe is None:
         return None if kind == "progress" else f"{kind}"
+    if routing_rule and not isinstance(event.get("routing_rule"), str):
+        event = {**event, "routing_rule": routing_rule}
     at = event.get("time")
     offset = duration(at - start) if isinstance(at, (int, float)) and start is not None else "–"
     return f"{offset:>7}  {describe(event)}"
 
 
 def _task(e: dict[str, Any]) -> str:
-    return f"task {int(e.get('task', 0)) + 1}"
+    task = e.get("task", 0)
+    return f"task {task + 1}" if isinstance(task, int) else "task ?"  # 1-based, as shown
 
 
 def _run_started(e: dict[str, Any]) -> str:
@@ -79,14 +88,19 @@ def _allocated(e: dict[str, Any]) -> str:
     return f"{_task(e)}: allocated weights in {len(layers)} layers, {100 * free / total:.1f}% still free"
 
 
+def _routing(e: dict[str, Any]) -> str:
+    rule = e.get("routing_rule")
+    return f"routing {pct(e.get('routing'))}%" + (f" ({rule})" if isinstance(rule, str) else "")
+
+
 def _evaluated(e: dict[str, Any]) -> str:
     return (f"{_task(e)} evaluated: TAg {pct(e.get('tag'))}%  TAw {pct(e.get('taw'))}%  "
-            f"routing {pct(e.get('routing'))}%")
+            f"{_routing(e)}")
 
 
 def _run_finished(e: dict[str, Any]) -> str:
     return (f"run finished in {duration(e.get('seconds'))}: TAg {pct(e.get('tag'))}%  "
-            f"TAw {pct(e.get('taw'))}%  routing {pct(e.get('routing'))}%")
+            f"TAw {pct(e.get('taw'))}%  {_routing(e)}")
 
 
 def _run_failed(e: dict[str, Any]) -> str:

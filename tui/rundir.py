@@ -154,7 +154,8 @@ def summarize(run_dir: Path, owned_alive: bool | None = None) -> RunSummary:
     metrics = read_json(run_dir / METRICS)
     started = [e for e in events if e["type"] == "run_started"]
     first, last_start = (started[0], started[-1]) if started else ({}, {})
-    evaluated = {int(e["task"]): e for e in events if e["type"] == "evaluated" and "task" in e}
+    evaluated = {e["task"]: e for e in events
+                 if e["type"] == "evaluated" and isinstance(e.get("task"), int)}
     status, message = status_from_events(events, run_dir, owned_alive)
     final = metrics.get("final") if isinstance(metrics.get("final"), dict) else {}
     if not final and evaluated:

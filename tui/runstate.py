@@ -6,11 +6,23 @@ renders the derived values. Tasks are 0-based here, as in the events; screens sh
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 TRAINING_PHASES = ("teacher", "distill")
 MAX_CURVE_POINTS = 4000  # a long run emits ~2 progress events per second; keep plots light
+DEFAULT_RULE = "max_prob"  # what runs that record no rule routed with (the paper's rule)
+
+RuleScore = tuple[str, float | None, float | None]  # (rule, routing accuracy, TAg); None: unknown
+
+
+def fraction(value: Any) -> float | None:
+    """An accuracy read from a run's files: a finite number, else None (missing or malformed;
+    bool is a number to Python but never an accuracy)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 @dataclass
@@ -55,6 +67,7 @@ class RunState:
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     checkpoints: int = 0
+    config_rule: str | None = None  # config.json's inference.routing, once read
     started_at: float | None = None
     last_time: float | None = None
     events_seen: int = 0
@@ -127,7 +140,9 @@ class RunState:
         self.ownership = dict(e.get("layers") or {})
 
     def _on_evaluated(self, e: dict[str, Any]) -> None:
-        task = int(e["task"])
+        task = e.get("task")
+        if isinstance(task, bool) or not isinstance(task, int):
+            return  # an evaluation of no known task cannot be placed in the matrices
         self.evaluations = {t: v for t, v in self.evaluations.items() if t < task}
         self.evaluations[task] = e
 
@@ -194,8 +209,10 @@ class RunState:
         return tuple(tuple(float(v) for v in row) for row in rows)
 
     def per_task(self, metric: str) -> tuple[float, ...]:
-        """tag / taw / routing after each task learned so far."""
-        return tuple(float(self.evaluations[t].get(metric, 0.0)) for t in sorted(self.evaluations))
+        """tag / taw / routing after each task learned so far (0.0 where an evaluation lacks a
+        readable value: the plots need a number at every task)."""
+        return tuple(fraction(self.evaluations[t].get(metric)) or 0.0
+                     for t in sorted(self.evaluations))
 
     def curve(self, task: int, phase: str) -> Curve:
         return self.curves.get((task, phase), Curve())
@@ -205,9 +222,27 @@ class RunState:
 
     @property
     def latest_metrics(self) -> dict[str, float]:
-        if self.final:
-            return {k: float(self.final[k]) for k in ("tag", "taw", "routing") if k in self.final}
+        source = self.final or (self.evaluations[max(self.evaluations)] if self.evaluations else {})
+        values = {k: fraction(source.get(k)) for k in ("tag", "taw", "routing")}
+        return {k: v for k, v in values.items() if v is not None}
+
+    @property
+    def routing_rule(self) -> str:
+        """The rule the run routes with: as its latest evaluation records it, else as its
+        config sets it (runs made before evaluations named it), else the default."""
         if self.evaluations:
-            last = self.evaluations[max(self.evaluations)]
-            return {k: float(last[k]) for k in ("tag", "taw", "routing") if k in last}
-        return {}
+            rule = self.evaluations[max(self.evaluations)].get("routing_rule")
+            if isinstance(rule, str) and rule:
+                return rule
+        return self.config_rule or DEFAULT_RULE
+
+    def rule_scores(self) -> tuple[RuleScore, ...]:
+        """Routing accuracy and TAg of every rule the latest evaluation scored, in the order it
+        lists them; () when it scored none (a run made before rules were compared)."""
+        if not self.evaluations:
+            return ()
+        rules = self.evaluations[max(self.evaluations)].get("rules")
+        if not isinstance(rules, dict):
+            return ()
+        return tuple((str(name), fraction(v.get("routing")), fraction(v.get("tag")))
+                     for name, v in rules.items() if isinstance(v, dict))

@@ -8,13 +8,21 @@ from pathlib import Path
 
 from textual.widgets import TabbedContent
 
-from tests.tui.tui_helpers import DATA, drive, plain, wait_for
+from tests.tui.tui_helpers import (
+    DATA,
+    drive,
+    plain,
+    recorded_variant,
+    wait_for,
+    without_statistics,
+)
 from tui.app import MindApp
 from tui.rundir import read_events
 from tui.screens.monitor import MonitorScreen
 from tui.screens.runs import RunsScreen
 from tui.widgets.matrix import AccuracyMatrix
 from tui.widgets.problem import ProblemPanel
+from tui.widgets.rules import RuleScores
 
 
 def monitor(app: MindApp) -> MonitorScreen:
@@ -40,6 +48,12 @@ def test_finished_run_shows_its_accuracy_matrices(runs_dir: Path, catalog):
         final = plain(screen.query_one("#final-metrics"))
         assert f"TAg {100 * evaluated[-1]['tag']:.1f}%" in final
         assert f"TAw {100 * evaluated[-1]['taw']:.1f}%" in final
+        assert final.endswith(f"routing {100 * evaluated[-1]['routing']:.1f}% (mahalanobis)")
+        rules = plain(screen.query_one(RuleScores))
+        for name, v in evaluated[-1]["rules"].items():
+            mark = "●" if name == "mahalanobis" else " "
+            assert f"{mark}  {name:<11}  {100 * v['routing']:>9.1f}  {100 * v['tag']:>5.1f}" in rules
+        assert "unavailable" not in rules
         assert not screen.query_one(ProblemPanel).display
         assert screen.check_action("stop", ()) is None  # nothing to stop
 
@@ -153,5 +167,65 @@ def test_stop_on_an_attached_run_creates_its_stop_file(tmp_path: Path, catalog):
         assert monitor(app).check_action("stop", ()) is True
         await pilot.press("s")
         assert (run / "STOP").exists()
+
+    drive(app, scenario)
+
+
+def test_a_run_without_statistics_says_which_rules_it_could_not_score(tmp_path: Path, catalog):
+    run = recorded_variant("finished-3tasks", tmp_path / "no-stats", without_statistics(),
+                           routing="max_prob")
+    app = MindApp(runs_dir=tmp_path, attach=run, catalog=catalog)
+
+    async def scenario(pilot):
+        await wait_for(pilot, lambda: monitor(app).state.status == "finished")
+        screen = monitor(app)
+        assert plain(screen.query_one("#final-metrics")).endswith("routing 79.0% (max_prob)")
+        rules = plain(screen.query_one(RuleScores))
+        assert "●  max_prob" in rules and "mahalanobis" in rules.splitlines()[-1]
+        assert rules.splitlines()[-1] == (
+            "unavailable: mahalanobis (this run has no routing statistics)")
+
+    drive(app, scenario, size=(80, 24))
+
+
+def test_a_run_from_before_the_rules_shows_its_config_rule(runs_dir: Path, catalog):
+    app = MindApp(runs_dir=runs_dir, attach=runs_dir / "interrupted-4tasks", catalog=catalog)
+
+    async def scenario(pilot):
+        await wait_for(pilot, lambda: monitor(app).state.status == "interrupted")
+        screen = monitor(app)
+        assert plain(screen.query_one("#final-metrics")).endswith("routing 89.2% (max_prob)")
+        assert plain(screen.query_one(RuleScores)) == (
+            "Routing rules: only max_prob was scored (the run predates comparing them)")
+        await pilot.press("5")  # the log renders what it was given once it is shown
+        await wait_for(pilot, lambda: screen.query_one("#event-log").lines)
+        log = "\n".join(line.text for line in screen.query_one("#event-log").lines)
+        assert "task 2 evaluated: TAg 87.2%  TAw 96.2%  routing 89.2% (max_prob)" in log
+
+    drive(app, scenario)
+
+
+def test_malformed_evaluations_do_not_crash_the_monitor(tmp_path: Path, catalog):
+    garbage = iter([{"routing_rule": None, "rules": {"x": "y"}},
+                    {"rules": [], "routing": "high", "tag": None}])
+
+    def spoil(event: dict) -> dict:
+        return {**event, **next(garbage)} if event["type"] == "evaluated" else event
+
+    run = recorded_variant("interrupted-4tasks", tmp_path / "bad", spoil)
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps({"type": "evaluated", "time": 1.7e9 + 20, "task": "two"}) + "\n")
+    (run / "config.json").write_text(json.dumps({"config": {"inference": "max_prob",
+                                                            "teacher": 3, "tasks": "4"}}))
+    app = MindApp(runs_dir=tmp_path, attach=run, catalog=catalog)
+
+    async def scenario(pilot):
+        await wait_for(pilot, lambda: monitor(app).state.status == "interrupted")
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        screen = monitor(app)
+        assert screen.state.routing_rule == "max_prob" and screen.state.tasks_done == 2
+        assert plain(screen.query_one("#final-metrics")) == "after task 2:  TAw 96.2%"
+        assert "only max_prob was scored" in plain(screen.query_one(RuleScores))
 
     drive(app, scenario)

@@ -99,6 +99,8 @@ def test_two_marked_runs_are_compared_side_by_side(runs_dir: Path, catalog):
         assert "interrupted (2/4 tasks)" in text
         settings = plain(app.screen.query_one("#compare-settings"))
         assert ["tasks", "3", "4"] in [line.split() for line in settings.splitlines()]
+        assert ["inference.routing", "mahalanobis", "max_prob"] in [
+            line.split() for line in settings.splitlines()]
         matrices = plain(app.screen.query_one("#b-taw"))
         assert "interrupted-4tasks: TAw %" in matrices
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +79,38 @@ def _parse(key: str, text: str) -> Any:
     if key in ("tasks", "seed", "teacher.epochs", "distill.epochs"):
         raise ConfigProblem(key, f"{key} must be an integer")
     return text
+
+
+def recorded_variant(name: str, dest: Path, edit: Callable[[dict], dict],
+                     routing: str | None = None) -> Path:
+    """A copy of a recorded run at dest whose events went through edit, in order, and whose
+    config routes with `routing` when given: runs of other versions, or malformed ones."""
+    shutil.copytree(DATA / name, dest)
+    lines = (dest / "events.jsonl").read_text().splitlines()
+    events = [edit(json.loads(line)) for line in lines if line.strip()]
+    (dest / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if routing is not None:
+        config = json.loads((dest / "config.json").read_text())
+        config["config"]["inference"]["routing"] = routing
+        (dest / "config.json").write_text(json.dumps(config))
+    (dest / "metrics.json").unlink(missing_ok=True)  # it would tell the old story
+    return dest
+
+
+def without_statistics() -> Callable[[dict], dict]:
+    """An edit for recorded_variant: the events of a run that fitted no routing statistics,
+    so scored only the score-only rules and routed with max_prob."""
+    from mind_core.routing import SCORE_ONLY
+
+    last: dict = {}
+
+    def edit(event: dict) -> dict:
+        if event["type"] == "evaluated":
+            rules = {k: v for k, v in event["rules"].items() if k in SCORE_ONLY}
+            last.update(rules["max_prob"])
+            return {**event, "routing_rule": "max_prob", "rules": rules, **rules["max_prob"]}
+        return {**event, **last} if event["type"] == "run_finished" else event
+    return edit
 
 
 def plain(widget: Any) -> str:

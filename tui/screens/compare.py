@@ -23,7 +23,7 @@ from tui.widgets.matrix import AccuracyMatrix, MatrixPair
 
 SETTINGS = ("backend", "dataset", "variant", "model", "tasks", "seed", "teacher.epochs",
             "distill.epochs", "distillation.beta", "inference.temperature",
-            "allocation.weight_sharing")
+            "inference.routing", "allocation.weight_sharing")
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,13 @@ from tui.widgets.ownership import OwnershipView, freeze_layers
 from tui.widgets.plots import LinePlot, accuracy_figure, loss_figure
 from tui.widgets.problem import ProblemPanel, diagnose
 from tui.widgets.progress import ProgressPanel, progress_info
+from tui.widgets.rules import RuleScores, rules_info
 
 POLL_S = 0.25
 PID_CHECK_EVERY = 8  # polls between liveness checks of a run this TUI did not start
 MATRIX_LEGEND = ("Row T[i]t[/i]: after learning task [i]t[/i]; column T[i]j[/i]: accuracy on task "
-                 "[i]j[/i]; all: over every task learned so far. TAg: task-agnostic (the "
-                 "sub-network is chosen by confidence), TAw: task-aware (the true task is given).")
+                 "[i]j[/i]; all: over every task learned so far. TAg: task-agnostic (the run's "
+                 "routing rule picks the sub-network), TAw: task-aware (the true task is given).")
 TABS = ("losses", "accuracy", "per-task", "ownership", "log")
 
 
@@ -110,6 +111,7 @@ class MonitorScreen(Screen):
             with TabPane("Accuracy", id="accuracy"), VerticalScroll():
                 yield MatrixPair(("TAg accuracy %", "matrix-tag"), ("TAw accuracy %", "matrix-taw"))
                 yield Static("", id="final-metrics")
+                yield RuleScores()
                 yield Static(MATRIX_LEGEND, id="matrix-legend")
             with TabPane("Per task", id="per-task"):
                 yield LinePlot(id="plot-accuracy")
@@ -168,8 +170,8 @@ class MonitorScreen(Screen):
     # Message handlers: update the state, then the reactives.
 
     def on_monitor_screen_events_read(self, message: EventsRead) -> None:
-        if message.restarted:
-            self.state = RunState()
+        if message.restarted:  # the file was rewritten; config.json is read only once
+            self.state = RunState(config_rule=self.state.config_rule)
             self.query_one("#event-log", RichLog).clear()
         log = self.query_one("#event-log", RichLog)
         finished_now = False
@@ -178,7 +180,7 @@ class MonitorScreen(Screen):
                 self.exit_code, self.gone_pid, self.output_tail = None, None, ""
             self.state.apply(event)
             finished_now |= event["type"] == "run_finished"
-            line = event_line(event, self.state.started_at)
+            line = event_line(event, self.state.started_at, self.state.routing_rule)
             if line:
                 log.write(line)
         if message.output_tail is not None:
@@ -192,10 +194,13 @@ class MonitorScreen(Screen):
         config = message.config.get("config")
         if isinstance(config, dict):
             for phase in ("teacher", "distill"):
-                epochs = (config.get(phase) or {}).get("epochs")
+                epochs = _section(config, phase).get("epochs")
                 if isinstance(epochs, int):
                     self.state.planned_epochs.setdefault(phase, epochs)
-            self.state.tasks = self.state.tasks or int(config.get("tasks") or 0)
+            tasks = config.get("tasks")
+            self.state.tasks = self.state.tasks or (tasks if isinstance(tasks, int) else 0)
+            rule = _section(config, "inference").get("routing")
+            self.state.config_rule = rule if isinstance(rule, str) and rule else None
         self._render_state()
 
     def on_monitor_screen_process_exited(self, message: ProcessExited) -> None:
@@ -217,6 +222,7 @@ class MonitorScreen(Screen):
             (state.matrix("tag"), state.per_task("tag")),
             (state.matrix("taw"), state.per_task("taw")))
         self.query_one("#final-metrics", Static).update(_metrics_line(state))
+        self.query_one(RuleScores).info = rules_info(state)
         self._render_losses()
         self.query_one("#plot-accuracy", LinePlot).figure = accuracy_figure(state)
         self.query_one(OwnershipView).layers = freeze_layers(state.ownership)
@@ -309,6 +315,11 @@ def _open_pid(events: list[dict[str, Any]], pid: int | None) -> int | None:
     return pid
 
 
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    section = config.get(name)
+    return section if isinstance(section, dict) else {}
+
+
 def _metrics_line(state: RunState) -> str:
     metrics = state.latest_metrics
     if not metrics:
@@ -316,4 +327,6 @@ def _metrics_line(state: RunState) -> str:
     label = "final" if state.status == "finished" else f"after task {state.tasks_done}"
     values = "   ".join(f"{name} [b]{100 * metrics[key]:.1f}%[/b]" for key, name in
                        (("tag", "TAg"), ("taw", "TAw"), ("routing", "routing")) if key in metrics)
+    if "routing" in metrics:  # TAg and routing depend on the rule: name it
+        values += f" ({escape(state.routing_rule)})"
     return f"{label}:  {values}"

@@ -94,7 +94,9 @@ def accuracy_figure(state: RunState) -> Figure:
         Series("TAw", xs, tuple(100 * v for v in taw), GREEN),
         Series("routing", xs, tuple(100 * v for v in routing), ORANGE),
     )
-    title = "Accuracy (%) after each task" if xs else "Accuracy: no task evaluated yet"
+    # The rule goes in the title: a longer legend label would hide the first task's points.
+    title = (f"Accuracy (%) after each task, routing with {state.routing_rule}" if xs
+             else "Accuracy: no task evaluated yet")
     return Figure(title=title, series=series, xlabel="tasks learned", ylim=(0, 100), xticks=xs)
 
 
