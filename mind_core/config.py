@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import tomllib
 
+from mind_core.masks import INITS
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
 from mind_core.routing import ROUTINGS
 
@@ -60,6 +61,8 @@ class PhaseConfig:
 class AllocationConfig:
     mode: str = attrs.field(default="random", validator=_one_of("random", "magnitude"))
     weight_sharing: bool = True
+    # Values of newly owned weights: see masks.INITS and docs/algorithm.md.
+    init: str = attrs.field(default="zero", validator=_one_of(*INITS))
 
 
 @attrs.frozen(kw_only=True)
@@ -111,9 +114,9 @@ for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig,
 # What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "mind": {},
-    "self_distill": {"allocation.mode": "magnitude"},
-    "packnet": {"allocation.mode": "magnitude", "distillation.beta": 0.0,
-                "bn": "frozen_after_first"},
+    "self_distill": {"allocation.mode": "magnitude", "allocation.init": "teacher"},
+    "packnet": {"allocation.mode": "magnitude", "allocation.init": "teacher",
+                "distillation.beta": 0.0, "bn": "frozen_after_first"},
 }
 
 _SECTIONS = {f.name: f.type for f in attrs.fields(RunConfig) if attrs.has(f.type)}
@@ -263,7 +266,11 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    return build_config(flatten(data))
+    """A saved config; a key it lacks (written by an older version) takes its variant's
+    default before the field default, so a run resumes as it started."""
+    flat = flatten(data)
+    variant = VARIANT_DEFAULTS.get(str(flat.get("variant", "mind")), {})
+    return build_config({**variant, **flat})
 
 
 # ----------------------------------------------------------------------------- presets

@@ -15,6 +15,13 @@ from mind_core.protocol import LayerInfo
 
 FREE = -1
 MODES = ("random", "magnitude")
+INITS = ("zero", "teacher", "scaled_normal")
+"""Values newly owned weights start from (allocation.init):
+zero          keep the model's values: its random init at task 0, 0 afterwards (the paper);
+teacher       the trained teacher's values at those positions (self-distillation, PackNet);
+scaled_normal after task 0, He-normal x SCALED_NORMAL_FACTOR (small, but not 0: a channel
+              whose row no earlier task owns is not dead from the start)."""
+SCALED_NORMAL_FACTOR = 0.1
 
 Ownership = dict[str, np.ndarray]
 """Gated layer name -> int8/int16 array of the layer's canonical shape."""
@@ -132,6 +139,39 @@ def he_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
     std = math.sqrt(2.0 / max(fan_in, 1))
     return (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def initial_values(init: str, task: int, weights: dict[str, np.ndarray],
+                   teacher: dict[str, np.ndarray] | None, weight_sharing: bool,
+                   rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+    """Where the entries a task has just been given take their values from (None: keep the
+    model's own). Without weight sharing the spec re-draws them He-normal unless they come
+    from the teacher."""
+    if init not in INITS:
+        raise ValueError(f"allocation init must be one of {INITS}, got {init!r}")
+    if init == "teacher":
+        if teacher is None:
+            raise ValueError("allocation.init=teacher needs the trained teacher's weights")
+        return teacher
+    if not weight_sharing:
+        return {name: he_normal(w.shape, rng) for name, w in weights.items()}
+    if init == "scaled_normal" and task > 0:
+        return {name: he_normal(w.shape, rng) * np.float32(SCALED_NORMAL_FACTOR)
+                for name, w in weights.items()}
+    return None
+
+
+def dead_rows(weights: dict[str, np.ndarray], gates: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per layer, how many output rows (channels, units) a sub-network uses weights of but
+    sees as all zero: with BN beta 0 and ReLU such a channel outputs 0 on every input and gets
+    no gradient, so its weights are wasted. (A row the sub-network has no weight in at all is
+    not counted: it was never its to use.)"""
+    out = {}
+    for name, w in weights.items():
+        gate = gates[name].reshape(w.shape[0], -1)
+        effective = (w * gates[name]).reshape(w.shape[0], -1)
+        out[name] = int((gate.any(axis=1) & ~effective.any(axis=1)).sum())
+    return out
 
 
 def zero_free(weights: dict[str, np.ndarray], owner: Ownership) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ class Plan:
     bn_mode: str  # per_task | shared | frozen_after_first
     weight_sharing: bool
     allocation: str  # random | magnitude
+    init: str  # values of newly owned weights, masks.INITS
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> Plan:
@@ -36,7 +37,7 @@ class Plan:
                    reinit_free=cfg.variant == "packnet",
                    bn_mode=cfg.bn,
                    weight_sharing=cfg.allocation.weight_sharing,
-                   allocation=cfg.allocation.mode)
+                   allocation=cfg.allocation.mode, init=cfg.allocation.init)
 
     def train_bn(self, task: int) -> bool:
         return not (self.bn_mode == "frozen_after_first" and task > 0)

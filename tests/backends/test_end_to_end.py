@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from mind_core.cli import main
@@ -60,3 +61,40 @@ def test_resume_after_interrupt_gives_identical_metrics(tmp_path, finished_run, 
     with pytest.raises(Interrupted):
         start_run(resolve_config("smoke", SMOKE), run_dir, should_stop=StopAfter(polls))
     assert resume_run(run_dir) == reference
+
+
+def seed_with_an_orphan_conv1_row(backend) -> int:
+    """A run seed whose task-0 allocation leaves some conv1 channel without a task-0 weight
+    (the case that makes a zero-initialised channel dead for every later task)."""
+    from mind_core import masks
+    from mind_core.data.synthetic import IMAGE_SHAPE, NUM_CLASSES
+    from mind_core.plan import derive_seed
+    from mind_core.protocol import ModelSpec
+
+    model = backend.build_model(ModelSpec(arch="small_cnn", input_shape=IMAGE_SHAPE,
+                                          num_classes=NUM_CLASSES), seed=0)
+    layers = backend.layers(model)
+    for seed in range(100):
+        owner = masks.allocate(masks.new_ownership(layers, 5), 0, layers=layers, num_tasks=5,
+                               rng=np.random.default_rng(derive_seed(seed, "allocate", 0)),
+                               class_range=(0, 2))
+        if not (owner["conv1"] == 0).reshape(owner["conv1"].shape[0], -1).any(axis=1).all():
+            return seed
+    raise AssertionError("no seed in 0..99 leaves a conv1 row without a task-0 weight")
+
+
+@pytest.mark.parametrize("init", ["zero", "teacher", "scaled_normal"])
+def test_only_the_zero_init_leaves_dead_channels(tmp_path, backend, init):
+    from mind_core import checkpoint, masks
+
+    seed = seed_with_an_orphan_conv1_row(backend)
+    cfg = resolve_config("smoke", [*SMOKE[:2], "device=cpu", f"seed={seed}",
+                                   f"allocation.init={init}"])
+    start_run(cfg, tmp_path / "run")
+    final = checkpoint.load(tmp_path / "run" / "checkpoint" / "task-4.safetensors")
+    dead = [sum(masks.dead_rows(final.weights, masks.gates(final.owner, t)).values())
+            for t in range(1, 5)]
+    if init == "zero":
+        assert min(dead) >= 1  # the orphan row: zero weights, zero output, zero gradient
+    else:
+        assert dead == [0, 0, 0, 0]
