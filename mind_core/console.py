@@ -78,6 +78,11 @@ class ConsoleReporter:
         self._print(f"  after task {e['task'] + 1}: TAg {pct(e['tag'])}  TAw {pct(e['taw'])}  "
                     f"routing {pct(e['routing'])}")
 
+    def on_student_behind(self, e):
+        self._print(f"  warning: task {e['task'] + 1}'s student ended at {pct(e['student'])}, "
+                    f"more than {100 * e['gap']:.0f} points below its teacher "
+                    f"({pct(e['teacher'])})")
+
     def on_run_finished(self, e):
         self._print(f"Finished in {fmt_duration(time.time() - self.started)}.")
 
@@ -94,6 +99,9 @@ def metrics_table(metrics: dict[str, Any]) -> str:
              f"{pct(final['tag_entropy'])})",
              f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
              f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}"]
+    for behind in metrics.get("students_behind", []):
+        lines.append(f"warning: task {behind['task'] + 1}'s student ended at "
+                     f"{pct(behind['student'])}, its teacher reached {pct(behind['teacher'])}")
     n = len(metrics["acc_matrix_tag"])
     for kind in ("tag", "taw"):
         lines.append("")

@@ -22,8 +22,9 @@ from mind_core.config import RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
 from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
+from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
-from mind_core.protocol import Backend
+from mind_core.protocol import Backend, Subnet
 from mind_core.routing import TaskStats, fit_task_stats
 from mind_core.schedule import make_tasks
 
@@ -38,15 +39,17 @@ class LoopState:
     phase: str = "teacher"  # next step: teacher | allocate | distill | evaluate | done
     next_epoch: int = 0
     history: History = attrs.Factory(History)
+    teacher_taw: float | None = None  # the current task's teacher on its test data
 
     def to_json(self) -> dict[str, Any]:
         return {"task": self.task, "phase": self.phase, "next_epoch": self.next_epoch,
-                "history": self.history.to_json()}
+                "history": self.history.to_json(), "teacher_taw": self.teacher_taw}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LoopState:
         return cls(task=data["task"], phase=data["phase"], next_epoch=data["next_epoch"],
-                   history=History.from_json(data["history"]))
+                   history=History.from_json(data["history"]),
+                   teacher_taw=data.get("teacher_taw"))
 
 
 class Engine:
@@ -132,6 +135,7 @@ class Engine:
             self._train(t, "teacher", self.teacher, trainable=self._teacher_trainable())
             st.phase, st.next_epoch = "allocate", 0
         if st.phase == "allocate":
+            st.teacher_taw = self._teacher_accuracy(t)
             self._allocate(t)
             st.phase, st.next_epoch = "distill", 0
             self._save_resume()
@@ -229,16 +233,29 @@ class Engine:
                                    mode=plan.allocation, rng=rng,
                                    teacher_weights=teacher_weights, class_range=class_range)
         weights = self.backend.get_weights(self.model)
-        if plan.self_teacher and teacher_weights is not None:
-            weights = masks.fill_owned(weights, teacher_weights, new_owner, t)
-        elif not plan.weight_sharing:
-            fresh = {name: masks.he_normal(w.shape, rng) for name, w in weights.items()}
-            weights = masks.fill_owned(weights, fresh, new_owner, t)
+        source = masks.initial_values(plan.init, t, weights, teacher_weights,
+                                      plan.weight_sharing, rng)
+        if source is not None:
+            weights = masks.fill_owned(weights, source, new_owner, t)
         weights = masks.zero_free(weights, new_owner)
         self.backend.set_weights(self.model, weights)
         self.owner = new_owner
         self.events.emit("allocated", task=t,
                          layers=masks.ownership_counts(self.owner, cfg.tasks))
+
+    def _teacher_accuracy(self, t: int) -> float | None:
+        """The trained teacher's accuracy on task t's test data (within the task's classes),
+        to compare its student with."""
+        task = self.tasks[t]
+        if self.teacher is None or not len(task.x_test):
+            return None
+        dense = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
+        subnet = Subnet(gates=dense, bn=self.backend.get_bn(self.teacher),
+                        class_range=task.class_range)
+        logits = self.backend.predict(self.teacher, task.x_test, [subnet],
+                                      self.cfg.inference.batch_size, self.dataset.mean,
+                                      self.dataset.std)
+        return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
 
     def _fit_stats(self, t: int) -> None:
         """Routing statistics of sub-network t, from task t's training data while it is at
@@ -260,9 +277,12 @@ class Engine:
         stats = self.stats if len(self.stats) == t + 1 else None
         evaluation = evaluate_task(self.backend, self.model, self.tasks[:t + 1], self.owner,
                                    self.bn_snapshots, self.plan, self.cfg, self.dataset, stats)
-        self.state.history.add(evaluation)
+        self.state.history.add(attrs.evolve(evaluation, teacher_taw=self.state.teacher_taw))
         metrics = self.state.history.metrics()
         self.events.emit("evaluated", task=t, **self.state.history.event_fields())
+        behind = [b for b in metrics["students_behind"] if b["task"] == t]
+        if behind:
+            self.events.emit("student_behind", **behind[0], gap=STUDENT_GAP)
         if self.run_dir:
             write_json_atomic(self.run_dir / "metrics.json", metrics)
 
@@ -281,7 +301,9 @@ class Engine:
             teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=self.tasks[0].class_range[1] - self.tasks[0].class_range[0],
-            state=self.state.to_json() if with_loop else {"tasks_done": len(self.bn_snapshots)})
+            state=self.state.to_json() if with_loop else {
+                "tasks_done": len(self.bn_snapshots),
+                "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})
 
     def _save_resume(self, trainer=None) -> None:
         if self.ckpt_dir:

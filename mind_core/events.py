@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 EVENT_TYPES = ("run_started", "task_started", "phase_started", "progress", "epoch_ended",
-               "allocated", "evaluated", "checkpoint_saved", "run_finished", "run_failed")
+               "allocated", "evaluated", "student_behind", "checkpoint_saved", "run_finished",
+               "run_failed")
 
 Observer = Callable[[dict[str, Any]], None]
 

@@ -78,6 +78,7 @@ class Evaluation:
     confusion: list[list[int]]  # [true task][routed task], chosen rule
     routing_rule: str = "max_prob"  # the chosen rule
     rules: dict[str, dict[str, float]] = attrs.Factory(dict)  # every rule: {routing, tag}
+    teacher_taw: float | None = None  # the newest task's teacher on that task's test data
 
     def as_dict(self) -> dict:
         return attrs.asdict(self)
@@ -156,6 +157,21 @@ def _per_task(ok: np.ndarray, true_tasks: np.ndarray, num_tasks: int) -> list[fl
     return [_mean(ok[true_tasks == j]) for j in range(num_tasks)]
 
 
+STUDENT_GAP = 0.10
+"""A student more than this far below its teacher (test accuracy on its task) is reported."""
+
+
+def students_behind(evaluations: list[Evaluation]) -> list[dict]:
+    """Tasks whose student, right after learning the task, ended more than STUDENT_GAP below
+    its teacher: [{"task", "teacher", "student"}]."""
+    out = []
+    for t, e in enumerate(evaluations):
+        student = e.per_task_taw[t]
+        if e.teacher_taw is not None and student < e.teacher_taw - STUDENT_GAP:
+            out.append({"task": t, "teacher": e.teacher_taw, "student": student})
+    return out
+
+
 def add_row(matrix: Matrix, row: list[float]) -> Matrix:
     """A new matrix with the accuracies on tasks 0..t after task t appended."""
     if len(row) != len(matrix) + 1:
@@ -216,6 +232,9 @@ def summary(evaluations: list[Evaluation]) -> dict:
         "bwt": {},
         "confusion": final.confusion,
         "routing_rule": final.routing_rule,
+        "teacher_taw": [e.teacher_taw for e in evaluations],
+        "student_taw": [e.per_task_taw[t] for t, e in enumerate(evaluations)],
+        "students_behind": students_behind(evaluations),
         "rules": {name: {key: [e.rules.get(name, {}).get(key, float("nan"))
                               for e in evaluations] for key in ("routing", "tag")}
                   for name in final.rules},

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from mind_core import __version__, checkpoint
@@ -164,7 +165,10 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
             raise checkpoint.CheckpointError(f"{path} does not fit a {cfg.model} model for "
                                              f"{dataset.name}")
         backend.set_weights(model, ckpt.weights)
-        history.add(evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
-                                  ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,
-                                  ckpt.stats if has_stats else None))
+        evaluation = evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
+                                   ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,
+                                   ckpt.stats if has_stats else None)
+        teachers = ckpt.state.get("teacher_taw", [])  # absent in runs made before it
+        history.add(attrs.evolve(evaluation,
+                                 teacher_taw=teachers[t] if len(teachers) > t else None))
     return history.metrics()

@@ -102,16 +102,56 @@ def test_variants_run_through_the_same_loop(tmp_path, variant):
                     assert np.array_equal(fields[key], ckpt.bn_snapshots[0][layer][key])
 
 
-def test_earlier_tasks_weights_survive_later_tasks(tmp_path):
-    make_engine(tmp_path).run()
-    first = checkpoint.load(tmp_path / "checkpoint" / "task-0.safetensors")
-    last = checkpoint.load(tmp_path / "checkpoint" / "task-2.safetensors")
-    for name, owner in first.owner.items():
-        mine = owner == 0
-        assert np.array_equal(first.weights[name][mine], last.weights[name][mine])
-    for layer, fields in first.bn_snapshots[0].items():
+@pytest.mark.parametrize("init", masks.INITS)
+@pytest.mark.parametrize("sharing", [True, False])
+def test_earlier_tasks_weights_survive_later_tasks(tmp_path, init, sharing):
+    make_engine(tmp_path, [f"allocation.init={init}",
+                           f"allocation.weight_sharing={sharing}"]).run()
+    saved = [checkpoint.load(tmp_path / "checkpoint" / f"task-{t}.safetensors")
+             for t in range(3)]
+    for t, ckpt in enumerate(saved):
+        for later in saved[t + 1:]:
+            for name, owner in ckpt.owner.items():
+                mine = (owner >= 0) & (owner <= t)
+                assert np.array_equal(ckpt.weights[name][mine], later.weights[name][mine])
+    for layer, fields in saved[0].bn_snapshots[0].items():
         for key, value in fields.items():
-            assert np.array_equal(value, last.bn_snapshots[0][layer][key])
+            assert np.array_equal(value, saved[-1].bn_snapshots[0][layer][key])
+
+
+@pytest.mark.parametrize("init, starts_at_zero", [("zero", True), ("teacher", False),
+                                                  ("scaled_normal", False)])
+def test_newly_owned_weights_start_from_the_chosen_init(tmp_path, init, starts_at_zero):
+    """The values a task's slice has when its distillation starts (resume checkpoint)."""
+    engine = make_engine(tmp_path, [f"allocation.init={init}"],
+                         should_stop=StopAfter(10**9))
+    allocated = {}
+    original = engine._allocate
+
+    def spy(t):
+        original(t)
+        allocated[t] = (engine.backend.get_weights(engine.model), engine.owner,
+                        engine.backend.get_weights(engine.teacher))
+    engine._allocate = spy
+    engine.run()
+    weights, owner, teacher = allocated[1]
+    for name, w in weights.items():
+        mine = owner[name] == 1
+        assert np.all(w[mine] == 0) == starts_at_zero, name
+        if init == "teacher":
+            assert np.array_equal(w[mine], teacher[name][mine])
+        if init == "scaled_normal":
+            scale = np.abs(w[mine]).mean() / np.abs(allocated[0][0][name][owner[name] == 0]).mean()
+            assert 0.02 < scale < 0.5  # small, not zero
+
+
+def test_dead_rows_counts_channels_a_subnet_sees_as_all_zero():
+    weights = {"conv": np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2) + 1}
+    gates = {"conv": np.ones((3, 2, 2, 2), bool)}
+    assert masks.dead_rows(weights, gates) == {"conv": 0}
+    gates["conv"][1] = False  # a row the sub-network has no weight in: not dead, not its own
+    weights["conv"][2] = 0  # weights it uses, all zero: dead
+    assert masks.dead_rows(weights, gates) == {"conv": 1}
 
 
 def test_eval_from_checkpoints_reproduces_the_runs_metrics(tmp_path):
@@ -136,3 +176,28 @@ def test_same_seed_same_run_different_seed_different_allocation(tmp_path):
     owner_c = checkpoint.load(tmp_path / "c" / "checkpoint" / "task-0.safetensors").owner
     assert not np.array_equal(owner_a["fc1"], owner_c["fc1"])
     assert masks.ownership_counts(owner_a, 3) == masks.ownership_counts(owner_c, 3)
+
+
+def test_teacher_accuracy_is_recorded_and_a_student_far_below_it_is_reported(tmp_path):
+    # A student that cannot learn (lr ~ 0) under a teacher that does.
+    run_dir = tmp_path / "run"
+    metrics = start_run(resolve_config("smoke", [*SETTINGS, "distill.lr=1e-9",
+                                                 "teacher.epochs=4"]), run_dir, load=load_tiny)
+    teachers, students = metrics["teacher_taw"], metrics["student_taw"]
+    assert len(teachers) == len(students) == 3 and all(0 <= a <= 1 for a in teachers)
+    assert students == [metrics["acc_matrix_taw"][t][t] for t in range(3)]
+    behind = metrics["students_behind"]
+    assert behind and all(b["teacher"] - b["student"] > 0.10 for b in behind)
+    assert [b["task"] for b in behind] == [t for t in range(3)
+                                           if students[t] < teachers[t] - 0.10]
+    warned = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "student_behind"]
+    assert [e["task"] for e in warned] == [b["task"] for b in behind]
+    # Re-evaluation from the checkpoints keeps the teachers' accuracies.
+    assert evaluate_run(run_dir, load=load_tiny)["teacher_taw"] == teachers
+
+
+def test_a_student_that_keeps_up_with_its_teacher_is_not_reported(tmp_path):
+    metrics = make_engine(tmp_path, ["teacher.epochs=1", "distill.epochs=6"]).run()
+    assert all(s >= t - 0.10 for s, t in zip(metrics["student_taw"], metrics["teacher_taw"],
+                                              strict=True))
+    assert metrics["students_behind"] == []
