@@ -71,6 +71,8 @@ class DistillationConfig:
     loss: str = attrs.field(default="sym_kl", converter=lambda s: "sym_kl" if s == "js" else s,
                             validator=_one_of(*LOSSES))
     logit_masking: str = attrs.field(default="zero", validator=_one_of(*MASKINGS))
+    # Routing-aware training: 0 = off (the paper). See protocol.outlier_turns.
+    outlier_weight: float = attrs.field(default=0.0, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)

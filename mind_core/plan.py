@@ -60,4 +60,6 @@ def phase_spec(cfg: RunConfig, kind: str, class_range: tuple[int, int], train_bn
                      class_range=class_range, logit_masking=cfg.distillation.logit_masking,
                      beta=cfg.distillation.beta if with_teacher else 0.0,
                      loss=cfg.distillation.loss, train_bn=train_bn, mean=mean, std=std,
-                     augment=augment)
+                     augment=augment,
+                     outlier_weight=cfg.distillation.outlier_weight if kind == "distill"
+                     else 0.0)

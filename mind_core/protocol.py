@@ -73,12 +73,27 @@ class PhaseSpec:
     beta: float = 0.0  # distillation weight (distill phase with a teacher only)
     loss: str = "sym_kl"  # distillation loss name, see LOSSES
     train_bn: bool = True  # False: BN parameters and running statistics stay as they are
+    # Routing-aware training (distill phase): weight of a loss pushing the student's task
+    # logits towards uniform on rotated copies of the batch (see outlier_turns).
+    outlier_weight: float = 0.0
     mean: tuple[float, ...] = (0.0,)  # per-channel normalisation of x/255
     std: tuple[float, ...] = (1.0,)
     augment: Augment = Augment()
 
     def lr_at(self, epoch: int) -> float:
         return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+
+
+def outlier_turns(batch_index: int, height: int, width: int) -> int:
+    """Quarter turns applied to the "not my task" copies of batch `batch_index`: 1, 2, 3 in
+    turn for square images, always 2 (half a turn keeps the shape) for the others. The first
+    half of each batch (at least one image) is turned, counter-clockwise in the image plane,
+    and run with BN in inference mode so the task's BN statistics never see it."""
+    return 1 + batch_index % 3 if height == width else 2
+
+
+def outlier_count(batch_size: int) -> int:
+    return max(1, batch_size // 2)
 
 
 @attrs.frozen(kw_only=True)

@@ -25,6 +25,8 @@ from mind_core.protocol import (
     StopFn,
     Subnet,
     Weights,
+    outlier_count,
+    outlier_turns,
 )
 
 tf, keras = tf_import()
@@ -149,8 +151,11 @@ class TFBackend:
                     break
                 lo = b * batch_size
                 count = min(batch_size, n - lo)
+                outliers = [outlier_turns(b, *trainer.model.input_hwc[:2]),
+                            outlier_count(count)]
                 pending.append((trainer.step(x_dev, y_dev, order_dev[lo:lo + count],
-                                             tf.constant([seed64, b], tf.int64)), count))
+                                             tf.constant([seed64, b], tf.int64),
+                                             tf.constant(outliers, tf.int32)), count))
                 seen += count
                 if b == 0 or (b + 1) % sync_every == 0 or b + 1 == batches:
                     totals += _drain(pending)

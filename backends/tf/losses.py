@@ -82,3 +82,8 @@ def cross_entropy(logits, labels):
     return tf.reduce_mean(
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     )
+
+
+def uniform_cross_entropy(logits):
+    """Cross-entropy against the uniform distribution: low when no class stands out."""
+    return -tf.reduce_mean(tf.nn.log_softmax(logits, axis=-1))

@@ -12,7 +12,12 @@ import numpy as np
 
 from backends.tf import tf_import
 from backends.tf.augment import augment_batch, normalise
-from backends.tf.losses import cross_entropy, distill_loss_fn, mask_logits
+from backends.tf.losses import (
+    cross_entropy,
+    distill_loss_fn,
+    mask_logits,
+    uniform_cross_entropy,
+)
 from backends.tf.optim import MaskedAdamW
 from mind_core.protocol import MASKINGS, Masks, PhaseSpec
 
@@ -85,13 +90,22 @@ class Trainer:
         augmenting = aug.crop_pad > 0 or aug.hflip or aug.brightness > 0
         if phase.logit_masking not in MASKINGS:
             raise ValueError(f"unknown logit masking {phase.logit_masking!r}; use {MASKINGS}")
+        outliers = phase.outlier_weight > 0
+
+        def outlier_loss(x, outlier_plan):
+            """Routing-aware training: task logits on turned copies of part of the batch
+            pushed towards uniform; BN in inference mode keeps its statistics the task's.
+            outlier_plan: (quarter turns, how many images), protocol.outlier_turns/_count."""
+            turned = tf.image.rot90(x[:outlier_plan[1]], k=outlier_plan[0])
+            return uniform_cross_entropy(model(turned, training=False)[:, lo:hi])
 
         @tf.function(
             input_signature=[_image_spec(model), tf.TensorSpec([None], tf.int64),
-                             tf.TensorSpec([None], tf.int32), tf.TensorSpec([2], tf.int64)],
+                             tf.TensorSpec([None], tf.int32), tf.TensorSpec([2], tf.int64),
+                             tf.TensorSpec([2], tf.int32)],
             jit_compile=JIT_COMPILE, autograph=False,
         )
-        def step(x_all, y_all, index, seed):
+        def step(x_all, y_all, index, seed, outlier_plan):
             x = tf.gather(x_all, index)
             y = tf.gather(y_all, index)
             x = augment_batch(x, mean, std, aug, seed) if augmenting else normalise(x, mean, std)
@@ -105,6 +119,8 @@ class Trainer:
                 ce = cross_entropy(student, labels)
                 distill = loss_fn(target, student) if use_teacher else tf.constant(0.0)
                 total = ce + phase.beta * distill if use_teacher else ce
+                if outliers:
+                    total += phase.outlier_weight * outlier_loss(x, outlier_plan)
             optimizer.apply(tape.gradient(total, optimizer.variables))
             hits = tf.equal(tf.argmax(logits[:, lo:hi], axis=-1), y - lo)
             correct = tf.reduce_sum(tf.cast(hits, tf.float32))

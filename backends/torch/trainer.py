@@ -16,9 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.torch.augment import EpochAugmenter, Normaliser
-from backends.torch.losses import LogitMask, get_loss
+from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
 from backends.torch.models import bn_layers, gated_layers
-from mind_core.protocol import EpochResult, Masks, PhaseSpec, ProgressFn, StopFn
+from mind_core.protocol import (
+    EpochResult,
+    Masks,
+    PhaseSpec,
+    ProgressFn,
+    StopFn,
+    outlier_count,
+    outlier_turns,
+)
 
 
 class Trainer:
@@ -104,8 +112,23 @@ class Trainer:
         if self.teacher is not None:
             self.teacher.eval()
 
-    def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor]
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _outlier_loss(self, xb: torch.Tensor, batch_index: int) -> torch.Tensor:
+        """Routing-aware training: the student's task logits on turned copies of part of the
+        batch pushed towards uniform, with BN in inference mode (its statistics stay the
+        task's own)."""
+        turns = outlier_turns(batch_index, xb.shape[2], xb.shape[3])
+        turned = torch.rot90(xb[:outlier_count(xb.shape[0])], turns, dims=(2, 3))
+        for bn in self.bns:
+            bn.eval()
+        logits = self.model(turned)
+        if self.phase.train_bn:
+            for bn in self.bns:
+                bn.train()
+        lo, hi = self.phase.class_range
+        return uniform_cross_entropy(logits[:, lo:hi])
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor],
+              batch_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.model(xb)
         student = self.mask.logits(logits)
         ce = F.cross_entropy(student, self.mask.labels(yb))
@@ -117,6 +140,8 @@ class Trainer:
         else:
             distill = torch.zeros((), device=self.device)
             loss = ce
+        if self.phase.outlier_weight > 0:
+            loss = loss + self.phase.outlier_weight * self._outlier_loss(xb, batch_index)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,7 +182,7 @@ class Trainer:
             start = b * phase.batch_size
             idx = perm[start:start + phase.batch_size]
             xb = augment.photometric(normalise(augment.geometric(x_dev[idx], start)), start)
-            loss, ce, distill, correct = self._step(xb, y_dev[idx], decay)
+            loss, ce, distill, correct = self._step(xb, y_dev[idx], decay, b)
             size = idx.shape[0]
             sums += torch.stack([loss * size, ce * size, distill * size, correct.double()])
             seen += size

@@ -243,8 +243,11 @@ def test_updates_reach_only_trainable_entries(backend):
     assert changed > 0.5 * sum(np.count_nonzero(t) for t in trainable.values())
 
 
-@pytest.mark.parametrize("spec,epochs", [(SMALL, 3), (RESNET, 2)], ids=["small_cnn", "resnet32"])
-def test_full_distill_phase_keeps_frozen_entries_bit_identical(backend, spec, epochs):
+@pytest.mark.parametrize("spec,epochs,outliers", [(SMALL, 3, 0.0), (RESNET, 2, 0.0),
+                                                  (SMALL, 2, 1.0)],
+                         ids=["small_cnn", "resnet32", "small_cnn-outliers"])
+def test_full_distill_phase_keeps_frozen_entries_bit_identical(backend, spec, epochs,
+                                                               outliers):
     model = backend.build_model(spec, seed=0)
     teacher = backend.build_model(spec, seed=1)
     gates, trainable = task1_masks(backend, model)
@@ -252,7 +255,7 @@ def test_full_distill_phase_keeps_frozen_entries_bit_identical(backend, spec, ep
     before, bn_before = backend.get_weights(model), backend.get_bn(model)
     teacher_before = backend.get_weights(teacher), backend.get_bn(teacher)
     ph = phase(kind="distill", epochs=epochs, milestones=(1,), weight_decay=0.1, beta=5.0,
-               class_range=(3, 6), augment=AUGMENT)
+               class_range=(3, 6), augment=AUGMENT, outlier_weight=outliers)
     results = train(backend, model, ph, trainable, teacher, n=20)
     after = backend.get_weights(model)
     for name in before:
@@ -263,6 +266,42 @@ def test_full_distill_phase_keeps_frozen_entries_bit_identical(backend, spec, ep
     assert_same(backend.get_bn(teacher), teacher_before[1])
     assert any(not np.array_equal(v["mean"], bn_before[k]["mean"])
                for k, v in backend.get_bn(model).items())
+
+
+def max_probability(backend, model, x, bn, class_range) -> float:
+    z = logits(backend, model, x, ones(backend, model), bn, class_range).astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    return float((p / p.sum(1, keepdims=True)).max(1).mean())
+
+
+def test_outlier_training_lowers_confidence_on_turned_images_only(backend):
+    """Routing-aware training: with outlier_weight > 0 the student grows unsure on turned
+    copies of its task's images, stays sure on the images, and its BN statistics never see
+    the turned copies."""
+    x, y = images(48, classes=range(3))
+    turned = np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2)))
+    out = {}
+    for weight in (0.0, 2.0):
+        model = backend.build_model(SMALL, seed=0)
+        ph = phase(kind="distill", epochs=4, lr=0.01, class_range=(0, 3), outlier_weight=weight)
+        trainer = backend.start_phase(model, ph, None)
+        for e in range(ph.epochs):
+            backend.train_epoch(trainer, x, y, epoch=e, seed=e)
+        bn = backend.get_bn(model)
+        out[weight] = (max_probability(backend, model, turned, bn, (0, 3)),
+                       max_probability(backend, model, x, bn, (0, 3)))
+    assert out[2.0][0] < out[0.0][0] - 0.1  # unsure on what is not its task
+    assert out[2.0][1] > out[2.0][0] + 0.2  # but sure on its own images
+    # lr ~ 0: the weights stay put, so the running statistics could differ only if the
+    # turned copies went through BN in training mode.
+    states = []
+    for weight in (0.0, 2.0):
+        model = backend.build_model(SMALL, seed=0)
+        train(backend, model, phase(kind="distill", lr=1e-30, class_range=(0, 3),
+                                    outlier_weight=weight), n=24)
+        states.append({k: {f: v[f] for f in ("mean", "var")}
+                       for k, v in backend.get_bn(model).items()})
+    assert_same(states[0], states[1])
 
 
 def test_train_bn_false_keeps_bn_state(backend):
