@@ -69,7 +69,7 @@ SETTINGS = {
 def setting_for(name: str) -> Setting:
     if name in SETTINGS:
         return SETTINGS[name]
-    presets = [p for p, *_ in list_presets()]
+    presets = [p.name for p in list_presets()]
     if name not in presets:
         raise SystemExit(f"unknown setting {name!r}: use {', '.join(SETTINGS)} or a preset "
                          f"({', '.join(presets)})")

@@ -27,6 +27,10 @@ from mind_core.plan import derive_seed, model_spec, phase_spec
 from mind_core.protocol import Backend, Subnet
 from mind_core.schedule import TaskData, make_tasks, test_set
 
+# Outlier Exposure's weight for its auxiliary uniform-target loss (Hendrycks, Mazeika and
+# Dietterich, ICLR 2019, lambda = 0.5); not tuned here.
+OUTLIER_WEIGHT = 0.5
+
 ENGINE_METHODS: dict[str, list[str]] = {
     "mind": [],
     "packnet": ["variant=packnet"],
@@ -38,6 +42,12 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "loss_kl": ["distillation.loss=kl"],
     "loss_cosine": ["distillation.loss=cosine"],
     "loss_l2": ["distillation.loss=l2"],
+    # Students (beyond the paper): where newly owned weights start, routing-aware training.
+    "init_teacher": ["allocation.init=teacher"],
+    "init_scaled_normal": ["allocation.init=scaled_normal"],
+    "outliers": [f"distillation.outlier_weight={OUTLIER_WEIGHT}"],
+    "teacher_outliers": ["allocation.init=teacher",
+                         f"distillation.outlier_weight={OUTLIER_WEIGHT}"],
 }
 DENSE_METHODS = ("finetune", "joint")
 METHODS = ("mind", "finetune", "joint", *[m for m in ENGINE_METHODS if m != "mind"])

@@ -158,11 +158,13 @@ def _cmd_presets(args) -> int:
     from mind_core.config import list_presets
 
     presets = list_presets()
-    width = max(len(name) for name, *_ in presets)
-    rule_width = max(len(rule) for _, rule, _ in presets)
+    width = max(len(p.name) for p in presets)
+    rule_width = max(len(p.routing) for p in presets)
     print(f"{'preset':<{width}}  {'routing':<{rule_width}}  description")
-    for name, rule, description in presets:
-        print(f"{name:<{width}}  {rule:<{rule_width}}  {description}")
+    for p in presets:
+        departs = ", ".join(f"{k}={v}" for k, v in p.beyond_paper.items())
+        recipe = f"beyond the paper: {departs}" if departs else "the paper's recipe"
+        print(f"{p.name:<{width}}  {p.routing:<{rule_width}}  {p.description} ({recipe})")
     return 0
 
 

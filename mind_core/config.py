@@ -281,14 +281,39 @@ def _preset_files() -> dict[str, Any]:
     return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".toml")}
 
 
-def list_presets() -> list[tuple[str, str, str]]:
-    """(name, routing rule, description) of every preset."""
+# Settings that go beyond the paper, with the paper's own value: a preset that changes none
+# reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
+PAPER_VALUES: dict[str, Any] = {"inference.routing": "max_prob", "allocation.init": "zero",
+                                "distillation.outlier_weight": 0.0}
+
+
+def beyond_paper(cfg: RunConfig) -> dict[str, Any]:
+    """The settings of cfg that depart from the paper's recipe, {dotted key: value}."""
+    flat = flatten(config_to_dict(cfg))
+    paper = {**PAPER_VALUES, **{k: v for k, v in VARIANT_DEFAULTS[cfg.variant].items()
+                                if k in PAPER_VALUES}}
+    return {key: flat[key] for key, value in paper.items() if flat[key] != value}
+
+
+@attrs.frozen(kw_only=True)
+class PresetInfo:
+    name: str
+    description: str
+    routing: str
+    beyond_paper: dict[str, Any]
+
+
+def list_presets() -> list[PresetInfo]:
+    """Every preset, sorted by name, with its routing rule and what departs from the paper."""
     out = []
-    for name in _preset_files():
+    for name in sorted(_preset_files()):
         preset = load_preset(name)
-        rule = preset.get("inference", {}).get("routing", InferenceConfig().routing)
-        out.append((name, rule, preset.get("description", "")))
-    return sorted(out)
+        cfg = build_config({**VARIANT_DEFAULTS.get(preset.get("variant", "mind"), {}),
+                            **flatten({k: v for k, v in preset.items()
+                                       if k != "description"})})
+        out.append(PresetInfo(name=name, description=preset.get("description", ""),
+                              routing=cfg.inference.routing, beyond_paper=beyond_paper(cfg)))
+    return out
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class CoreCatalog:
     def presets(self) -> list[tuple[str, str]]:
         from mind_core.config import list_presets
 
-        return [(str(name), str(description)) for name, _, description in list_presets()]
+        return [(p.name, p.description) for p in list_presets()]
 
     def datasets(self, data_dir: str | None = None) -> list[DatasetChoice]:
         from mind_core.data import list_datasets

@@ -208,3 +208,20 @@ def test_eval_refuses_bad_settings_in_one_line(tmp_path, capsys, setting, messag
     assert main(["eval", str(out), "--set", setting]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_corrupt_routing_statistics_are_one_line_naming_file_and_tensor(tmp_path, capsys):
+    import attrs
+    import numpy as np
+
+    from mind_core import checkpoint
+    out = tmp_path / "run"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])
+    path = out / "checkpoint" / "task-2.safetensors"
+    ckpt = checkpoint.load(path)
+    bad = attrs.evolve(ckpt.stats[1], whiten=np.full_like(ckpt.stats[1].whiten, np.inf))
+    checkpoint.save(path, attrs.evolve(ckpt, stats=[ckpt.stats[0], bad, *ckpt.stats[2:]]))
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "stats/1" in err and "'whiten'" in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ import pytest
 
 from mind_core.config import (
     ConfigError,
+    beyond_paper,
     check_tasks_split,
     config_from_dict,
     config_to_dict,
@@ -20,7 +21,7 @@ PAPER = {"cifar100": (50, 0.005, (35,), 50, 0.035, (40,), 6.5),
 
 
 def test_every_preset_resolves_and_round_trips_through_json():
-    names = [name for name, *_ in list_presets()]
+    names = [p.name for p in list_presets()]
     assert {"smoke", "demo", *PAPER, *(f"{p}-quick" for p in PAPER)} <= set(names)
     for name in names:
         cfg = resolve_config(name)
@@ -82,3 +83,15 @@ def test_tasks_must_split_the_classes():
     check_tasks_split(resolve_config("demo", ["tasks=5"]), 10)
     with pytest.raises(ConfigError, match="no domains"):
         check_tasks_split(resolve_config("demo", ["scenario=domain"]), 10)
+
+
+def test_paper_presets_keep_the_papers_recipe_and_presets_say_what_departs():
+    infos = {p.name: p for p in list_presets()}
+    for name in [*PAPER, *(f"{p}-quick" for p in PAPER), "core50-domain"]:
+        assert infos[name].beyond_paper == {} and infos[name].routing == "max_prob", name
+    assert beyond_paper(resolve_config("smoke", ["variant=packnet"])) == {}  # teacher start
+    assert beyond_paper(resolve_config("smoke", ["inference.routing=mahalanobis",
+                                                 "allocation.init=teacher"])) == \
+        {"inference.routing": "mahalanobis", "allocation.init": "teacher"}
+    assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero"])) \
+        == {"allocation.init": "zero"}
