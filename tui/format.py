@@ -9,6 +9,10 @@ from typing import Any
 STATUS_COLOUR = {"running": "text-primary", "finished": "text-success", "failed": "text-error",
                  "interrupted": "text-warning"}
 STATUS_STYLE = {status: f"bold ${variable}" for status, variable in STATUS_COLOUR.items()}
+# For Rich renderables (the log, tables), which cannot name theme variables: an ANSI colour,
+# which Textual maps through the dark or light theme's ANSI palette.
+WARNING_STYLE = "bold yellow"
+WARNING_EVENTS = frozenset({"student_behind"})  # log lines shown in WARNING_STYLE
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -93,6 +97,20 @@ def _routing(e: dict[str, Any]) -> str:
     return f"routing {pct(e.get('routing'))}%" + (f" ({rule})" if isinstance(rule, str) else "")
 
 
+def points(value: Any) -> str:
+    """A difference of accuracies (or a threshold) in percentage points, rounded; "?" when it
+    is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "?"
+    return f"{100 * value:.0f}"
+
+
+def _student_behind(e: dict[str, Any]) -> str:
+    # The console's wording (mind_core.console.on_student_behind).
+    return (f"warning: {_task(e)}'s student ended at {pct(e.get('student'))}%, more than "
+            f"{points(e.get('gap'))} points below its teacher ({pct(e.get('teacher'))}%)")
+
+
 def _evaluated(e: dict[str, Any]) -> str:
     return (f"{_task(e)} evaluated: TAg {pct(e.get('tag'))}%  TAw {pct(e.get('taw'))}%  "
             f"{_routing(e)}")
@@ -114,6 +132,7 @@ _DESCRIBE = {
     "epoch_ended": _epoch_ended,
     "allocated": _allocated,
     "evaluated": _evaluated,
+    "student_behind": _student_behind,
     "checkpoint_saved": lambda e: f"{_task(e)}: checkpoint saved",
     "run_finished": _run_finished,
     "run_failed": _run_failed,

@@ -13,6 +13,9 @@ from typing import Any
 TRAINING_PHASES = ("teacher", "distill")
 MAX_CURVE_POINTS = 4000  # a long run emits ~2 progress events per second; keep plots light
 DEFAULT_RULE = "max_prob"  # what runs that record no rule routed with (the paper's rule)
+# mind_core.metrics.STUDENT_GAP, copied so the TUI needs no core import to mark a student that
+# ended this far below its teacher; the run's student_behind events say which it used.
+STUDENT_GAP = 0.10
 
 RuleScore = tuple[str, float | None, float | None]  # (rule, routing accuracy, TAg); None: unknown
 
@@ -23,6 +26,30 @@ def fraction(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def task_index(value: Any) -> int | None:
+    """A 0-based task number read from an event; None when it is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class TeacherRow:
+    """One task's teacher and student, each on that task's test data right after it was learned
+    (the student's TAw: the diagonal of the TAw matrix). None: unknown (runs made before
+    teachers were scored, variants without a teacher, malformed events)."""
+
+    task: int  # 0-based
+    teacher: float | None
+    student: float | None
+    behind: bool  # the student ended more than the run's gap below its teacher
+
+    @property
+    def gap(self) -> float | None:
+        """Student minus teacher (negative: the student is behind)."""
+        if self.teacher is None or self.student is None:
+            return None
+        return self.student - self.teacher
 
 
 @dataclass
@@ -64,6 +91,8 @@ class RunState:
     curves: dict[tuple[int, str], Curve] = field(default_factory=dict)
     ownership: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    behind: dict[int, dict[str, Any]] = field(default_factory=dict)  # student_behind events
+    student_gap: float = STUDENT_GAP  # as the latest student_behind event states it
     final: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     checkpoints: int = 0
@@ -140,11 +169,22 @@ class RunState:
         self.ownership = dict(e.get("layers") or {})
 
     def _on_evaluated(self, e: dict[str, Any]) -> None:
-        task = e.get("task")
-        if isinstance(task, bool) or not isinstance(task, int):
+        task = task_index(e.get("task"))
+        if task is None:
             return  # an evaluation of no known task cannot be placed in the matrices
+        # A resumed run evaluates again from this task on: what it said before is replaced.
         self.evaluations = {t: v for t, v in self.evaluations.items() if t < task}
+        self.behind = {t: v for t, v in self.behind.items() if t < task}
         self.evaluations[task] = e
+
+    def _on_student_behind(self, e: dict[str, Any]) -> None:
+        task = task_index(e.get("task"))
+        if task is None:
+            return
+        self.behind[task] = e
+        gap = fraction(e.get("gap"))
+        if gap is not None:
+            self.student_gap = gap
 
     def _on_checkpoint_saved(self, e: dict[str, Any]) -> None:
         self.checkpoints += 1
@@ -214,6 +254,24 @@ class RunState:
         return tuple(fraction(self.evaluations[t].get(metric)) or 0.0
                      for t in sorted(self.evaluations))
 
+    def teacher_rows(self) -> tuple[TeacherRow, ...]:
+        """Every evaluated task's teacher beside its student. A task is behind when the run
+        said so (a student_behind event) or its numbers do (the same test as the core's)."""
+        rows = []
+        for t in sorted(self.evaluations):
+            e, said = self.evaluations[t], self.behind.get(t, {})
+            teacher = fraction(e.get("teacher_taw"))
+            teacher = teacher if teacher is not None else fraction(said.get("teacher"))
+            student = _own_task(e, t)
+            student = student if student is not None else fraction(said.get("student"))
+            behind = bool(said) or (teacher is not None and student is not None
+                                    and student < teacher - self.student_gap)
+            rows.append(TeacherRow(t, teacher, student, behind))
+        return tuple(rows)
+
+    def students_behind(self) -> tuple[TeacherRow, ...]:
+        return tuple(row for row in self.teacher_rows() if row.behind)
+
     def curve(self, task: int, phase: str) -> Curve:
         return self.curves.get((task, phase), Curve())
 
@@ -246,3 +304,19 @@ class RunState:
             return ()
         return tuple((str(name), fraction(v.get("routing")), fraction(v.get("tag")))
                      for name, v in rules.items() if isinstance(v, dict))
+
+
+def _own_task(evaluation: dict[str, Any], task: int) -> float | None:
+    """The student's TAw on its own task in the evaluation right after it: per_task_taw[task],
+    else the matrix diagonal; None where neither holds a readable number."""
+    for values in (evaluation.get("per_task_taw"),
+                   _row(evaluation.get("acc_matrix_taw"), task)):
+        if isinstance(values, list) and len(values) > task:
+            value = fraction(values[task])
+            if value is not None:
+                return value
+    return None
+
+
+def _row(matrix: Any, index: int) -> Any:
+    return matrix[index] if isinstance(matrix, list) and len(matrix) > index else None

@@ -48,7 +48,12 @@ def test_a_launched_smoke_run_finishes_with_its_accuracy_matrix(tmp_path: Path):
         assert len(tag.data[0]) == 5
         assert f"{100 * metrics['acc_matrix_tag'][-1][-1]:.1f}" in plain(tag)
         assert screen.exit_code == 0
-        assert not screen.query_one(ProblemPanel).display
+        # Each teacher beside its student, from the events, as the core wrote them down.
+        rows = screen.state.teacher_rows()
+        assert [r.teacher for r in rows] == metrics["teacher_taw"]
+        assert [r.student for r in rows] == metrics["student_taw"]
+        assert [r.task for r in rows if r.behind] == [b["task"] for b in metrics["students_behind"]]
+        assert screen.query_one(ProblemPanel).display == bool(metrics["students_behind"])
 
     drive(app, scenario)
     run = only_run(tmp_path / "runs")

@@ -54,7 +54,9 @@ def test_finished_run_shows_its_accuracy_matrices(runs_dir: Path, catalog):
             mark = "●" if name == "mahalanobis" else " "
             assert f"{mark}  {name:<11}  {100 * v['routing']:>9.1f}  {100 * v['tag']:>5.1f}" in rules
         assert "unavailable" not in rules
-        assert not screen.query_one(ProblemPanel).display
+        panel = screen.query_one(ProblemPanel)  # only the warning: the run itself went well
+        assert panel.display and panel.has_class("-notice") and not panel.has_class("-error")
+        assert plain(panel).startswith("Task 3's student ended 11.5 points below its teacher")
         assert screen.check_action("stop", ()) is None  # nothing to stop
 
     drive(app, scenario)

@@ -71,6 +71,12 @@ def test_monitor_tabs(snap_compare, runs_dir: Path, catalog, tab):
                         run_before=settled_monitor("finished", tab))
 
 
+def test_monitor_teachers_beside_students_at_80x24(snap_compare, runs_dir: Path, catalog):
+    """The per-task tab's plot keeps its title beside the teacher table in 80 columns."""
+    app = MindApp(runs_dir=runs_dir, attach=runs_dir / "finished-3tasks", catalog=catalog)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled_monitor("finished", "3"))
+
+
 def test_monitor_of_a_failed_run(snap_compare, runs_dir: Path, catalog):
     app = MindApp(runs_dir=runs_dir, attach=runs_dir / "failed-3tasks", catalog=catalog)
     assert snap_compare(app, terminal_size=(80, 24), run_before=settled_monitor("failed"))

@@ -81,13 +81,15 @@ def _parse(key: str, text: str) -> Any:
     return text
 
 
-def recorded_variant(name: str, dest: Path, edit: Callable[[dict], dict],
+def recorded_variant(name: str, dest: Path, edit: Callable[[dict], dict | None],
                      routing: str | None = None) -> Path:
-    """A copy of a recorded run at dest whose events went through edit, in order, and whose
-    config routes with `routing` when given: runs of other versions, or malformed ones."""
+    """A copy of a recorded run at dest whose events went through edit, in order (None drops
+    an event), and whose config routes with `routing` when given: runs of other versions, or
+    malformed ones."""
     shutil.copytree(DATA / name, dest)
     lines = (dest / "events.jsonl").read_text().splitlines()
-    events = [edit(json.loads(line)) for line in lines if line.strip()]
+    edited = (edit(json.loads(line)) for line in lines if line.strip())
+    events = [e for e in edited if e is not None]
     (dest / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     if routing is not None:
         config = json.loads((dest / "config.json").read_text())
@@ -111,6 +113,14 @@ def without_statistics() -> Callable[[dict], dict]:
             return {**event, "routing_rule": "max_prob", "rules": rules, **rules["max_prob"]}
         return {**event, **last} if event["type"] == "run_finished" else event
     return edit
+
+
+def before_teachers(event: dict) -> dict | None:
+    """An edit for recorded_variant: the events of a run made before teachers were scored
+    (no teacher_taw, no student_behind)."""
+    if event["type"] == "student_behind":
+        return None
+    return {k: v for k, v in event.items() if k != "teacher_taw"}
 
 
 def plain(widget: Any) -> str:

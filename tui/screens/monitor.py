@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from tui.format import event_line
+from tui.format import WARNING_EVENTS, WARNING_STYLE, event_line
 from tui.process import RunProcess, clear_stop, request_stop, resume_command
 from tui.rundir import CONFIG, EVENTS, OUTPUT_LOG, looks_dead, read_json, tail_text
 from tui.runstate import RunState
@@ -34,6 +35,7 @@ from tui.widgets.plots import LinePlot, accuracy_figure, loss_figure
 from tui.widgets.problem import ProblemPanel, diagnose
 from tui.widgets.progress import ProgressPanel, progress_info
 from tui.widgets.rules import RuleScores, rules_info
+from tui.widgets.teachers import TeacherScores, behind_message, teachers_info
 
 POLL_S = 0.25
 PID_CHECK_EVERY = 8  # polls between liveness checks of a run this TUI did not start
@@ -113,8 +115,10 @@ class MonitorScreen(Screen):
                 yield Static("", id="final-metrics")
                 yield RuleScores()
                 yield Static(MATRIX_LEGEND, id="matrix-legend")
-            with TabPane("Per task", id="per-task"):
+            with TabPane("Per task", id="per-task"), Horizontal():
                 yield LinePlot(id="plot-accuracy")
+                with VerticalScroll(id="teachers-column"):
+                    yield TeacherScores()
             with TabPane("Ownership", id="ownership"), VerticalScroll():
                 yield OwnershipView()
             with TabPane("Log", id="log"):
@@ -174,20 +178,27 @@ class MonitorScreen(Screen):
             self.state = RunState(config_rule=self.state.config_rule)
             self.query_one("#event-log", RichLog).clear()
         log = self.query_one("#event-log", RichLog)
-        finished_now = False
+        finished_now = warned = False
         for event in message.events:
             if event["type"] == "run_started":
                 self.exit_code, self.gone_pid, self.output_tail = None, None, ""
             self.state.apply(event)
             finished_now |= event["type"] == "run_finished"
+            warned |= event["type"] == "student_behind"
             line = event_line(event, self.state.started_at, self.state.routing_rule)
             if line:
-                log.write(line)
+                log.write(Text(line, style=WARNING_STYLE) if event["type"] in WARNING_EVENTS
+                          else line)
         if message.output_tail is not None:
             self.output_tail = message.output_tail
         self._render_state()
         if finished_now:
             self.query_one(TabbedContent).active = "accuracy"
+        elif warned and self.state.status == "running" and behind_message(self.state):
+            # Only while the run goes on: replaying a finished run's backlog would pop up
+            # toasts for what the warning panel already shows.
+            self.notify(behind_message(self.state), title="Student behind its teacher",
+                        severity="warning")
         message.handled.set()
 
     def on_monitor_screen_config_read(self, message: ConfigRead) -> None:
@@ -223,6 +234,7 @@ class MonitorScreen(Screen):
             (state.matrix("taw"), state.per_task("taw")))
         self.query_one("#final-metrics", Static).update(_metrics_line(state))
         self.query_one(RuleScores).info = rules_info(state)
+        self.query_one(TeacherScores).info = teachers_info(state)
         self._render_losses()
         self.query_one("#plot-accuracy", LinePlot).figure = accuracy_figure(state)
         self.query_one(OwnershipView).layers = freeze_layers(state.ownership)

@@ -1,5 +1,6 @@
 """Why a run stopped: the error from run_failed, or the exit code when no event says, plus the
-tail of output.log. Hidden while nothing is wrong."""
+tail of output.log; and a warning when a student ended far below its teacher. Hidden while
+nothing is wrong."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui.format import WARNING_STYLE
 from tui.process import exit_meaning
 from tui.runstate import RunState
+from tui.widgets.teachers import behind_message
 
 
 @dataclass(frozen=True)
@@ -19,9 +22,20 @@ class Problem:
     severity: str  # "error" | "notice"
     message: str
     output_tail: str = ""
+    warning: str = ""  # a student behind its teacher, beside a failure's message
 
 
 def diagnose(state: RunState, exit_code: int | None, gone_pid: int | None,
+             output_tail: str) -> Problem | None:
+    problem = _stopped(state, exit_code, gone_pid, output_tail)
+    warning = behind_message(state)
+    if problem is None:
+        # Not an error: the run goes on (or finished), but distillation fell short.
+        return Problem("notice", warning) if warning else None
+    return Problem(problem.severity, problem.message, problem.output_tail, warning)
+
+
+def _stopped(state: RunState, exit_code: int | None, gone_pid: int | None,
              output_tail: str) -> Problem | None:
     failure = state.failure
     if state.status == "interrupted" and failure is not None:
@@ -57,6 +71,8 @@ class ProblemPanel(Static):
             self.update("")
             return
         parts: list[Text] = [Text(problem.message, style="bold")]
+        if problem.warning:
+            parts.append(Text(problem.warning, style=WARNING_STYLE))
         if problem.output_tail:
             parts.append(Text("output.log (last lines):", style="italic"))
             parts.append(Text(problem.output_tail, no_wrap=True, overflow="ellipsis"))
