@@ -6,33 +6,24 @@ was recorded before rules were compared (no routing_rule, no rules in its events
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from mind_core.routing import ROUTINGS
-from tests.tui.tui_helpers import DATA, recorded_variant, without_statistics
+from tests.tui.tui_helpers import (
+    DATA,
+    recorded_variant,
+    rendered,
+    replay,
+    without_statistics,
+)
 from tui.format import event_line, pct
 from tui.rundir import read_events
 from tui.runstate import RunState
 from tui.widgets.rules import RulesInfo, known_rules, rules_info, rules_table
-
-
-def replay(run: Path, config_rule: str | None = None) -> RunState:
-    state = RunState(config_rule=config_rule)
-    for event in read_events(run):
-        state.apply(event)
-    return state
-
-
-def text(renderable) -> str:
-    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.export_text()
 
 
 def test_a_run_that_scored_every_rule_shows_them_all_and_marks_its_own():
@@ -43,7 +34,7 @@ def test_a_run_that_scored_every_rule_shows_them_all_and_marks_its_own():
         (name, v["routing"], v["tag"]) for name, v in recorded[-1]["rules"].items())
     info = rules_info(state)
     assert (info.own, info.missing, info.when) == ("mahalanobis", (), "final")
-    lines = text(rules_table(info)).splitlines()
+    lines = rendered(rules_table(info)).splitlines()
     assert lines[0] == "Routing rules, final (● this run's rule)"
     for name, v in recorded[-1]["rules"].items():
         row = next(line for line in lines if f" {name} " in line)
@@ -60,7 +51,7 @@ def test_a_run_without_statistics_names_the_rules_it_could_not_score(tmp_path: P
     scored = [name for name, _, _ in info.scores]
     assert info.own == "max_prob" and "mahalanobis" not in scored
     assert info.missing == tuple(r for r in ROUTINGS if r not in scored)
-    shown = text(rules_table(info))
+    shown = rendered(rules_table(info))
     assert "unavailable: mahalanobis (this run has no routing statistics)" in shown
     assert next(line for line in shown.splitlines() if " max_prob " in line).startswith("●")
 
@@ -69,10 +60,10 @@ def test_a_run_from_before_the_rules_routes_with_its_config_rule_or_max_prob():
     assert replay(DATA / "interrupted-4tasks").routing_rule == "max_prob"
     state = replay(DATA / "interrupted-4tasks", config_rule="entropy")
     assert state.routing_rule == "entropy" and state.rule_scores() == ()
-    assert text(rules_table(rules_info(state))).strip() == (
+    assert rendered(rules_table(rules_info(state))).strip() == (
         "Routing rules: only entropy was scored (the run predates comparing them)")
     assert rules_info(state).when == "after task 2"
-    assert "no task evaluated yet" in text(rules_table(rules_info(RunState())))
+    assert "no task evaluated yet" in rendered(rules_table(rules_info(RunState())))
 
 
 def test_malformed_rule_fields_do_not_break_the_state_or_the_table():
@@ -90,7 +81,7 @@ def test_malformed_rule_fields_do_not_break_the_state_or_the_table():
                                    "energy": {"routing": 0.5}, "[/b]": {}}})
     assert state.rule_scores() == (("nan", None, None), ("energy", 0.5, None),
                                    ("[/b]", None, None))
-    shown = text(rules_table(rules_info(state)))
+    shown = rendered(rules_table(rules_info(state)))
     assert "nan" in shown and "–" in shown and "50.0" in shown and "[/b]" in shown
     assert "odd" not in shown
 
@@ -106,7 +97,7 @@ def test_without_the_rule_registry_the_table_only_cannot_name_missing_rules(
         known_rules.cache_clear()
     assert info.missing == () and len(info.scores) == 4
     info = RulesInfo(own="new_rule", scores=(("new_rule", 0.9, 0.8),), when="after task 1")
-    assert "●  new_rule       90.0   80.0" in text(rules_table(info))
+    assert "●  new_rule       90.0   80.0" in rendered(rules_table(info))
 
 
 def test_log_lines_name_the_rule_beside_a_routing_accuracy():

@@ -8,17 +8,24 @@ teachers were scored.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
 import attrs
-from rich.console import Console
 
 from mind_core.metrics import STUDENT_GAP as CORE_GAP
 from mind_core.metrics import Evaluation, summary
-from tests.tui.tui_helpers import DATA, before_teachers, drive, plain, recorded_variant, wait_for
+from tests.tui.tui_helpers import (
+    DATA,
+    before_teachers,
+    drive,
+    plain,
+    recorded_variant,
+    rendered,
+    replay,
+    wait_for,
+)
 from tui.app import MindApp
 from tui.format import event_line
 from tui.rundir import read_events
@@ -33,17 +40,8 @@ LOG_WARNING = ("warning: task 3's student ended at 84.5%, more than 10 points be
                "teacher (96.0%)")
 
 
-def replay(run: Path) -> RunState:
-    state = RunState()
-    for event in read_events(run):
-        state.apply(event)
-    return state
-
-
 def text(renderable) -> str:
-    console = Console(width=60, record=True, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.export_text()
+    return rendered(renderable, width=60)
 
 
 def test_the_recorded_run_shows_each_teacher_beside_its_student():

@@ -157,3 +157,21 @@ def drive(app: Any, scenario: Callable[[Any], Any], size: tuple[int, int] = (100
                 proc.popen.wait()
 
     asyncio.run(main())
+
+
+def replay(run: Path, config_rule: str | None = None):
+    """The RunState a monitor builds from a run directory's events."""
+    from tui.rundir import read_events
+    from tui.runstate import RunState
+
+    state = RunState(config_rule=config_rule)
+    for event in read_events(run):
+        state.apply(event)
+    return state
+
+
+def rendered(renderable: Any, width: int = 80) -> str:
+    """A Rich renderable as plain text at a terminal width."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
