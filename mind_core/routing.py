@@ -22,6 +22,11 @@ CALIBRATION_FRACTION = 0.2
 (the rest fits the class means and covariance)."""
 
 
+MIN_SAMPLES = 10
+"""Fewest training samples of a task that routing statistics are fitted from (the held-out
+slice needs at least two)."""
+
+
 class RoutingError(ValueError):
     """A routing rule cannot run: unknown name, or statistics missing or malformed."""
 
@@ -111,8 +116,9 @@ def fit_task_stats(features: np.ndarray, labels: np.ndarray, class_range: tuple[
     calib_count = int(round(len(order) * CALIBRATION_FRACTION))
     calib, fit = order[:calib_count], order[calib_count:]
     classes = hi - lo
-    if len(fit) == 0 or len(calib) < 2:
-        raise ValueError(f"{len(features)} samples are too few to fit routing statistics")
+    if len(features) < MIN_SAMPLES:
+        raise ValueError(f"{len(features)} samples are too few to fit routing statistics "
+                         f"(at least {MIN_SAMPLES})")
     means = np.zeros((classes, features.shape[1]))
     present = np.zeros(classes, bool)
     for c in range(classes):
@@ -241,3 +247,13 @@ def available(has_stats: bool) -> tuple[str, ...]:
 def unavailable_rules(scored: dict) -> list[str]:
     """The rules an evaluation could not score (it had no statistics), in registry order."""
     return [name for name in ROUTINGS if name not in scored]
+
+
+def check_enough_samples(rule: str, samples_per_task: list[int]) -> None:
+    """A rule that needs statistics cannot route a run with a task too small to fit them."""
+    smallest = min(samples_per_task, default=MIN_SAMPLES)
+    if check_rule(rule).needs_stats and smallest < MIN_SAMPLES:
+        task = samples_per_task.index(smallest)
+        raise RoutingError(f"{rule} needs at least {MIN_SAMPLES} training "
+                           f"samples per task to fit its statistics, task {task} has "
+                           f"{smallest}: choose one of {', '.join(SCORE_ONLY)}")

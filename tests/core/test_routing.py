@@ -150,3 +150,19 @@ def test_bad_statistics_in_a_checkpoint_name_the_file_and_tensor(tmp_path, name,
         checkpoint.load(path)
     assert str(path) in str(info.value) and "stats/0" in str(info.value)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_statistics_rule_on_tasks_too_small_to_fit_is_a_config_error(tmp_path):
+    from mind_core.engine import Engine
+    from tests.fakes import FakeBackend, tiny_dataset
+
+    tiny = tiny_dataset(classes=6, per_class=2)  # 4 training samples per 2-class task
+    cfg = resolve_config("smoke", ["tasks=3", "inference.routing=mahalanobis"])
+    with pytest.raises(ConfigError) as err:
+        Engine(cfg, FakeBackend(), tiny, tmp_path)
+    assert err.value.key == "inference.routing"
+    assert "needs at least 10 training samples per task" in str(err.value)
+    assert "task 0 has 4" in str(err.value) and "max_prob" in str(err.value)
+    # The score-only rules still run; the statistics are simply not fitted.
+    metrics = Engine(resolve_config("smoke", ["tasks=3"]), FakeBackend(), tiny, tmp_path).run()
+    assert set(metrics["final"]["rules"]) == set(SCORE_ONLY)
