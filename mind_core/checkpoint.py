@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +92,236 @@ def to_tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     return tensors
 
 
+# ----------------------------------------------------------------------------- content checks
+LOOP_PHASES = ("teacher", "allocate", "distill", "evaluate")  # engine.PHASES
+CHECKSUM = "crc32"
+
+
+def tensor_checksum(value: np.ndarray) -> str:
+    """CRC-32 of a tensor's data bytes as safetensors stores them (row-major, little-endian),
+    8 hex digits: a flipped bit in the file is a different checksum."""
+    array = np.ascontiguousarray(value)
+    array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return f"{zlib.crc32(array.reshape(-1).view(np.uint8)):08x}"
+
+
+def checksums(tensors: Mapping[str, np.ndarray]) -> dict[str, str]:
+    return {name: tensor_checksum(value) for name, value in sorted(tensors.items())}
+
+
+def _verify_checksums(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> None:
+    if "checksums" not in meta:
+        return  # written before checksums existed
+    try:
+        stored = json.loads(meta["checksums"])
+    except json.JSONDecodeError:
+        stored = None
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise CheckpointError("metadata 'checksums' is not a JSON object of tensor checksums")
+    for name in sorted(set(stored) - set(tensors)):
+        raise CheckpointError(f"tensor {name!r} is listed in the checksums but missing")
+    for name in sorted(set(tensors) - set(stored)):
+        raise CheckpointError(f"tensor {name!r} has no checksum")
+    for name, value in sorted(tensors.items()):
+        computed = tensor_checksum(value)
+        if stored[name] != computed:
+            raise CheckpointError(f"tensor {name!r} fails its {CHECKSUM} checksum (stored "
+                                  f"{stored[name]}, computed {computed}): the file is corrupt")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _meta_count(meta: Mapping[str, str], key: str, minimum: int) -> int:
+    raw = meta.get(key, "0")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < minimum:
+        raise CheckpointError(f"metadata {key!r} must be a whole number >= {minimum}, "
+                              f"got {raw!r}")
+    return value
+
+
+def _check_finite(prefix: str, tensors: Mapping[str, np.ndarray] | None) -> None:
+    for name, value in (tensors or {}).items():
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise CheckpointError(f"tensor '{prefix}/{name}' holds non-finite values")
+
+
+def _check_bn(prefix: str, bn: BNState | None) -> None:
+    for layer, fields in (bn or {}).items():
+        if set(fields) != set(BN_FIELDS):
+            missing = sorted(set(BN_FIELDS) - set(fields)) or sorted(set(fields))
+            raise CheckpointError(f"tensor group {prefix}/{layer} must hold exactly "
+                                  f"{', '.join(BN_FIELDS)} (check {missing[0]!r})")
+        shapes = {tuple(value.shape) for value in fields.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+            raise CheckpointError(f"tensor group {prefix}/{layer} must hold four vectors of "
+                                  f"one length, got shapes {sorted(shapes)}")
+        _check_finite(f"{prefix}/{layer}", fields)
+
+
+def _numbered(tensors: Mapping[str, np.ndarray], kind: str) -> int:
+    """How many groups kind/0, kind/1, ... there are; a gap or a bad index is an error."""
+    found = set()
+    for name in tensors:
+        if name.startswith(kind + "/"):
+            index = name.split("/")[1]
+            if not re.fullmatch(r"0|[1-9][0-9]*", index):
+                raise CheckpointError(f"tensor {name!r} has no task number after {kind}/")
+            found.add(int(index))
+    if found != set(range(len(found))):
+        gap = min(set(range(max(found) + 1)) - found)
+        raise CheckpointError(f"tensors {kind}/{gap}/... are missing (up to {kind}/"
+                              f"{max(found)} present)")
+    return len(found)
+
+
+def _check_state(state: Any, tasks: int) -> None:
+    """The loop position, where the state has one (resume files); task files hold
+    tasks_done. Bounds that need the config (epochs) are check_run's."""
+    if not isinstance(state, dict):
+        raise CheckpointError("metadata 'state' is not a JSON object")
+    if "phase" in state and state["phase"] not in LOOP_PHASES:
+        raise CheckpointError(f"state field 'phase' is {state['phase']!r}; expected one of "
+                              f"{', '.join(LOOP_PHASES)}")
+    if "task" in state and not (_whole(state["task"]) and 0 <= state["task"] <= tasks):
+        raise CheckpointError(f"state field 'task' is {state['task']!r}; expected a whole "
+                              f"number in 0..{tasks}")
+    if "next_epoch" in state and not (_whole(state["next_epoch"]) and state["next_epoch"] >= 0):
+        raise CheckpointError(f"state field 'next_epoch' is {state['next_epoch']!r}; expected "
+                              "a whole number >= 0")
+    if "tasks_done" in state and not (_whole(state["tasks_done"])
+                                      and 0 <= state["tasks_done"] <= tasks):
+        raise CheckpointError(f"state field 'tasks_done' is {state['tasks_done']!r}; expected "
+                              f"a whole number in 0..{tasks}")
+    if "history" in state and not (isinstance(state["history"], list)
+                                   and all(isinstance(r, dict) for r in state["history"])):
+        raise CheckpointError("state field 'history' is not a list of evaluations")
+
+
+def _check_contents(ckpt: Checkpoint, tensors: Mapping[str, np.ndarray]) -> None:
+    """What a file must hold whatever the run: weights and ownership that fit each other,
+    owner ids within -1..tasks-1 (one owner per entry, so ownership is disjoint by
+    construction), finite weights and BN values, complete BN groups, a sane loop state."""
+    if set(ckpt.owner) != set(ckpt.weights):
+        name = sorted(set(ckpt.owner) ^ set(ckpt.weights))[0]
+        kind = "owner" if name in ckpt.owner else "weight"
+        other = "weight" if kind == "owner" else "owner"
+        raise CheckpointError(f"tensor '{kind}/{name}' has no matching '{other}/{name}'")
+    for name, owner in ckpt.owner.items():
+        if not np.issubdtype(owner.dtype, np.integer):
+            raise CheckpointError(f"tensor 'owner/{name}' has dtype {owner.dtype}; owner ids "
+                                  "are integers")
+        if owner.shape != ckpt.weights[name].shape:
+            raise CheckpointError(f"tensor 'owner/{name}' has shape {owner.shape} but "
+                                  f"'weight/{name}' has {ckpt.weights[name].shape}")
+        if owner.size and (owner.min() < -1 or owner.max() > ckpt.tasks - 1):
+            bad = owner.min() if owner.min() < -1 else owner.max()
+            raise CheckpointError(f"tensor 'owner/{name}' holds owner id {bad}, outside "
+                                  f"-1..{ckpt.tasks - 1} for {ckpt.tasks} tasks")
+    for prefix, weights in (("weight", ckpt.weights), ("teacher/weight", ckpt.teacher_weights),
+                            ("trainer", ckpt.trainer)):
+        _check_finite(prefix, weights)
+    for t, bn in enumerate(ckpt.bn_snapshots):
+        _check_bn(f"bn/{t}", bn)
+    _check_bn("live_bn", ckpt.live_bn)
+    _check_bn("teacher/bn", ckpt.teacher_bn)
+    if len(ckpt.bn_snapshots) > ckpt.tasks:
+        raise CheckpointError(f"{len(ckpt.bn_snapshots)} BN snapshots (bn/0..) for "
+                              f"{ckpt.tasks} tasks")
+    _check_state(ckpt.state, ckpt.tasks)
+
+
+def check_run(ckpt: Checkpoint, path: Path | str, tasks: int, resume: bool = False,
+              epochs: Mapping[str, int] | None = None) -> None:
+    """What a checkpoint must hold to belong to a run of `tasks` tasks (config.json) and, for
+    a resume file, a loop position the run's phases have (epochs: {phase: epochs})."""
+    if ckpt.tasks != tasks:
+        raise CheckpointError(f"{path}: metadata 'tasks' is {ckpt.tasks} but the run has "
+                              f"tasks={tasks} (config.json)")
+    if not resume:
+        return
+    state = ckpt.state
+    for field in ("task", "phase", "next_epoch", "history"):
+        if field not in state:
+            raise CheckpointError(f"{path}: state field {field!r} is missing: not a resume "
+                                  "checkpoint")
+    task, phase, next_epoch = state["task"], state["phase"], state["next_epoch"]
+    limit = (epochs or {}).get(phase, 0) if phase in ("teacher", "distill") else 0
+    if epochs is not None and next_epoch > limit:
+        raise CheckpointError(f"{path}: state field 'next_epoch' is {next_epoch}, past the "
+                              f"{phase} phase's {limit} epochs")
+    done = task + (phase == "evaluate")
+    if len(ckpt.bn_snapshots) != done:
+        raise CheckpointError(f"{path}: {len(ckpt.bn_snapshots)} BN snapshots (bn/0..) but "
+                              f"state field 'task' is {task} ({phase}): expected {done}")
+    if len(state["history"]) != task:
+        raise CheckpointError(f"{path}: state field 'history' has {len(state['history'])} "
+                              f"evaluations but 'task' is {task}")
+    from mind_core.metrics import Evaluation
+
+    for index, row in enumerate(state["history"]):
+        try:
+            Evaluation(**row)
+        except TypeError as exc:
+            raise CheckpointError(f"{path}: state field 'history' row {index} is malformed "
+                                  f"({exc})") from None
+
+
+def check_fit(ckpt: Checkpoint, path: Path | str, shapes: Mapping[str, tuple[int, ...]],
+              bn: BNState, model: str) -> None:
+    """The checkpoint's weights, ownership and BN groups have the layers and shapes of the
+    model they are to be loaded into (shapes: {layer: shape}; bn: that model's BN state)."""
+    named = [("weight", ckpt.weights), ("owner", ckpt.owner)]
+    if ckpt.teacher_weights is not None:
+        named.append(("teacher/weight", ckpt.teacher_weights))
+    for kind, tensors in named:
+        if set(tensors) != set(shapes):
+            odd = sorted(set(tensors) ^ set(shapes))[0]
+            how = "extra" if odd in tensors else "missing"
+            raise CheckpointError(f"{path}: tensor '{kind}/{odd}' is {how} for {model} "
+                                  f"(layers {', '.join(shapes)})")
+        for name, value in tensors.items():
+            if tuple(value.shape) != tuple(shapes[name]):
+                raise CheckpointError(f"{path}: tensor '{kind}/{name}' has shape "
+                                      f"{tuple(value.shape)}; {model} needs {tuple(shapes[name])}")
+    expected = {(layer, field): tuple(np.shape(value))
+                for layer, fields in bn.items() for field, value in fields.items()}
+    groups = [(f"bn/{t}", snapshot) for t, snapshot in enumerate(ckpt.bn_snapshots)]
+    groups += [(prefix, group) for prefix, group in (("live_bn", ckpt.live_bn),
+                                                     ("teacher/bn", ckpt.teacher_bn)) if group]
+    for prefix, group in groups:
+        got = {(layer, field): tuple(np.shape(value))
+               for layer, fields in group.items() for field, value in fields.items()}
+        if got != expected:
+            layer, field = sorted(set(got.items()) ^ set(expected.items()))[0][0]
+            raise CheckpointError(f"{path}: tensor '{prefix}/{layer}/{field}' does not fit "
+                                  f"the BatchNorm layers of {model}")
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The JSON state of a checkpoint, from its header only; None if it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+        state = json.loads(meta.get("state", "{}")) if meta.get("format") == FORMAT else None
+    except Exception:  # noqa: BLE001 - unreadable is None; load() says why
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkpoint:
+    """A Checkpoint from a file's tensors and metadata, checked (checksums, then contents):
+    every problem is a CheckpointError naming the tensor or field (load adds the file)."""
+    _verify_checksums(tensors, meta)
+    _numbered(tensors, "bn")
+    _numbered(tensors, "stats")
     snapshots = []
     while any(k.startswith(f"bn/{len(snapshots)}/") for k in tensors):
         snapshots.append(_take_bn(tensors, f"bn/{len(snapshots)}"))
@@ -98,7 +330,7 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkp
         prefix = f"stats/{len(stats)}"
         stats.append(TaskStats.from_arrays(_with_prefix(tensors, prefix), where=prefix))
     teacher_weights = _with_prefix(tensors, "teacher/weight") or None
-    return Checkpoint(
+    ckpt = Checkpoint(
         weights=_with_prefix(tensors, "weight"),
         owner=_with_prefix(tensors, "owner"),
         bn_snapshots=snapshots,
@@ -107,22 +339,47 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkp
         teacher_weights=teacher_weights,
         teacher_bn=_take_bn(tensors, "teacher/bn") or None,
         trainer=_with_prefix(tensors, "trainer") or None,
-        tasks=int(meta.get("tasks", 0)),
-        classes_per_task=int(meta.get("classes_per_task", 0)),
+        tasks=_meta_count(meta, "tasks", 1),
+        classes_per_task=_meta_count(meta, "classes_per_task", 0),
         state=json.loads(meta.get("state", "{}")),
     )
+    _check_contents(ckpt, tensors)
+    return ckpt
 
 
 def save(path: Path, ckpt: Checkpoint) -> None:
-    """Atomic: written to a temp file, then renamed over the target."""
+    """Atomic and durable: written to a temp file, fsynced, then renamed over the target. A
+    temp file a killed save leaves is removed when its run next starts or resumes."""
     from safetensors.numpy import save_file
 
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "tasks": str(ckpt.tasks),
-            "classes_per_task": str(ckpt.classes_per_task), "state": json.dumps(ckpt.state)}
+            "classes_per_task": str(ckpt.classes_per_task), "state": json.dumps(ckpt.state),
+            "checksum": CHECKSUM, "checksums": json.dumps(checksums(to_tensors(ckpt)))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(to_tensors(ckpt), str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        save_file(to_tensors(ckpt), str(tmp), metadata=meta)
+        with open(tmp, "r+b") as handle:
+            os.fsync(handle.fileno())  # on disk before the rename makes it the checkpoint
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in folder durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path: Path) -> Checkpoint:
@@ -147,7 +404,7 @@ def load(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} is corrupt or truncated ({exc})") from None
     try:
         return from_tensors(tensors, meta)
-    except RoutingError as exc:
+    except (RoutingError, CheckpointError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} has malformed metadata ({exc})") from None

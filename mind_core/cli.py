@@ -63,13 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted run",
                             description="Continue a run from its last checkpoint.")
     resume.add_argument("run_dir", type=Path)
+    resume.add_argument("--backend", help="the run's backend, needed again when it is a "
+                        "module:Class (never imported from config.json on its own)")
     resume.add_argument("--quiet", action="store_true")
 
     ev = sub.add_parser("eval", help="re-evaluate a saved run from its checkpoints",
                         description="Evaluate every finished task of a run from its checkpoints, "
                         "with the run's backend or another one.")
     ev.add_argument("run_dir", type=Path)
-    ev.add_argument("--backend", help="evaluate with this backend instead of the run's")
+    ev.add_argument("--backend", help="evaluate with this backend instead of the run's "
+                    "(needed to use the run's own when it is a module:Class)")
     ev.add_argument("--device")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -108,6 +111,7 @@ def _cmd_run(args) -> int:
     cfg = resolve_config(args.preset, args.overrides, backend=args.backend, dataset=args.dataset,
                          seed=args.seed, device=args.device, data_dir=args.data_dir)
     run_dir = args.out = args.out or default_run_dir(cfg)
+    check_out_writable(run_dir)  # before the data and the framework load
     stop = StopFlag()
     stop.install()
     metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet)], stop)
@@ -116,13 +120,42 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def check_out_writable(out: Path) -> None:
+    """A RunDirError (one line) for an --out the run could not write: a file, a path under a
+    file, a read-only or unwritable file system, a working directory that is gone. Creates
+    nothing: the probe file lives in the nearest existing folder and vanishes at once."""
+    import tempfile
+
+    from mind_core.runner import RunDirError
+
+    try:
+        path = Path(out).absolute()
+    except OSError as exc:  # os.getcwd() fails once the working directory is deleted
+        raise RunDirError(f"--out {out}: the working directory is gone "
+                          f"({exc.strerror or exc})") from None
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--out {out} is a file, not a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"--out {out} cannot be created: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise RunDirError(f"--out {out} is not writable: cannot create files in {existing} "
+                          f"({exc.strerror or exc})") from None
+
+
 def _cmd_resume(args) -> int:
     from mind_core.console import ConsoleReporter, metrics_table
     from mind_core.runner import resume_run
 
     stop = StopFlag()
     stop.install()
-    metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet)], stop)
+    metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet)], stop,
+                         backend=args.backend)
     print("\n" + metrics_table(metrics))
     print(f"\nRun directory: {args.run_dir}")
     return 0
@@ -131,6 +164,7 @@ def _cmd_resume(args) -> int:
 def _cmd_eval(args) -> int:
     from mind_core.config import parse_overrides
     from mind_core.console import metrics_table, rules_table
+    from mind_core.events import dumps  # strict JSON: a missing accuracy is null, not NaN
     from mind_core.routing import unavailable_rules
     from mind_core.runner import STATS_MISSING, evaluate_run
 
@@ -139,10 +173,10 @@ def _cmd_eval(args) -> int:
     missing = unavailable_rules(metrics["final"]["rules"])
     if args.routing == "all":
         rows = rules_table_rows(metrics)
-        print(json.dumps({"routing_rule": metrics["routing_rule"], "rules": rows,
-                          "unavailable": missing}) if args.json else rules_table(metrics))
+        print(dumps({"routing_rule": metrics["routing_rule"], "rules": rows,
+                     "unavailable": missing}) if args.json else rules_table(metrics))
     else:
-        print(json.dumps(metrics) if args.json else metrics_table(metrics))
+        print(dumps(metrics) if args.json else metrics_table(metrics))
     if missing and not args.json:
         print(f"\n{', '.join(missing)} unavailable: {STATS_MISSING}.")
     return 0
@@ -220,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from mind_core.checkpoint import CheckpointError
     from mind_core.config import ConfigError
     from mind_core.data.base import DatasetError
-    from mind_core.engine import Interrupted
+    from mind_core.engine import Diverged, Interrupted
     from mind_core.registry import BackendError
     from mind_core.runner import RunDirError
     from mind_core.schedule import ScheduleError
@@ -231,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             ScheduleError) as exc:
         print(f"mind: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Diverged as exc:  # the run's own numbers failed: exit 1, no traceback to read
+        print(f"mind: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (Interrupted, KeyboardInterrupt):
         run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
         hint = f" `mind resume {run_dir}` continues it." if run_dir else ""
@@ -238,12 +275,36 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failing run: one line here, the traceback in a file
         run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
-        log = Path(run_dir) / "error.log" if run_dir and Path(run_dir).is_dir() \
-            else Path("mind-error.log")
-        log.write_text(traceback.format_exc(), encoding="utf-8")
+        log = _write_error_log(traceback.format_exc(), run_dir)
         print(f"mind: run failed: {type(exc).__name__}: {exc} (traceback in {log})",
               file=sys.stderr)
         return EXIT_FAILED
+
+
+def _write_error_log(text: str, run_dir: Path | None) -> str:
+    """Write a failure's traceback where it can be written: the run's error.log, else
+    ./mind-error.log, else a file in the temp folder; failing all three (an unwritable working
+    directory and temp folder), print it on stderr. Returns where it went."""
+    import os
+    import tempfile
+
+    def candidates():
+        if run_dir and Path(run_dir).is_dir():
+            yield Path(run_dir) / "error.log"
+        yield Path("mind-error.log")
+        yield Path(tempfile.gettempdir()) / f"mind-error-{os.getpid()}.log"
+
+    try:
+        for log in candidates():
+            try:
+                log.write_text(text, encoding="utf-8")
+                return str(log)
+            except OSError:
+                continue
+    except OSError:  # gettempdir() finds no usable folder
+        pass
+    sys.stderr.write(text)
+    return "the lines above"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ A config is resolved in one order: preset -> variant defaults -> overrides. Ever
 from __future__ import annotations
 
 import importlib.resources
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,12 +27,12 @@ class ConfigError(ValueError):
 
 
 def _positive(inst, attribute, value):
-    if value <= 0:
+    if not value > 0:  # written so that NaN fails too
         raise ValueError(f"must be > 0, got {value}")
 
 
 def _non_negative(inst, attribute, value):
-    if value < 0:
+    if not value >= 0:
         raise ValueError(f"must be >= 0, got {value}")
 
 
@@ -148,7 +149,7 @@ def _parse_value(key: str, raw: Any) -> Any:
             raise ConfigError(key, f"expected a number, got {raw!r}")
         if kind is int and isinstance(raw, float) and not raw.is_integer():
             raise ConfigError(key, f"expected a whole number, got {raw!r}")
-        return int(raw) if kind is int else float(raw) if kind is float else raw
+        return _finite(key, int(raw) if kind is int else float(raw) if kind is float else raw)
     text = raw.strip()
     try:
         if kind is bool:
@@ -160,13 +161,23 @@ def _parse_value(key: str, raw: Any) -> Any:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            return _finite(key, float(text))
         if "tuple" in str(kind):
             text = text.strip("[]() ")
             return tuple(int(p) for p in text.replace(",", " ").split()) if text else ()
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(key, f"cannot read {raw!r} as {kind_name if kind_name != 'tuple' else 'a list of ints'}") from None
     return text
+
+
+def _finite(key: str, value: Any) -> Any:
+    """The one rule for every float setting: NaN and infinities are refused, whatever the
+    field's own range check (NaN would slip through `value <= 0`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value}")
+    return value
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -240,6 +251,9 @@ def _failing_field(cls, values: dict[str, Any], exc: Exception) -> str:
 def _check_consistency(cfg: RunConfig) -> None:
     if cfg.teacher.epochs == 0 and cfg.variant == "mind" and cfg.distillation.beta > 0:
         raise ConfigError("teacher.epochs", "must be > 0 when distilling from a fresh teacher")
+    if cfg.distill.epochs == 0 and cfg.distillation.beta > 0:
+        raise ConfigError("distill.epochs", "must be > 0 when distilling (distillation.beta > "
+                          "0); set distillation.beta=0 for a run without distillation")
     for phase in ("teacher", "distill"):
         pc: PhaseConfig = getattr(cfg, phase)
         if pc.milestones and pc.epochs and pc.milestones[-1] > pc.epochs:

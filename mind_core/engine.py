@@ -9,6 +9,7 @@ same numbers as an uninterrupted one (all randomness is derived from the loop po
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,21 @@ import attrs
 import numpy as np
 
 from mind_core import checkpoint, masks
-from mind_core.config import RunConfig, check_tasks_split
+from mind_core.config import ConfigError, RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
 from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.protocol import Backend, Subnet
-from mind_core.routing import TaskStats, fit_task_stats
+from mind_core.routing import (
+    MIN_SAMPLES,
+    RoutingError,
+    TaskStats,
+    check_enough_samples,
+    fit_task_stats,
+)
+from mind_core.rundir import STOP_FILE
 from mind_core.schedule import make_tasks
 
 
@@ -33,10 +41,24 @@ class Interrupted(Exception):
     """A stop was requested; the last epoch-boundary checkpoint is on disk."""
 
 
+class Diverged(Exception):
+    """An epoch ended with a non-finite loss: the run stops rather than train on NaN. The last
+    checkpoint on disk is the one before that epoch."""
+
+    def __init__(self, task: int, phase: str, epoch: int, loss: float, lr: float):
+        self.task, self.phase, self.epoch, self.loss, self.lr = task, phase, epoch, loss, lr
+        super().__init__(
+            f"the loss diverged ({loss}) in the {phase} phase of task {task}, epoch {epoch}: "
+            f"lower {phase}.lr (now {lr:g}) and start the run again")
+
+
+PHASES = checkpoint.LOOP_PHASES  # the loop's steps, in order: teacher, allocate, ...
+
+
 @attrs.define(kw_only=True)
 class LoopState:
     task: int = 0
-    phase: str = "teacher"  # next step: teacher | allocate | distill | evaluate | done
+    phase: str = "teacher"  # next step: one of PHASES
     next_epoch: int = 0
     history: History = attrs.Factory(History)
     teacher_taw: float | None = None  # the current task's teacher on its test data
@@ -67,6 +89,10 @@ class Engine:
         self.events = EventLog(self.run_dir / "events.jsonl" if self.run_dir else None,
                                observers)
         self.tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
+        try:
+            check_enough_samples(cfg.inference.routing, [len(t.x_train) for t in self.tasks])
+        except RoutingError as exc:
+            raise ConfigError("inference.routing", str(exc)) from None
         self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
         self.model = backend.build_model(self.spec, derive_seed(cfg.seed, "model"))
         self.layers = backend.layers(self.model)
@@ -80,11 +106,15 @@ class Engine:
 
     # ------------------------------------------------------------------ public
     def should_stop(self) -> bool:
-        stop_file = self.run_dir is not None and (self.run_dir / "STOP").exists()
+        stop_file = self.run_dir is not None and (self.run_dir / STOP_FILE).exists()
         return bool(self._external_stop() or stop_file)
 
-    def restore(self, ckpt: checkpoint.Checkpoint) -> None:
-        """Continue from a resume checkpoint written by this engine (same config)."""
+    def restore(self, ckpt: checkpoint.Checkpoint, path: Path | str = "resume checkpoint"
+                ) -> None:
+        """Continue from a resume checkpoint written by this engine (same config). A checkpoint
+        that does not fit this run (task count, loop position, shapes) is a CheckpointError
+        naming `path` and the field, before anything is changed."""
+        self._check_fits(ckpt, path)
         self.backend.set_weights(self.model, ckpt.weights)
         self.owner = {k: v.astype(self.owner[k].dtype) for k, v in ckpt.owner.items()}
         self.bn_snapshots = ckpt.bn_snapshots
@@ -96,6 +126,19 @@ class Engine:
             self.teacher = self.backend.build_model(self.spec, 0)
             self.backend.set_weights(self.teacher, ckpt.teacher_weights)
             self.backend.set_bn(self.teacher, ckpt.teacher_bn or {})
+
+    def _check_fits(self, ckpt: checkpoint.Checkpoint, path: Path | str) -> None:
+        cfg = self.cfg
+        checkpoint.check_run(ckpt, path, cfg.tasks, resume=True,
+                             epochs={"teacher": cfg.teacher.epochs,
+                                     "distill": cfg.distill.epochs})
+        lo, hi = self.tasks[0].class_range
+        if ckpt.classes_per_task and ckpt.classes_per_task != hi - lo:
+            raise checkpoint.CheckpointError(
+                f"{path}: metadata 'classes_per_task' is {ckpt.classes_per_task} but the run "
+                f"has {hi - lo} classes per task")
+        checkpoint.check_fit(ckpt, path, {layer.name: tuple(layer.shape) for layer in self.layers},
+                             self.initial_bn, f"a {cfg.model} model")
 
     def run(self, resumed: bool = False) -> dict[str, Any]:
         cfg = self.cfg
@@ -117,6 +160,10 @@ class Engine:
             self.events.emit("run_failed", reason="interrupted",
                              message="stopped on request; continue with `mind resume`")
             raise
+        except Diverged as exc:
+            self.events.emit("run_failed", reason="diverged", task=exc.task, phase=exc.phase,
+                             epoch=exc.epoch, message=str(exc))
+            raise
         except BaseException as exc:
             self.events.emit("run_failed", reason="error", message=f"{type(exc).__name__}: {exc}")
             raise
@@ -127,6 +174,9 @@ class Engine:
     def _run_task(self, t: int) -> None:
         st = self.state
         task = self.tasks[t]
+        if st.phase not in PHASES:  # never loop for ever on a state no step handles
+            raise ValueError(f"unknown loop phase {st.phase!r}; expected one of "
+                             f"{', '.join(PHASES)}")
         if st.phase == "teacher":
             if st.next_epoch == 0:
                 self.events.emit("task_started", task=t, tasks=self.cfg.tasks,
@@ -199,6 +249,9 @@ class Engine:
                 should_stop=self.should_stop)
             if result.stopped:
                 raise Interrupted()
+            for value in (result.loss, result.ce, result.distill):
+                if not math.isfinite(value):  # nothing of this epoch is saved
+                    raise Diverged(t, kind, epoch, value, getattr(self.cfg, kind).lr)
             self.events.emit("epoch_ended", task=t, phase=kind, epoch=epoch, epochs=spec.epochs,
                              loss=result.loss, ce=result.ce, distill=result.distill,
                              accuracy=result.accuracy, lr=spec.lr_at(epoch),
@@ -261,9 +314,9 @@ class Engine:
         """Routing statistics of sub-network t, from task t's training data while it is at
         hand. A run resumed from a checkpoint written before statistics existed has none for
         its earlier tasks (their data is gone), so it goes on without them."""
-        if len(self.stats) != t:
-            return
         task = self.tasks[t]
+        if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
+            return
         subnet = subnets_for(self.owner, self.bn_snapshots, self.plan, self.tasks[:t + 1])[t]
         _, features = self.backend.predict(self.model, task.x_train, [subnet],
                                            self.cfg.inference.batch_size, self.dataset.mean,

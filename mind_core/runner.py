@@ -16,6 +16,7 @@ import numpy as np
 from mind_core import __version__, checkpoint
 from mind_core.config import (
     ALIASES,
+    FIELD_TYPES,
     ConfigError,
     RunConfig,
     build_config,
@@ -27,8 +28,24 @@ from mind_core.engine import Engine
 from mind_core.evaluation import History, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.plan import Plan, derive_seed, model_spec
-from mind_core.registry import get_backend
+from mind_core.registry import BACKENDS, BackendError, get_backend
 from mind_core.routing import check_rule
+from mind_core.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG,
+    ERROR_LOG,
+    EVENTS,
+    LOCK_FILE,
+    OUTPUT_LOG,
+    STOP_FILE,
+    TEMP_FILE,
+    RunDirError,
+    RunDirLock,
+    in_use_message,
+    is_locked,
+    remove_stale_temp_files,
+    remove_stop_file,
+)
 from mind_core.schedule import make_tasks
 
 
@@ -36,10 +53,6 @@ def load_dataset(name: str, data_dir: str | None = None):
     from mind_core.data import load_dataset as load
 
     return load(name, data_dir)
-
-
-class RunDirError(Exception):
-    """A run directory is missing, incomplete or in the wrong state for the command."""
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
@@ -53,71 +66,223 @@ def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
     return path
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str]) -> None:
-    if (run_dir / "config.json").exists():
-        raise RunDirError(f"{run_dir} already holds a run; continue it with `mind resume "
-                          f"{run_dir}` or choose another --out")
+# Files a new run may find in its --out: a launcher's log, a failed start's traceback, a stale
+# STOP or lock (and temp files of a killed write, TEMP_FILE).
+NEW_RUN_MAY_FIND = frozenset({OUTPUT_LOG, ERROR_LOG, STOP_FILE, LOCK_FILE})
+
+
+def _saved_results(run_dir: Path) -> list[str]:
+    """What a run has saved: its checkpoints, metrics and anything else of substance; empty
+    for a run that stopped before its first checkpoint (config.json and events only)."""
+    try:
+        entries = sorted(p.name for p in run_dir.iterdir())
+    except OSError:
+        return []
+    found = [n for n in entries if n not in NEW_RUN_MAY_FIND | {CONFIG, EVENTS, CHECKPOINT_DIR}
+             and not TEMP_FILE.fullmatch(n)]
+    ckpt = run_dir / CHECKPOINT_DIR
+    if ckpt.is_dir():
+        found += [f"{CHECKPOINT_DIR}/{p.name}" for p in sorted(ckpt.iterdir())
+                  if not TEMP_FILE.fullmatch(p.name)]
+    elif ckpt.exists():
+        found.append(CHECKPOINT_DIR)
+    return found
+
+
+def _check_out_contents(run_dir: Path) -> None:
+    """Refuse an --out that holds something other than this run's files: another run's
+    results, or anything that is not a run's. A run that stopped before its first checkpoint
+    (config.json, no checkpoint) may be started again in place."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} is a file, not a directory")
+    saved = _saved_results(run_dir)
+    if (run_dir / CONFIG).exists():
+        if saved:
+            raise RunDirError(f"{run_dir} already holds a run; continue it with `mind resume "
+                              f"{run_dir}` or choose another --out")
+        return
+    if (run_dir / EVENTS).exists():
+        saved.append(EVENTS)
+    if saved:
+        shown = ", ".join(sorted(saved)[:3]) + (", ..." if len(saved) > 3 else "")
+        raise RunDirError(f"--out {run_dir} is not empty and holds no run ({shown}): choose a "
+                          "new or empty directory")
+
+
+def check_out_dir(run_dir: Path) -> None:
+    """Whether a new run can use run_dir: refused when another process holds it, or it holds
+    another run or other files. Creates nothing; run before loading data or a framework."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and is_locked(run_dir):
+        raise RunDirError(in_use_message(run_dir))
+    _check_out_contents(run_dir)
+
+
+def _take_over(lock: RunDirLock) -> RunDirLock:
+    """With the lock held (no other run can start, resume or write here): clear what a stopped
+    or killed process left that would disturb this one."""
+    remove_stale_temp_files(lock.run_dir)
+    remove_stop_file(lock.run_dir)
+    return lock
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str]) -> RunDirLock:
+    """Create the run directory, lock it and write config.json; returns the held lock, which
+    the caller keeps for the whole run. Checked again under the lock: two `mind run --out`
+    started together cannot both pass."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", {
-        "name": run_dir.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config_to_dict(cfg),
-        "versions": {"mind": __version__, "python": platform.python_version(),
-                     "numpy": np.__version__, **versions}})
+    lock = RunDirLock(run_dir).acquire()
+    try:
+        _check_out_contents(run_dir)
+        _take_over(lock)
+        write_json_atomic(run_dir / CONFIG, {
+            "name": run_dir.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": config_to_dict(cfg),
+            "versions": {"mind": __version__, "python": platform.python_version(),
+                         "numpy": np.__version__, **versions}})
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def trusted_backend(cfg: RunConfig, run_dir: Path, given: str | None, command: str) -> str:
+    """The backend to load for a saved run. A `module:Class` named only in the run's
+    config.json is never imported (a run directory may come from anyone): the user names it
+    again with --backend. A resumed run keeps the backend that wrote its optimiser state."""
+    if command == "resume" and given and given != cfg.backend:
+        advice = f"pass --backend {cfg.backend}" if cfg.backend not in BACKENDS \
+            else "leave out --backend"
+        raise BackendError(f"{run_dir} was trained with the backend {cfg.backend!r} and resumes "
+                           f"only with it: {advice}")
+    if given:
+        return given
+    if cfg.backend in BACKENDS:
+        return cfg.backend
+    raise BackendError(f"{run_dir} names the backend {cfg.backend!r} in its config.json, which "
+                       f"mind does not import on its own: if you trust that module, pass "
+                       f"--backend {cfg.backend} to `mind {command}`")
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():
         raise RunDirError(f"no run directory at {run_dir}")
     if not path.is_file():
         raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return config_from_dict(data["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
         raise RunDirError(f"{path} is unreadable ({exc})") from None
-    except ConfigError as exc:
-        raise RunDirError(f"{path} holds an invalid config: {exc}") from None
+    saved = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(saved, dict):
+        raise RunDirError(f'{path} is unreadable (no "config" table of settings)')
+    try:
+        _check_saved_types(saved)
+        return config_from_dict(saved)
+    except (ConfigError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path} holds an invalid config: {message}") from None
+
+
+def _check_saved_types(saved: dict[str, Any]) -> None:
+    """ConfigError for a section that is not a table, or a text setting that is not a string
+    (the validators check numbers, and names against their choices, but take any value for
+    free text such as dataset or device)."""
+    sections = {key.split(".")[0] for key in FIELD_TYPES if "." in key}
+    for key, value in saved.items():
+        if key in sections and not isinstance(value, dict):
+            raise ConfigError(key, f"expected a table of settings, got {_short(value)}")
+        if key not in sections and isinstance(value, dict):
+            raise ConfigError(key, f"expected one value, got the table {_short(value)}")
+    for key, value in flatten(saved).items():
+        if FIELD_TYPES.get(key) is str and not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {_short(value)}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = None,
               should_stop: Callable[[], bool] | None = None,
               load: Callable = load_dataset) -> dict[str, Any]:
     run_dir = Path(run_dir)
+    check_out_dir(run_dir)  # before the framework and the data: a wrong --out fails fast
     backend = get_backend(cfg.backend, cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     engine = Engine(cfg, backend, dataset, run_dir, observers, should_stop)  # validates first
-    prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
-                                   **backend.versions()})
-    return engine.run()
+    with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
+                                        **backend.versions()}):
+        return engine.run()
 
 
 def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                should_stop: Callable[[], bool] | None = None,
-               load: Callable = load_dataset) -> dict[str, Any]:
+               load: Callable = load_dataset, backend: str | None = None) -> dict[str, Any]:
+    """Continue a run from its resume checkpoint. backend: the name the user gave again
+    (needed for a `module:Class` backend; see trusted_backend)."""
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    resume_path = run_dir / "checkpoint" / "resume.safetensors"
-    if not resume_path.exists():
-        raise RunDirError(f"{run_dir} has no resume checkpoint yet: start it again with "
-                          "`mind run` (it stopped before its first epoch ended)")
-    ckpt = checkpoint.load(resume_path)
-    if ckpt.state.get("task", 0) >= cfg.tasks:
-        raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
-    stop_file = run_dir / "STOP"
-    if stop_file.exists():
-        stop_file.unlink()
-    backend = get_backend(cfg.backend, cfg.device)
-    engine = Engine(cfg, backend, load(cfg.dataset, cfg.data_dir or None), run_dir,
-                    observers, should_stop)
-    engine.restore(ckpt)
-    return engine.run(resumed=True)
+    read_run_config(run_dir)  # a run directory, before anything is created in it
+    with RunDirLock(run_dir) as lock:  # held for the whole resumed run
+        cfg = read_run_config(run_dir)
+        backend_name = trusted_backend(cfg, run_dir, backend, "resume")
+        resume_path = run_dir / CHECKPOINT_DIR / "resume.safetensors"
+        if not resume_path.exists():
+            raise RunDirError(_no_resume_message(run_dir))
+        ckpt = checkpoint.load(resume_path)
+        checkpoint.check_run(ckpt, resume_path, cfg.tasks, resume=True,
+                             epochs={"teacher": cfg.teacher.epochs,
+                                     "distill": cfg.distill.epochs})
+        if ckpt.state.get("task", 0) >= cfg.tasks:
+            raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
+        _take_over(lock)
+        engine = Engine(cfg, get_backend(backend_name, cfg.device),
+                        load(cfg.dataset, cfg.data_dir or None), run_dir, observers, should_stop)
+        engine.restore(ckpt, resume_path)
+        return engine.run(resumed=True)
+
+
+def _no_resume_message(run_dir: Path) -> str:
+    saved = _saved_results(run_dir)
+    if saved:
+        return (f"{run_dir} has no resume checkpoint but holds other results "
+                f"({', '.join(saved[:3])}): it cannot be resumed; start a new run with another "
+                "--out")
+    return (f"{run_dir} has no resume checkpoint (it stopped before its first one was "
+            f"written): start it again in place with `mind run --out {run_dir}` and the "
+            "settings you want (its config.json is replaced)")
+
+
+def _task_number(path: Path) -> int | None:
+    number = path.stem.split("-", 1)[1]
+    return int(number) if re.fullmatch(r"0|[1-9][0-9]*", number) else None
 
 
 def task_checkpoints(run_dir: Path) -> list[Path]:
-    found = sorted((run_dir / "checkpoint").glob("task-*.safetensors"),
-                   key=lambda p: int(p.stem.split("-")[1]))
+    found = sorted((p for p in (run_dir / CHECKPOINT_DIR).glob("task-*.safetensors")
+                    if _task_number(p) is not None), key=_task_number)
     return [p for i, p in enumerate(found) if p.stem == f"task-{i}"]
+
+
+def check_task_files(run_dir: Path, paths: list[Path]) -> None:
+    """task-0..task-t all present: a gap, or fewer files than the tasks the resume checkpoint
+    says are finished, is a CheckpointError naming the missing file."""
+    folder = run_dir / CHECKPOINT_DIR
+    numbers = [n for n in map(_task_number, folder.glob("task-*.safetensors")) if n is not None]
+    resume = folder / "resume.safetensors"
+    state = checkpoint.read_state(resume) if resume.is_file() else None
+    finished = state.get("task") if state else None
+    finished = finished if isinstance(finished, int) and not isinstance(finished, bool) else 0
+    last = max([*numbers, finished - 1])
+    if last >= len(paths):
+        why = (f"task-{last}.safetensors exists" if last in numbers
+               else f"resume.safetensors says {finished} tasks are finished")
+        raise checkpoint.CheckpointError(f"{folder / f'task-{len(paths)}.safetensors'} is "
+                                         f"missing ({why})")
 
 
 STATS_MISSING = ("this run's checkpoints hold no routing statistics (it was made before they "
@@ -144,15 +309,24 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     overrides: inference settings (routing rule, temperature) to evaluate with instead."""
     run_dir = Path(run_dir)
     cfg = eval_config(read_run_config(run_dir), overrides)
+    backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
     paths = task_checkpoints(run_dir)
+    check_task_files(run_dir, paths)
     if not paths:
         raise RunDirError(f"{run_dir} has no finished task to evaluate yet")
     checkpoints = [checkpoint.load(path) for path in paths]
+    for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
+        checkpoint.check_run(ckpt, path, cfg.tasks)
+        done = ckpt.state.get("tasks_done", t + 1)
+        if len(ckpt.bn_snapshots) != t + 1 or done != t + 1:
+            raise checkpoint.CheckpointError(
+                f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
+                f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
     if check_rule(cfg.inference.routing).needs_stats and not has_stats:
         raise RunDirError(f"inference.routing={cfg.inference.routing} is unavailable for "
                           f"{run_dir}: {STATS_MISSING}")
-    backend = get_backend(backend_name or cfg.backend, device or cfg.device)
+    backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
@@ -164,6 +338,8 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
         if shapes != expected:
             raise checkpoint.CheckpointError(f"{path} does not fit a {cfg.model} model for "
                                              f"{dataset.name}")
+        checkpoint.check_fit(ckpt, path, expected, backend.get_bn(model),
+                             f"a {cfg.model} model for {dataset.name}")
         backend.set_weights(model, ckpt.weights)
         evaluation = evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
                                    ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,

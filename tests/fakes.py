@@ -195,6 +195,21 @@ class CrashingBackend(FakeBackend):
         return super().start_phase(model, phase, trainable, teacher)
 
 
+class DivergingBackend(FakeBackend):
+    """Its loss turns NaN in the last epoch of task 1's distillation (for divergence tests)."""
+
+    def train_epoch(self, trainer, x, y, epoch, seed, progress=None, should_stop=None):
+        import attrs
+
+        result = super().train_epoch(trainer, x, y, epoch, seed, progress, should_stop)
+        phase = trainer.phase
+        if (phase.kind == "distill" and phase.class_range[0] > 0
+                and phase.class_range[0] == phase.class_range[1] - phase.class_range[0]
+                and epoch == phase.epochs - 1):
+            return attrs.evolve(result, loss=float("nan"))
+        return result
+
+
 def tiny_dataset(classes: int = 6, per_class: int = 24, size: int = 6, seed: int = 0):
     """A learnable in-memory dataset: one noisy prototype image per class."""
     from mind_core.data.base import Dataset

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from mind_core.config import (
+    FIELD_TYPES,
     ConfigError,
     beyond_paper,
     check_tasks_split,
@@ -95,3 +96,48 @@ def test_paper_presets_keep_the_papers_recipe_and_presets_say_what_departs():
         {"inference.routing": "mahalanobis", "allocation.init": "teacher"}
     assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero"])) \
         == {"allocation.init": "zero"}
+
+
+FLOAT_KEYS = sorted(key for key, kind in FIELD_TYPES.items() if kind is float)
+
+
+def test_every_float_setting_is_covered_by_the_finite_rule():
+    assert {"distillation.beta", "distillation.outlier_weight", "teacher.lr", "distill.gamma",
+            "teacher.weight_decay", "inference.temperature"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_non_finite_floats_are_one_error_naming_the_key(key, text):
+    with pytest.raises(ConfigError) as err:
+        resolve_config("demo", [f"{key}={text}"])
+    assert err.value.key == key and "finite" in str(err.value)
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, key", [("beta=nan", "distillation.beta"),
+                                           ("temperature=nan", "inference.temperature"),
+                                           ("distill.beta=inf", "distillation.beta")])
+def test_non_finite_values_through_aliases_name_the_real_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        resolve_config("demo", [override])
+    assert err.value.key == key
+
+
+def test_non_finite_floats_in_a_saved_config_are_refused():
+    """config.json and TOML presets carry real floats, not strings (TOML has nan and inf)."""
+    data = config_to_dict(resolve_config("demo"))
+    data["teacher"]["lr"] = float("inf")
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert err.value.key == "teacher.lr"
+
+
+def test_distill_epochs_zero_is_refused_unless_nothing_is_distilled():
+    with pytest.raises(ConfigError) as err:
+        resolve_config("demo", ["distill.epochs=0"])
+    assert err.value.key == "distill.epochs" and "distillation.beta" in str(err.value)
+    with pytest.raises(ConfigError):
+        resolve_config("demo", ["variant=self_distill", "distill.epochs=0"])
+    assert resolve_config("demo", ["distill.epochs=0", "beta=0"]).distill.epochs == 0
+    assert resolve_config("demo", ["variant=packnet", "distill.epochs=0"]).distill.epochs == 0
