@@ -10,8 +10,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mind_core.config import PhaseConfig, RunConfig
-from mind_core.protocol import Augment, ModelSpec, PhaseSpec
+from mind_core.config import ConfigError, PhaseConfig, RunConfig
+from mind_core.protocol import MIN_IMAGE_SIDE, Augment, ModelSpec, PhaseSpec
 
 _STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
                "reinit": 6, "stats": 7}
@@ -48,6 +48,14 @@ class Plan:
 
 
 def model_spec(cfg: RunConfig, image_shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
+    """What to build for the data; a ConfigError when its images are too small for the model."""
+    side = MIN_IMAGE_SIDE.get(cfg.model, 1)
+    height, width = image_shape[:2]
+    if min(height, width) < side:
+        reason = " (it halves them twice)" if cfg.model == "small_cnn" else ""
+        raise ConfigError("model", f"{cfg.model} needs images of at least {side}x{side} pixels"
+                          f"{reason}, but {cfg.dataset}'s are {height}x{width}; use larger "
+                          "images or another model")
     return ModelSpec(arch=cfg.model, input_shape=image_shape, num_classes=num_classes)
 
 

@@ -27,6 +27,10 @@ StopFn = Callable[[], bool]
 """should_stop(): polled by a backend between batches; True abandons the epoch."""
 
 ARCHS = ("small_cnn", "resnet32")
+# The smallest image side each architecture can take: small_cnn halves its input twice (two
+# 2x2 max-pools), so a side under 4 pixels pools away to nothing; resnet32's strided
+# convolutions are padded and take any size.
+MIN_IMAGE_SIDE = {"small_cnn": 4, "resnet32": 1}
 LOSSES = ("sym_kl", "true_js", "kl", "cosine", "l2")
 MASKINGS = ("zero", "slice")
 

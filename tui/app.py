@@ -12,6 +12,7 @@ from textual.binding import Binding
 
 from tui.catalog import Catalog, CoreCatalog
 from tui.process import RunProcess
+from tui.rundir import CONFIG, EVENTS, OUTPUT_LOG
 from tui.screens.launch import LaunchScreen
 from tui.screens.leave import STOP, LeaveScreen
 from tui.screens.monitor import MonitorScreen
@@ -81,13 +82,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_app(app: App[Any], **run_options: Any) -> int:
+    """Run the app; its exit status: non-zero when it ended on an error (Textual then returns
+    from run() after printing the traceback, with return_code 1)."""
+    app.run(**run_options)
+    return app.return_code or 0
+
+
 def main(argv: list[str] | None = None) -> Any:
     args = parse_args(argv)
     if args.attach and not Path(args.attach).is_dir():
         print(f"mind-tui: no run directory at {args.attach}", file=sys.stderr)
         return 2
-    MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach).run()
-    return 0
+    if args.attach and not any((Path(args.attach) / name).exists()
+                               for name in (CONFIG, EVENTS, OUTPUT_LOG)):
+        print(f"mind-tui: {args.attach} is not a run directory (it has no {CONFIG} or "
+              f"{EVENTS}; `mind run --out DIR` makes one)", file=sys.stderr)
+        return 2
+    return run_app(MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach))
 
 
 if __name__ == "__main__":

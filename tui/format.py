@@ -74,10 +74,17 @@ def _phase_started(e: dict[str, Any]) -> str:
     return f"{_task(e)}: {e.get('phase', '?')} phase{epochs}"
 
 
+def _loss(value: Any) -> str:
+    """A loss to 4 decimals; "–" when the event has none (unknown, or malformed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "–"
+    return f"{value:.4f}"
+
+
 def _epoch_ended(e: dict[str, Any]) -> str:
-    parts = [f"loss {e.get('loss', 0):.4f}"]
+    parts = [f"loss {_loss(e.get('loss'))}"]
     if e.get("phase") == "distill":
-        parts.append(f"ce {e.get('ce', 0):.4f} distill {e.get('distill', 0):.4f}")
+        parts.append(f"ce {_loss(e.get('ce'))} distill {_loss(e.get('distill'))}")
     parts.append(f"acc {pct(e.get('accuracy'))}%")
     if isinstance(e.get("images_per_s"), (int, float)):
         parts.append(f"{e['images_per_s']:.0f} img/s")

@@ -30,8 +30,10 @@ def run_command(*, preset: str, backend: str, dataset: str, overrides: list[str]
     return args + ["--out", str(out)]
 
 
-def resume_command(run_dir: Path) -> list[str]:
-    return ["resume", str(run_dir)]
+def resume_command(run_dir: Path, backend: str | None = None) -> list[str]:
+    """Arguments of `mind resume`; backend: the run's own, when the user vouched for it (a
+    `module:Class` named only in config.json is not imported)."""
+    return ["resume", str(run_dir)] + (["--backend", backend] if backend else [])
 
 
 def display_command(args: list[str]) -> str:
@@ -114,14 +116,6 @@ class RunProcess:
 def request_stop(run_dir: Path) -> None:
     """Ask a run this TUI did not start to stop (the engine polls for the file)."""
     (run_dir / STOP_FILE).touch()
-
-
-def clear_stop(run_dir: Path) -> None:
-    """A STOP file left from the last stop would end a resumed run at once."""
-    try:
-        (run_dir / STOP_FILE).unlink()
-    except FileNotFoundError:
-        pass
 
 
 def exit_meaning(code: int) -> str:

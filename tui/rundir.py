@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EVENTS = "events.jsonl"
-CONFIG = "config.json"
-METRICS = "metrics.json"
-OUTPUT_LOG = "output.log"
-STOP_FILE = "STOP"
+from mind_core.events import parse_event_line
+
+# The run directory's names, shared with the core (which imports no framework). LOCK_FILE,
+# held by the process training in a run, means nothing here: the runs list ignores it.
+from mind_core.rundir import CONFIG, EVENTS, METRICS, OUTPUT_LOG
+from mind_core.rundir import STOP_FILE as STOP_FILE
+from tui.fields import clean_event, count
+
 # A run whose pid is not alive here may be running on another machine that shares the disk;
 # only call it dead once its events file has been quiet this long.
 QUIET_BEFORE_DEAD_S = 30.0
@@ -27,20 +30,21 @@ QUIET_BEFORE_DEAD_S = 30.0
 def read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
+    """The event on one line of events.jsonl, its malformed fields dropped and noted (see
+    tui.fields); None for a line that holds no event."""
     line = line.strip()
     if not line:
         return None
-    try:
-        event = json.loads(line)
-    except ValueError:
+    event = parse_event_line(line)
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return None
-    return event if isinstance(event, dict) and "type" in event else None
+    return clean_event(event)
 
 
 def read_events(run_dir: Path, types: frozenset[str] | None = None) -> list[dict[str, Any]]:
@@ -160,7 +164,8 @@ def summarize(run_dir: Path, owned_alive: bool | None = None) -> RunSummary:
     final = metrics.get("final") if isinstance(metrics.get("final"), dict) else {}
     if not final and evaluated:
         final = evaluated[max(evaluated)]
-    tasks_done = int(metrics.get("tasks_done", len(evaluated)) or 0)
+    tasks_done = count(metrics.get("tasks_done"))
+    tasks_done = len(evaluated) if tasks_done is None else tasks_done
     return RunSummary(
         path=run_dir,
         name=run_dir.name,
@@ -168,7 +173,7 @@ def summarize(run_dir: Path, owned_alive: bool | None = None) -> RunSummary:
         backend=str(last_start.get("backend") or cfg.get("backend") or "?"),
         dataset=str(last_start.get("dataset") or cfg.get("dataset") or "?"),
         variant=str(last_start.get("variant") or cfg.get("variant") or "?"),
-        tasks=int(last_start.get("tasks") or cfg.get("tasks") or 0),
+        tasks=last_start.get("tasks") or count(cfg.get("tasks")) or 0,
         tasks_done=tasks_done,
         tag=_float(final.get("tag")),
         taw=_float(final.get("taw")),

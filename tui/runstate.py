@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui.fields import PROBLEMS, clean_event, problems_of
+
 TRAINING_PHASES = ("teacher", "distill")
 MAX_CURVE_POINTS = 4000  # a long run emits ~2 progress events per second; keep plots light
 DEFAULT_RULE = "max_prob"  # what runs that record no rule routed with (the paper's rule)
@@ -17,6 +19,7 @@ DEFAULT_RULE = "max_prob"  # what runs that record no rule routed with (the pape
 # ended this far below its teacher; the run's student_behind events say which it used.
 STUDENT_GAP = 0.10
 
+MAX_NOTES = 50  # notes on malformed input kept (the count goes on)
 RuleScore = tuple[str, float | None, float | None]  # (rule, routing accuracy, TAg); None: unknown
 
 
@@ -68,7 +71,7 @@ class Curve:
             self.live = self.live[::2]
 
     def add_epoch(self, event: dict[str, Any]) -> None:
-        epoch = event.get("epoch", 0)
+        epoch = event.get("epoch", 0)  # a count: events are cleaned (tui.fields) first
         self.epochs = [e for e in self.epochs if e.get("epoch", 0) < epoch]
         self.epochs.append(event)
 
@@ -100,39 +103,64 @@ class RunState:
     started_at: float | None = None
     last_time: float | None = None
     events_seen: int = 0
+    # What was wrong in the run's files: events with malformed fields (each field dropped,
+    # the rest applied), lines that hold no event, and config.json's mistyped settings.
+    malformed: list[str] = field(default_factory=list)  # the first MAX_NOTES notes
+    malformed_count: int = 0
+    config_problems: tuple[str, ...] = ()
 
     def apply(self, event: dict[str, Any]) -> None:
+        event = event if PROBLEMS in event else clean_event(event)
         kind = event.get("type")
-        handler = getattr(self, f"_on_{kind}", None)
+        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         self.events_seen += 1
+        for note in problems_of(event):
+            self.note(note)
         time = event.get("time")
         if isinstance(time, (int, float)):
             self.last_time = float(time)
             if self.started_at is None:
                 self.started_at = float(time)
         if handler is not None:
-            handler(event)
+            try:
+                handler(event)
+            except Exception as exc:  # noqa: BLE001 - a bad event must never stop the monitor
+                self.note(f"{kind} event not understood ({type(exc).__name__}: {exc})")
+
+    def note(self, message: str) -> None:
+        """Record something malformed in the run's files (the monitor shows it)."""
+        self.malformed_count += 1
+        if len(self.malformed) < MAX_NOTES:
+            self.malformed.append(message)
+
+    def problems(self) -> list[str]:
+        """config.json's problems, then the events'."""
+        return [*self.config_problems, *self.malformed]
 
     def _on_run_started(self, e: dict[str, Any]) -> None:
         self.info = dict(e)
-        self.tasks = int(e.get("tasks") or self.tasks)
+        self.tasks = e.get("tasks") or self.tasks
         self.status = "running"
         self.failure = None
         self.final = None
         self.eta_s = None
 
+    # Handlers: the event is cleaned (tui.fields), so a field holds its kind or is absent.
+
     def _on_task_started(self, e: dict[str, Any]) -> None:
-        self.task = int(e["task"])
-        self.tasks = int(e.get("tasks") or self.tasks)
+        if "task" not in e:
+            return  # which task started is unknown (the cleaning noted it)
+        self.task = e["task"]
+        self.tasks = e.get("tasks") or self.tasks
         lo_hi = e.get("class_range")
-        self.class_range = (int(lo_hi[0]), int(lo_hi[1])) if lo_hi else None
+        self.class_range = (lo_hi[0], lo_hi[1]) if lo_hi else None
         self.phase = None
         self._reset_phase_progress(0)
 
     def _on_phase_started(self, e: dict[str, Any]) -> None:
-        self.task = int(e.get("task", self.task or 0))
-        self.phase = str(e.get("phase"))
-        epochs = int(e.get("epochs") or 0)
+        self.task = e.get("task", self.task or 0)
+        self.phase = e.get("phase", "?")
+        epochs = e.get("epochs") or 0
         if self.phase in TRAINING_PHASES and epochs:
             self.planned_epochs[self.phase] = epochs
         self._reset_phase_progress(epochs)
@@ -144,26 +172,27 @@ class RunState:
         self.batches = 0
 
     def _on_progress(self, e: dict[str, Any]) -> None:
-        self.task = int(e.get("task", self.task or 0))
-        self.phase = str(e.get("phase", self.phase))
-        self.epoch = int(e.get("epoch", 0))
-        self.phase_epochs = int(e.get("epochs") or self.phase_epochs)
-        self.batch = int(e.get("batch", 0))
-        self.batches = int(e.get("batches", 0))
+        self.task = e.get("task", self.task or 0)
+        self.phase = e.get("phase", self.phase)
+        self.epoch = e.get("epoch", 0)
+        self.phase_epochs = e.get("epochs") or self.phase_epochs
+        self.batch = e.get("batch", 0)
+        self.batches = e.get("batches", 0)
         self.eta_s = e.get("eta_s")
         loss = e.get("loss")
-        if isinstance(loss, (int, float)):
+        if loss is not None and self.phase is not None:
             self.loss = float(loss)
             x = self.epoch + (self.batch / self.batches if self.batches else 0.0)
             self._curve(self.task, self.phase).add_live(x, self.loss)
 
     def _on_epoch_ended(self, e: dict[str, Any]) -> None:
-        self.task = int(e.get("task", self.task or 0))
-        self.phase = str(e.get("phase", self.phase))
-        self.epoch = int(e.get("epoch", 0)) + 1
-        self.phase_epochs = int(e.get("epochs") or self.phase_epochs)
+        self.task = e.get("task", self.task or 0)
+        self.phase = e.get("phase", self.phase)
+        self.epoch = e.get("epoch", 0) + 1
+        self.phase_epochs = e.get("epochs") or self.phase_epochs
         self.batch = self.batches = 0
-        self._curve(self.task, self.phase).add_epoch(e)
+        if self.phase is not None:
+            self._curve(self.task, self.phase).add_epoch(e)
 
     def _on_allocated(self, e: dict[str, Any]) -> None:
         self.ownership = dict(e.get("layers") or {})
@@ -197,7 +226,7 @@ class RunState:
     def _on_run_failed(self, e: dict[str, Any]) -> None:
         reason = e.get("reason", "error")
         self.status = "interrupted" if reason == "interrupted" else "failed"
-        self.failure = {"reason": reason, "message": str(e.get("message", ""))}
+        self.failure = {"reason": reason, "message": e.get("message", "")}
         self.eta_s = None
 
     def _curve(self, task: int, phase: str) -> Curve:

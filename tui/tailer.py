@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tui.fields import shown
 from tui.rundir import parse_event
 
 CHUNK_BYTES = 1 << 18  # one read at most per call: a long run's backlog arrives in slices
@@ -15,6 +16,8 @@ class EventFileReader:
 
     A line without its newline yet (the writer is mid-append) waits for the next call. A file
     that shrank (rewritten from scratch) is read again from its start; `restarted` says so.
+    A complete line that holds no event is skipped, with a note in `notes` (the caller takes
+    them).
     """
 
     def __init__(self, path: Path) -> None:
@@ -22,6 +25,7 @@ class EventFileReader:
         self.offset = 0
         self._partial = b""
         self.restarted = False
+        self.notes: list[str] = []
 
     def read_new(self) -> list[dict[str, Any]]:
         self.restarted = False
@@ -44,6 +48,9 @@ class EventFileReader:
             event = parse_event(line)
             if event is not None:
                 events.append(event)
+            elif line.strip():
+                self.notes.append(f"events.jsonl: a line that holds no event "
+                                  f"({shown(line.strip())})")
         return events
 
     @property

@@ -37,6 +37,9 @@ def as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
         raise DatasetError(f"{what} has {len(y)} labels for {n} images")
     if y.min() < 0:
         raise DatasetError(f"{what} has negative labels (min {y.min()}); labels must be 0..K-1")
+    if y.max() > np.iinfo(np.int64).max:  # an unsigned 64-bit label int64 would wrap negative
+        raise DatasetError(f"{what} has label {y.max()}, far beyond any number of classes; "
+                           "labels must be 0..K-1")
     return y.astype(np.int64)
 
 
@@ -54,7 +57,14 @@ def checked_splits(x_train, y_train, x_test, y_test, source: str,
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(f"{source}: train images are {x_train.shape[1:]} but test images are "
                            f"{x_test.shape[1:]}; both splits need the same image shape")
-    k = int(y_train.max()) + 1 if num_classes is None else num_classes
+    top = int(y_train.max())
+    if num_classes is None and top >= len(y_train):
+        # Checked before anything is sized by label value (bincount below, one-hot later):
+        # every class needs a training image, so K can never exceed the train split.
+        raise DatasetError(f"{source}: y_train has label {top} but only {len(y_train)} "
+                           "training images; labels must be the contiguous range 0..K-1 with "
+                           "every class in the train split")
+    k = top + 1 if num_classes is None else num_classes
     if y_train.max() >= k:
         raise DatasetError(f"{source}: y_train has label {y_train.max()} but there are only "
                            f"{k} classes (labels must be 0..{k - 1})")

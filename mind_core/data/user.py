@@ -2,13 +2,15 @@
 
 npz: x_train, y_train, x_test, y_test; images uint8 NHWC, or NHW for grayscale; labels
 integers 0..K-1; an optional class_names array. folder: PATH/train/<class>/*.png|jpg and
-PATH/test/<class>/..., classes sorted by folder name, decoded once (Pillow) into a cache.
-Both compute mean/std from the train split.
+PATH/test/<class>/..., classes sorted by folder name, decoded once (Pillow) into a cache;
+16-bit gray images are scaled to 8 bits (v / 257, not clipped) and images over Pillow's
+decompression-bomb limit are refused. Both compute mean/std from the train split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 from mind_core.data.base import Dataset, DatasetError
 from mind_core.data.cache import ArrayWriter, cached, fingerprint
 from mind_core.data.checks import channel_stats, checked_class_names, checked_splits
-from mind_core.data.images import decode_into, list_images, require_pillow
+from mind_core.data.images import bomb_message, decode_into, list_images, require_pillow
 from mind_core.data.locations import cache_dir
 from mind_core.protocol import Augment
 
@@ -95,10 +97,15 @@ def _geometry(paths: list[Path]) -> tuple[int, int, str]:
     """(height, width, mode) shared by all images: 'L' when every image is grayscale."""
     image_mod = require_pillow("image folders")
     first_size, first_path, gray = None, None, True
+    bombs = (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning)
     for path in paths:
         try:
-            with image_mod.open(path) as image:  # reads the header only
-                size, mode = image.size, image.mode
+            with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit
+                warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+                with image_mod.open(path) as image:  # reads the header only
+                    size, mode = image.size, image.mode
+        except bombs as exc:
+            raise DatasetError(bomb_message(path, exc)) from None
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot decode image {path}: {exc}") from exc
         gray = gray and mode in GRAY_MODES
@@ -126,7 +133,8 @@ def load_folder(path: Path, root: Path) -> Dataset:
         raise DatasetError(f"the image folder {path} does not exist")
     names, train_paths, y_train, test_paths, y_test = _folder_files(path)
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    fp = fingerprint([*train_paths, *test_paths], salt=f"folder:{path.resolve()}")
+    # v2: 16-bit gray scaled, not clipped (a cache built before is decoded again).
+    fp = fingerprint([*train_paths, *test_paths], salt=f"folder:v2:{path.resolve()}")
     arrays, _ = cached(cache_dir(root, f"folder-{key}"), fp,
                        lambda w: _build_folder(train_paths, test_paths, w))
     data = {"x_train": arrays["x_train"], "y_train": y_train, "x_test": arrays["x_test"],
@@ -157,6 +165,9 @@ def peek_npz(path: Path) -> tuple[int, tuple[int, ...]]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DatasetError(f"cannot read the dataset file {path}: {exc}") from exc
     classes = int(labels.max()) + 1 if labels.size else 0
+    if classes > labels.size:  # as checks.checked_splits says when the data is loaded
+        raise DatasetError(f"{path}: y_train has label {classes - 1} but only {labels.size} "
+                           "training images; labels must be the contiguous range 0..K-1")
     return classes, tuple(int(s) for s in shape[1:])
 
 

@@ -156,3 +156,75 @@ def test_a_quick_look_at_own_data_reads_classes_and_shape_without_the_images(tmp
                           ("npz:", "needs a path"), ("cifar100", "not your own data")):
         with pytest.raises(DatasetError, match=message):
             describe_user_data(name)
+
+
+# ------------------------------------------------------------------ hostile input (issue 14)
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"y_train": np.array([0, 1, 2, 0, 1, 2**64 - 1], np.uint64)}, "has label 18446744073709551615"),
+    ({"y_test": np.array([2, 1, 2**63], np.uint64)}, "y_test has label 9223372036854775808"),
+    ({"y_train": np.array([0, 1, 2, 0, 1, 100])}, "label 100 but only 6 training images"),
+])
+def test_labels_beyond_any_class_count_are_refused_before_use(tmp_path, changes, message):
+    """Unsigned 64-bit labels would wrap negative as int64 (a y_test of 2**63 passed as -1);
+    a label beyond the number of training images cannot be a contiguous 0..K-1 range and
+    would size arrays by its value."""
+    with pytest.raises(DatasetError, match=message):
+        load_npz(tmp_path, **changes)
+
+
+def save_png16(path, values: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values.astype(np.uint16)).save(path)  # mode I;16: a 16-bit gray PNG
+
+
+LEVELS16 = np.array([[0, 257, 32896], [65535, 1000, 40000]])  # 8-bit: 0, 1, 128, 255, 4, 156
+
+
+@pytest.mark.parametrize("with_rgb", [False, True])
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path, with_rgb):
+    for split in ("train", "test"):
+        for k, name in enumerate(("a", "b")):
+            save_png16(tmp_path / split / name / "0.png", LEVELS16 + k)
+    if with_rgb:  # one colour image: the folder becomes RGB, the 16-bit images gray in it
+        save_image(tmp_path / "train" / "a" / "rgb.png", np.zeros((2, 3, 3), np.uint8))
+    data = load_dataset(f"folder:{tmp_path}", data_dir=tmp_path / "data")
+    expected = [[0, 1, 128], [255, 4, 156]]
+    assert data.x_train.shape[-1] == (3 if with_rgb else 1)
+    assert data.x_train[0, ..., 0].tolist() == expected
+    assert (data.x_train[0, ..., -1] == data.x_train[0, ..., 0]).all()
+
+
+def png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height pixels, with almost no data: what a
+    decompression bomb looks like to Image.open, without the memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [30_000, 10_000])  # over twice Pillow's limit, and just over
+def test_decompression_bombs_in_a_folder_are_a_dataset_error_naming_the_file(tmp_path, side):
+    image_folder(tmp_path)
+    bomb = tmp_path / "train" / "cat" / "bomb.png"
+    png_header_only(bomb, side, side)
+    with pytest.raises(DatasetError, match=f"image {bomb} is too large to decode safely"):
+        load_dataset(f"folder:{tmp_path}", data_dir=tmp_path / "data")
+
+
+def test_a_decompression_bomb_read_alone_is_a_dataset_error(tmp_path):
+    from mind_core.data.images import read_image
+
+    bomb = tmp_path / "bomb.png"
+    png_header_only(bomb, 30_000, 30_000)
+    with pytest.raises(DatasetError, match="bomb.png is too large to decode safely"):
+        read_image(bomb)

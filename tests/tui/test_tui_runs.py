@@ -125,3 +125,20 @@ def test_the_tui_never_imports_a_framework():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_runs_lock_file_is_ignored(tmp_path: Path):
+    from mind_core.rundir import LOCK_FILE, RunDirLock
+    from tui.rundir import list_run_dirs, summarize
+
+    only_lock = tmp_path / "a-not-a-run"
+    only_lock.mkdir()
+    (only_lock / LOCK_FILE).touch()
+    run = tmp_path / "b-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": {"backend": "torch", "tasks": 5}}))
+    RunDirLock(run).acquire().release()  # the file a run leaves
+    free = summarize(run)
+    with RunDirLock(run):  # held by a live run
+        assert list_run_dirs(tmp_path) == [run]
+        assert summarize(run) == free

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from textual.widgets import Footer, Header, Static
 from tui.catalog import format_value, lookup
 from tui.format import duration, pct
 from tui.rundir import CONFIG, METRICS, RunSummary, read_events, read_json, summarize
+from tui.runstate import fraction
 from tui.widgets.matrix import AccuracyMatrix, MatrixPair
 
 SETTINGS = ("backend", "dataset", "variant", "model", "tasks", "seed", "teacher.epochs",
@@ -41,7 +43,8 @@ class RunReport:
 def load_report(run_dir: Path) -> RunReport:
     """metrics.json when the run wrote one, else its last evaluated event."""
     summary = summarize(run_dir)
-    config = read_json(run_dir / CONFIG).get("config") or {}
+    config = read_json(run_dir / CONFIG).get("config")
+    config = config if isinstance(config, dict) else {}
     metrics = read_json(run_dir / METRICS)
     events = read_events(run_dir, frozenset({"evaluated", "run_finished"}))
     evaluated = [e for e in events if e["type"] == "evaluated"]
@@ -52,14 +55,23 @@ def load_report(run_dir: Path) -> RunReport:
         summary=summary, config=config, metrics=metrics,
         matrix_tag=_matrix(source.get("acc_matrix_tag")),
         matrix_taw=_matrix(source.get("acc_matrix_taw")),
-        per_task_tag=tuple(float(v) for v in metrics.get("tag") or [e["tag"] for e in evaluated]),
-        per_task_taw=tuple(float(v) for v in metrics.get("taw") or [e["taw"] for e in evaluated]),
+        per_task_tag=_numbers(metrics.get("tag") or [e.get("tag") for e in evaluated]),
+        per_task_taw=_numbers(metrics.get("taw") or [e.get("taw") for e in evaluated]),
         seconds=finished[-1].get("seconds") if finished else None,
     )
 
 
+def _numbers(values: Any) -> tuple[float, ...]:
+    """Accuracies read from a run's files; NaN (shown as "–") where one is not a number."""
+    if not isinstance(values, list):
+        return ()
+    return tuple(math.nan if (v := fraction(value)) is None else v for value in values)
+
+
 def _matrix(rows: Any) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(v) for v in row) for row in rows or [])
+    if not isinstance(rows, list):
+        return ()
+    return tuple(_numbers(row) for row in rows if isinstance(row, list))
 
 
 def _table(a: RunReport, b: RunReport, delta: bool) -> Table:

@@ -24,8 +24,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from tui.fields import config_problems
 from tui.format import WARNING_EVENTS, WARNING_STYLE, event_line
-from tui.process import RunProcess, clear_stop, request_stop, resume_command
+from tui.process import RunProcess, request_stop, resume_command
 from tui.rundir import CONFIG, EVENTS, OUTPUT_LOG, looks_dead, read_json, tail_text
 from tui.runstate import RunState
 from tui.tailer import EventFileReader
@@ -67,9 +68,10 @@ class MonitorScreen(Screen):
 
     class EventsRead(Message):
         def __init__(self, events: list[dict[str, Any]], output_tail: str | None,
-                     restarted: bool) -> None:
+                     restarted: bool, notes: list[str] | None = None) -> None:
             super().__init__()
             self.events, self.output_tail, self.restarted = events, output_tail, restarted
+            self.notes = notes or []  # lines of events.jsonl that hold no event
             # Set once handled: the worker waits for it before sending more, so a long
             # backlog arrives in slices with key presses and repaints between them.
             self.handled = threading.Event()
@@ -78,6 +80,14 @@ class MonitorScreen(Screen):
         def __init__(self, config: dict[str, Any]) -> None:
             super().__init__()
             self.config = config
+
+    class NoRunHere(Message):
+        """The directory has neither config.json nor events.jsonl (message), or has them
+        after all (an empty message)."""
+
+        def __init__(self, message: str, output_tail: str) -> None:
+            super().__init__()
+            self.message, self.output_tail = message, output_tail
 
     class ProcessExited(Message):
         def __init__(self, code: int, output_tail: str) -> None:
@@ -100,6 +110,7 @@ class MonitorScreen(Screen):
         self.exit_code: int | None = None
         self.gone_pid: int | None = None
         self.output_tail = ""
+        self.not_a_run = ""  # why the directory is no run, while it is not one
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,18 +149,26 @@ class MonitorScreen(Screen):
         reader = EventFileReader(self.run_dir / EVENTS)
         open_pid: int | None = None  # pid of a run_started not followed by its final event
         reported: RunProcess | None = None
-        config_read, polls = False, 0
+        config_read, polls, said_not_a_run = False, 0, False
         while not worker.is_cancelled:
             if not config_read and (self.run_dir / CONFIG).exists():
                 config_read = True
                 self.post_message(self.ConfigRead(read_json(self.run_dir / CONFIG)))
+            is_run = (config_read or (self.run_dir / EVENTS).exists()
+                      or self.key in self.app.processes)  # type: ignore[attr-defined]
+            if is_run == said_not_a_run:  # it changed: say so, or take it back
+                said_not_a_run = not is_run
+                self.post_message(self.NoRunHere(
+                    "" if is_run else not_a_run_message(self.run_dir),
+                    "" if is_run else tail_text(self.run_dir / OUTPUT_LOG)))
             events = reader.read_new()
-            if events or reader.restarted:
+            notes, reader.notes = reader.notes, []
+            if events or reader.restarted or notes:
                 open_pid = _open_pid(events, open_pid)
                 failed = any(e["type"] == "run_failed" and e.get("reason") != "interrupted"
                              for e in events)
                 tail = tail_text(self.run_dir / OUTPUT_LOG) if failed else None
-                message = self.EventsRead(events, tail, reader.restarted)
+                message = self.EventsRead(events, tail, reader.restarted, notes)
                 self.post_message(message)
                 if reader.has_more:
                     while not message.handled.wait(POLL_S) and not worker.is_cancelled:
@@ -175,17 +194,24 @@ class MonitorScreen(Screen):
 
     def on_monitor_screen_events_read(self, message: EventsRead) -> None:
         if message.restarted:  # the file was rewritten; config.json is read only once
-            self.state = RunState(config_rule=self.state.config_rule)
+            self.state = RunState(config_rule=self.state.config_rule,
+                                  config_problems=self.state.config_problems)
             self.query_one("#event-log", RichLog).clear()
         log = self.query_one("#event-log", RichLog)
         finished_now = warned = False
+        for note in message.notes:
+            self.state.note(note)
         for event in message.events:
             if event["type"] == "run_started":
                 self.exit_code, self.gone_pid, self.output_tail = None, None, ""
             self.state.apply(event)
             finished_now |= event["type"] == "run_finished"
             warned |= event["type"] == "student_behind"
-            line = event_line(event, self.state.started_at, self.state.routing_rule)
+            try:
+                line = event_line(event, self.state.started_at, self.state.routing_rule)
+            except Exception as exc:  # noqa: BLE001 - a bad event must never stop the monitor
+                self.state.note(f"{event['type']} event not shown ({type(exc).__name__}: {exc})")
+                line = None
             if line:
                 log.write(Text(line, style=WARNING_STYLE) if event["type"] in WARNING_EVENTS
                           else line)
@@ -202,6 +228,7 @@ class MonitorScreen(Screen):
         message.handled.set()
 
     def on_monitor_screen_config_read(self, message: ConfigRead) -> None:
+        self.state.config_problems = tuple(config_problems(message.config))
         config = message.config.get("config")
         if isinstance(config, dict):
             for phase in ("teacher", "distill"):
@@ -212,6 +239,12 @@ class MonitorScreen(Screen):
             self.state.tasks = self.state.tasks or (tasks if isinstance(tasks, int) else 0)
             rule = _section(config, "inference").get("routing")
             self.state.config_rule = rule if isinstance(rule, str) and rule else None
+        self._render_state()
+
+    def on_monitor_screen_no_run_here(self, message: NoRunHere) -> None:
+        self.not_a_run = message.message
+        if message.output_tail:
+            self.output_tail = message.output_tail
         self._render_state()
 
     def on_monitor_screen_process_exited(self, message: ProcessExited) -> None:
@@ -228,7 +261,7 @@ class MonitorScreen(Screen):
         self.status = state.status
         self.query_one(ProgressPanel).info = progress_info(state)
         self.query_one(ProblemPanel).problem = diagnose(
-            state, self.exit_code, self.gone_pid, self.output_tail)
+            state, self.exit_code, self.gone_pid, self.output_tail, self.not_a_run)
         self.query_one(MatrixPair).set_matrices(
             (state.matrix("tag"), state.per_task("tag")),
             (state.matrix("taw"), state.per_task("taw")))
@@ -285,10 +318,14 @@ class MonitorScreen(Screen):
         if (proc is not None and proc.alive) or self.status not in ("interrupted", "failed"):
             self.notify("Only a stopped or failed run can be resumed.", severity="warning")
             return
-        clear_stop(self.run_dir)
+        # A stale STOP is deleted by `mind resume` itself, once it holds the run's lock.
+        config = read_json(self.run_dir / CONFIG).get("config")
+        backend = config.get("backend") if isinstance(config, dict) else None
+        # A module:Class backend is passed again only when it is the one this app was given.
+        trusted = backend if backend == self.app.backend else None  # type: ignore[attr-defined]
         try:
             self.app.processes[self.key] = RunProcess.start(  # type: ignore[attr-defined]
-                self.run_dir, resume_command(self.run_dir))
+                self.run_dir, resume_command(self.run_dir, trusted))
         except OSError as exc:
             self.notify(f"Could not resume: {exc}", severity="error")
             return
@@ -316,6 +353,11 @@ class MonitorScreen(Screen):
         index = tasks.index(current) if current in tasks else len(tasks) - 1
         index = max(0, min(len(tasks) - 1, index + step))
         self.loss_task = None if tasks[index] == self.state.task else tasks[index]
+
+
+def not_a_run_message(run_dir: Path) -> str:
+    return (f"{display_path(run_dir)} is not a run directory: it has no {CONFIG} or {EVENTS} "
+            f"(a run started with `mind run --out DIR` writes them; watching for one)")
 
 
 def _open_pid(events: list[dict[str, Any]], pid: int | None) -> int | None:

@@ -16,6 +16,8 @@ from tui.process import exit_meaning
 from tui.runstate import RunState
 from tui.widgets.teachers import behind_message
 
+MALFORMED_SHOWN = 3  # notes on malformed input shown in the panel
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,16 +25,35 @@ class Problem:
     message: str
     output_tail: str = ""
     warning: str = ""  # a student behind its teacher, beside a failure's message
+    malformed: str = ""  # what the run's files hold that could not be read
+
+
+def malformed_message(state: RunState) -> str:
+    """What was skipped in the run's files: the first notes, and how many more there are."""
+    notes = state.problems()
+    if not notes:
+        return ""
+    total = len(state.config_problems) + state.malformed_count
+    shown = "; ".join(notes[:MALFORMED_SHOWN])
+    more = f" (and {total - MALFORMED_SHOWN} more)" if total > MALFORMED_SHOWN else ""
+    return f"Skipped malformed input: {shown}{more}"
 
 
 def diagnose(state: RunState, exit_code: int | None, gone_pid: int | None,
-             output_tail: str) -> Problem | None:
+             output_tail: str, not_a_run: str = "") -> Problem | None:
+    """not_a_run: why the directory is no run (empty when it is one)."""
     problem = _stopped(state, exit_code, gone_pid, output_tail)
+    if problem is None and not_a_run and state.status == "waiting":
+        problem = Problem("error", not_a_run, output_tail)
     warning = behind_message(state)
+    malformed = malformed_message(state)
     if problem is None:
-        # Not an error: the run goes on (or finished), but distillation fell short.
-        return Problem("notice", warning) if warning else None
-    return Problem(problem.severity, problem.message, problem.output_tail, warning)
+        # Not an error: the run goes on (or finished), but distillation fell short, or some
+        # of what its files hold could not be read.
+        if not warning and not malformed:
+            return None
+        return Problem("notice", warning or malformed, malformed=malformed if warning else "")
+    return Problem(problem.severity, problem.message, problem.output_tail, warning, malformed)
 
 
 def _stopped(state: RunState, exit_code: int | None, gone_pid: int | None,
@@ -73,6 +94,8 @@ class ProblemPanel(Static):
         parts: list[Text] = [Text(problem.message, style="bold")]
         if problem.warning:
             parts.append(Text(problem.warning, style=WARNING_STYLE))
+        if problem.malformed:
+            parts.append(Text(problem.malformed, style="italic"))
         if problem.output_tail:
             parts.append(Text("output.log (last lines):", style="italic"))
             parts.append(Text(problem.output_tail, no_wrap=True, overflow="ellipsis"))
