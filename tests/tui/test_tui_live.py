@@ -17,6 +17,7 @@ from tui.widgets.matrix import AccuracyMatrix
 from tui.widgets.problem import ProblemPanel
 
 SLOW = "tests.tui.slow_backend:SlowBackend"
+STALLING = "tests.tui.slow_backend:StallingBackend"
 
 
 async def launch_smoke(pilot, app: MindApp) -> MonitorScreen:
@@ -112,7 +113,7 @@ def test_a_child_that_exits_before_any_event_shows_its_exit_code_and_output(tmp_
 
 
 def test_quitting_with_a_run_going_asks_and_stop_ends_it_resumably(tmp_path: Path):
-    app = MindApp(backend=SLOW, runs_dir=tmp_path / "runs")
+    app = MindApp(backend=STALLING, runs_dir=tmp_path / "runs")
     children = []
 
     async def scenario(pilot):
@@ -137,7 +138,7 @@ def test_quitting_with_a_run_going_asks_and_stop_ends_it_resumably(tmp_path: Pat
 
 
 def test_leaving_a_run_going_exits_without_touching_it(tmp_path: Path):
-    app = MindApp(backend=SLOW, runs_dir=tmp_path / "runs")
+    app = MindApp(backend=STALLING, runs_dir=tmp_path / "runs")
 
     async def scenario(pilot):
         screen = await launch_smoke(pilot, app)
