@@ -89,11 +89,11 @@ class Engine:
         self.events = EventLog(self.run_dir / "events.jsonl" if self.run_dir else None,
                                observers)
         self.tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
+        self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
         try:
             check_enough_samples(cfg.inference.routing, [len(t.x_train) for t in self.tasks])
         except RoutingError as exc:
             raise ConfigError("inference.routing", str(exc)) from None
-        self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
         self.model = backend.build_model(self.spec, derive_seed(cfg.seed, "model"))
         self.layers = backend.layers(self.model)
         self.owner = masks.new_ownership(self.layers, cfg.tasks)

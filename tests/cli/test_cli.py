@@ -181,8 +181,9 @@ def strip_statistics(run_dir: Path) -> None:
 
 
 def test_a_run_without_statistics_evaluates_with_the_score_only_rules(tmp_path, capsys):
-    out = tmp_path / "run"
-    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])
+    out = tmp_path / "run"  # as a run made before statistics: the paper's rule, none stored
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet",
+          "--set", "inference.routing=max_prob"])
     strip_statistics(out)
     capsys.readouterr()
     assert main(["eval", str(out), *TRUST, "--routing", "all"]) == 0

@@ -90,12 +90,14 @@ def test_paper_presets_keep_the_papers_recipe_and_presets_say_what_departs():
     infos = {p.name: p for p in list_presets()}
     for name in [*PAPER, *(f"{p}-quick" for p in PAPER), "core50-domain"]:
         assert infos[name].beyond_paper == {} and infos[name].routing == "max_prob", name
-    assert beyond_paper(resolve_config("smoke", ["variant=packnet"])) == {}  # teacher start
+    paper_rule = "inference.routing=max_prob"
+    assert beyond_paper(resolve_config("smoke", ["variant=packnet", paper_rule])) == {}
     assert beyond_paper(resolve_config("smoke", ["inference.routing=mahalanobis",
                                                  "allocation.init=teacher"])) == \
         {"inference.routing": "mahalanobis", "allocation.init": "teacher"}
-    assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero"])) \
-        == {"allocation.init": "zero"}
+    assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero",
+                                                 paper_rule])) == {"allocation.init": "zero"}
+    assert beyond_paper(resolve_config("demo")) == {"inference.routing": "mahalanobis"}
 
 
 FLOAT_KEYS = sorted(key for key, kind in FIELD_TYPES.items() if kind is float)

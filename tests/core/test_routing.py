@@ -164,5 +164,6 @@ def test_a_statistics_rule_on_tasks_too_small_to_fit_is_a_config_error(tmp_path)
     assert "needs at least 10 training samples per task" in str(err.value)
     assert "task 0 has 4" in str(err.value) and "max_prob" in str(err.value)
     # The score-only rules still run; the statistics are simply not fitted.
-    metrics = Engine(resolve_config("smoke", ["tasks=3"]), FakeBackend(), tiny, tmp_path).run()
+    cfg = resolve_config("smoke", ["tasks=3", "inference.routing=max_prob"])
+    metrics = Engine(cfg, FakeBackend(), tiny, tmp_path).run()
     assert set(metrics["final"]["rules"]) == set(SCORE_ONLY)
