@@ -238,8 +238,10 @@ def invocations(meta: dict) -> list[dict]:
 def markdown(results: dict) -> str:
     metas = invocations(results["meta"])
     lines = ["# MIND accuracy benchmark", "",
-             "Final accuracy after the last task, mean ± std over seeds (%); TAg (entropy) routes "
-             "by the entropy rule instead of the highest probability; forgetting is the TAg "
+             "Final accuracy after the last task, mean ± std over seeds (%). TAg and routing "
+             "use each run's own routing rule (`inference.routing`; the runs below were made "
+             "with the paper's max_prob), TAg (entropy) the paper's entropy rule; the table "
+             "under a setting scores every rule on the same runs. Forgetting is the TAg "
              "average; epochs are teacher+distill per task. Made by:", ""]
     for m in metas:
         where = ", ".join(str(m[k]) for k in ("device", "machine", "started") if k in m)
