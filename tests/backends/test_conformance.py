@@ -161,12 +161,17 @@ def test_gated_forward_equals_dense_with_zeroed_weights(backend, spec):
     assert not np.allclose(out, logits(backend, gated, x, ones(backend, gated), bn), atol=1e-3)
 
 
+def two_subnets(backend, model) -> list[Subnet]:
+    """Sub-networks 0 and 1 with their own gates, BN and classes (0-2 and 3-5)."""
+    return [Subnet(gates=task1_masks(backend, model, seed=j)[0],
+                   bn=random_bn(backend, model, seed=j), class_range=(3 * j, 3 * j + 3))
+            for j in range(2)]
+
+
 def test_predict_runs_each_subnet_with_its_gates_bn_and_classes(backend):
     x, _ = images(20)
     model = backend.build_model(SMALL, seed=0)
-    subnets = [Subnet(gates=task1_masks(backend, model, seed=j)[0],
-                      bn=random_bn(backend, model, seed=j), class_range=(3 * j, 3 * j + 3))
-               for j in range(2)]
+    subnets = two_subnets(backend, model)
     out = backend.predict(model, x, subnets, batch_size=7, mean=MEAN, std=STD)
     assert out.shape == (2, 20, 3) and out.dtype == np.float32
     weights = backend.get_weights(model)
@@ -181,9 +186,7 @@ def test_predict_runs_each_subnet_with_its_gates_bn_and_classes(backend):
 def test_predict_features_are_the_classifier_input_of_each_subnet(backend, spec):
     x, _ = images(13)
     model = backend.build_model(spec, seed=0)
-    subnets = [Subnet(gates=task1_masks(backend, model, seed=j)[0],
-                      bn=random_bn(backend, model, seed=j), class_range=(3 * j, 3 * j + 3))
-               for j in range(2)]
+    subnets = two_subnets(backend, model)
     plain = backend.predict(model, x, subnets, batch_size=5, mean=MEAN, std=STD)
     out, features = backend.predict(model, x, subnets, batch_size=5, mean=MEAN, std=STD,
                                     features=True)
