@@ -186,7 +186,8 @@ def one_run(key: tuple, cfg: RunConfig, method: str, backend, dataset) -> dict[s
         print(f"  failed: {row['error']}", file=sys.stderr)
         return row
     row["seconds"] = round(time.time() - start, 1)
-    row.update(final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
+    row.update(routing_rule=metrics.get("routing_rule", "max_prob"),
+               final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
                routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
                acc_matrix_taw=metrics["acc_matrix_taw"],
                forgetting_tag=metrics["forgetting"]["tag"]["average"])
@@ -217,8 +218,23 @@ def summarise(rows: list[dict]) -> list[dict]:
                 [r["final"][metric] for r in runs])
         entry["forgetting_tag_mean"] = mean_std([r["forgetting_tag"] for r in runs])[0]
         entry["rules"] = rule_summary(runs)
+        entry["routing_rule"] = ", ".join(sorted({run_rule(r) for r in runs}))
+        if method in DENSE_METHODS:
+            entry["routing_rule"] = "one head"
         out.append(entry)
     return out
+
+
+def run_rule(row: dict) -> str:
+    """The rule a run routed its headline TAg with. Rows written before it was recorded: the
+    rule whose scores are the headline's (the paper's max_prob on a tie; dense baselines
+    have no rule)."""
+    if "routing_rule" in row:
+        return row["routing_rule"]
+    final = row["final"]
+    matching = [name for name, v in final.get("rules", {}).items()
+                if v["tag"] == final["tag"] and v["routing"] == final["routing"]]
+    return "max_prob" if not matching or "max_prob" in matching else matching[0]
 
 
 def rule_summary(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -239,10 +255,10 @@ def markdown(results: dict) -> str:
     metas = invocations(results["meta"])
     lines = ["# MIND accuracy benchmark", "",
              "Final accuracy after the last task, mean ± std over seeds (%). TAg and routing "
-             "use each run's own routing rule (`inference.routing`; the runs below were made "
-             "with the paper's max_prob), TAg (entropy) the paper's entropy rule; the table "
-             "under a setting scores every rule on the same runs. Forgetting is the TAg "
-             "average; epochs are teacher+distill per task. Made by:", ""]
+             "use each run's own routing rule (column `rule`: runs made before the default "
+             "became mahalanobis used the paper's max_prob), TAg (entropy) the paper's entropy "
+             "rule; the table under a setting scores every rule on the same runs. Forgetting "
+             "is the TAg average; epochs are teacher+distill per task. Made by:", ""]
     for m in metas:
         where = ", ".join(str(m[k]) for k in ("device", "machine", "started") if k in m)
         lines.append(f"- `{m['command']}` ({where})")
@@ -252,13 +268,14 @@ def markdown(results: dict) -> str:
         by_table.setdefault((entry["setting"], entry["backend"]), []).append(entry)
     for (setting, backend), entries in by_table.items():
         lines += [f"## {setting} ({backend})", "",
-                  "| method | TAg | TAw | routing | TAg (entropy) | forgetting | epochs | runs "
-                  "| s/run |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | rule | TAg | TAw | routing | TAg (entropy) | forgetting | epochs "
+                  "| runs | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
         for e in entries:
             cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
                      for m in ("tag", "taw", "routing", "tag_entropy")]
             epochs = "+".join(str(v) for v in e["epochs"])
-            lines.append(f"| {e['method']} | {' | '.join(cells)} | "
+            lines.append(f"| {e['method']} | {e.get('routing_rule', '')} | "
+                         f"{' | '.join(cells)} | "
                          f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
                          f"{e['seconds_mean']} |")
         lines.append("")
