@@ -33,13 +33,9 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     scored; without, the score-only rules."""
     x, y, true_task = test_set(tasks)
     subnets = subnets_for(owner, bn_snapshots, plan, tasks)
-    features = None
-    if stats is not None:
-        logits, features = backend.predict(model, x, subnets, cfg.inference.batch_size,
-                                           dataset.mean, dataset.std, features=True)
-    else:
-        logits = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
-                                 dataset.std)
+    out = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
+                          dataset.std, features=stats is not None)
+    logits, features = out if stats is not None else (out, None)
     return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
                            cfg.inference.temperature, cfg.inference.routing, features, stats)
 

@@ -332,13 +332,10 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
                                 derive_seed(cfg.seed, "model"))
     expected = {layer.name: layer.shape for layer in backend.layers(model)}
+    model_bn = backend.get_bn(model)
     history = History()
     for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
-        shapes = {k: tuple(v.shape) for k, v in ckpt.weights.items()}
-        if shapes != expected:
-            raise checkpoint.CheckpointError(f"{path} does not fit a {cfg.model} model for "
-                                             f"{dataset.name}")
-        checkpoint.check_fit(ckpt, path, expected, backend.get_bn(model),
+        checkpoint.check_fit(ckpt, path, expected, model_bn,
                              f"a {cfg.model} model for {dataset.name}")
         backend.set_weights(model, ckpt.weights)
         evaluation = evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
