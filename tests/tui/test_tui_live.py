@@ -129,6 +129,8 @@ def test_quitting_with_a_run_going_asks_and_stop_ends_it_resumably(tmp_path: Pat
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, LeaveScreen))
         await pilot.press("s")
+        # drive() kills children still alive when the scenario ends: let this one checkpoint.
+        await wait_for(pilot, lambda: not children[0].alive, timeout=60)
 
     drive(app, scenario)
     (child,) = children
