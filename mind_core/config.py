@@ -15,6 +15,7 @@ import attrs
 import tomllib
 
 from mind_core.masks import INITS
+from mind_core.network import CUSTOM_ARCH
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
 from mind_core.routing import ROUTINGS
 
@@ -101,7 +102,7 @@ class RunConfig:
     scenario: str = attrs.field(default="class", validator=_one_of("class", "domain"))
     tasks: int = attrs.field(default=5, validator=_positive)
     seed: int = attrs.field(default=0, validator=_non_negative)
-    model: str = attrs.field(default="small_cnn", validator=_one_of(*ARCHS))
+    model: str = attrs.field(default="small_cnn", validator=_one_of(*ARCHS, CUSTOM_ARCH))
     variant: str = attrs.field(default="mind",
                                validator=_one_of("mind", "self_distill", "packnet"))
     bn: str = attrs.field(default="per_task",

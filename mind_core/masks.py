@@ -135,7 +135,10 @@ def ownership_counts(owner: Ownership, num_tasks: int) -> dict[str, dict]:
 
 
 def he_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """He-normal init of a canonical weight ([out, in, ...]): std sqrt(2 / fan_in)."""
+    """He-normal init of a canonical weight ([out, in, ...]): std sqrt(2 / fan_in). A 1-D
+    tensor is a bias (a user's network, mind_core.network): it starts at 0."""
+    if len(shape) == 1:
+        return np.zeros(shape, np.float32)
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
     std = math.sqrt(2.0 / max(fan_in, 1))
     return (rng.standard_normal(shape) * std).astype(np.float32)
@@ -168,6 +171,8 @@ def dead_rows(weights: dict[str, np.ndarray], gates: dict[str, np.ndarray]) -> d
     not counted: it was never its to use.)"""
     out = {}
     for name, w in weights.items():
+        if w.ndim == 1:  # a bias has no rows of its own
+            continue
         gate = gates[name].reshape(w.shape[0], -1)
         effective = (w * gates[name]).reshape(w.shape[0], -1)
         out[name] = int((gate.any(axis=1) & ~effective.any(axis=1)).sum())

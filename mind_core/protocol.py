@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
+from mind_core.network import CUSTOM_ARCH
+
 Weights = dict[str, np.ndarray]
 """Gated layer name (stable dotted path) -> canonical float32 weight."""
 Masks = dict[str, np.ndarray]
@@ -26,7 +28,7 @@ ProgressFn = Callable[[int, int, float], None]
 StopFn = Callable[[], bool]
 """should_stop(): polled by a backend between batches; True abandons the epoch."""
 
-ARCHS = ("small_cnn", "resnet32")
+ARCHS = ("small_cnn", "resnet32")  # built in; CUSTOM_ARCH is a user's network (network.py)
 # The smallest image side each architecture can take: small_cnn halves its input twice (two
 # 2x2 max-pools), so a side under 4 pixels pools away to nothing; resnet32's strided
 # convolutions are padded and take any size.
@@ -39,7 +41,7 @@ MASKINGS = ("zero", "slice")
 class ModelSpec:
     """What to build. Every conv/linear layer is bias-free and gated; BN layers are not."""
 
-    arch: str = attrs.field(validator=attrs.validators.in_(ARCHS))
+    arch: str = attrs.field(validator=attrs.validators.in_((*ARCHS, CUSTOM_ARCH)))
     input_shape: tuple[int, int, int]  # (height, width, channels)
     num_classes: int
 
@@ -48,7 +50,7 @@ class ModelSpec:
 class LayerInfo:
     name: str  # stable dotted path, identical in every backend
     shape: tuple[int, ...]  # canonical shape
-    kind: str  # "conv" | "linear"
+    kind: str  # "conv" | "linear" | "bias" (a user's conv/linear bias, [out], owned like weights)
     classifier: bool = False  # the output layer: allocated by class rows
 
 
@@ -132,8 +134,20 @@ class Backend(Protocol):
         """Framework versions, recorded in config.json."""
 
     def build_model(self, spec: ModelSpec, seed: int) -> Any:
-        """A fresh randomly initialised model (He-normal convs/linears, BN gamma 1 beta 0),
-        all gates 1, deterministic for a seed on CPU."""
+        """A fresh randomly initialised model (He-normal convs/linears, biases 0, BN gamma 1
+        beta 0), all gates 1, deterministic for a seed on CPU. spec.arch == CUSTOM_ARCH builds
+        a copy of the network adopted last (adopt_network); without one, a NetworkError."""
+
+    def adopt_network(self, network: Any, input_shape: tuple[int, int, int],
+                      num_classes: int) -> str:
+        """Convert a user's network (this framework's model object) into the backend's gated
+        form with per-task BN, and keep it as the template CUSTOM_ARCH builds from; the
+        user's object is not modified. Layer names are the user's dotted names; a conv or
+        linear bias is its own gated tensor "<layer>.bias" (LayerInfo kind "bias"). The
+        classifier is mind_core.network.choose_classifier's choice. Any problem (an
+        unsupported layer, a classifier of the wrong width, a network that fails on an
+        input_shape batch) is a mind_core.network.NetworkError with a one-line message.
+        Returns a one-line description (mind_core.network.describe)."""
 
     def layers(self, model: Any) -> list[LayerInfo]:
         """Every gated layer in a stable order (same names and order in every backend)."""
