@@ -14,8 +14,7 @@ import traceback
 from pathlib import Path
 
 from mind_core import __version__
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+from mind_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 
 
 class StopFlag:
@@ -106,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args) -> int:
     from mind_core.config import resolve_config
     from mind_core.console import ConsoleReporter, metrics_table
+    from mind_core.rundir import check_out_writable
     from mind_core.runner import default_run_dir, start_run
 
     cfg = resolve_config(args.preset, args.overrides, backend=args.backend, dataset=args.dataset,
@@ -118,34 +118,6 @@ def _cmd_run(args) -> int:
     print("\n" + metrics_table(metrics))
     print(f"\nRun directory: {run_dir}")
     return 0
-
-
-def check_out_writable(out: Path) -> None:
-    """A RunDirError (one line) for an --out the run could not write: a file, a path under a
-    file, a read-only or unwritable file system, a working directory that is gone. Creates
-    nothing: the probe file lives in the nearest existing folder and vanishes at once."""
-    import tempfile
-
-    from mind_core.runner import RunDirError
-
-    try:
-        path = Path(out).absolute()
-    except OSError as exc:  # os.getcwd() fails once the working directory is deleted
-        raise RunDirError(f"--out {out}: the working directory is gone "
-                          f"({exc.strerror or exc})") from None
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"--out {out} is a file, not a directory")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunDirError(f"--out {out} cannot be created: {existing} is a file")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise RunDirError(f"--out {out} is not writable: cannot create files in {existing} "
-                          f"({exc.strerror or exc})") from None
 
 
 def _cmd_resume(args) -> int:
@@ -251,18 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0
-    from mind_core.checkpoint import CheckpointError
-    from mind_core.config import ConfigError
-    from mind_core.data.base import DatasetError
     from mind_core.engine import Diverged, Interrupted
-    from mind_core.registry import BackendError
-    from mind_core.runner import RunDirError
-    from mind_core.schedule import ScheduleError
+    from mind_core.errors import bad_input_errors
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DatasetError, CheckpointError, BackendError, RunDirError,
-            ScheduleError) as exc:
+    except bad_input_errors() as exc:
         print(f"mind: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Diverged as exc:  # the run's own numbers failed: exit 1, no traceback to read

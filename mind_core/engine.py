@@ -317,7 +317,8 @@ class Engine:
         task = self.tasks[t]
         if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
             return
-        subnet = subnets_for(self.owner, self.bn_snapshots, self.plan, self.tasks[:t + 1])[t]
+        subnet = subnets_for(self.owner, self.bn_snapshots, self.plan,
+                             [task.class_range for task in self.tasks[:t + 1]])[t]
         _, features = self.backend.predict(self.model, task.x_train, [subnet],
                                            self.cfg.inference.batch_size, self.dataset.mean,
                                            self.dataset.std, features=True)

@@ -17,12 +17,14 @@ from mind_core.routing import TaskStats
 from mind_core.schedule import TaskData, test_set
 
 
-def subnets_for(owner, bn_snapshots, plan: Plan, tasks: list[TaskData]) -> list[Subnet]:
+def subnets_for(owner, bn_snapshots, plan: Plan,
+                class_ranges: list[tuple[int, int]]) -> list[Subnet]:
+    """One Subnet per learned task (class_ranges[j]: task j's classes)."""
     latest = len(bn_snapshots) - 1
     return [Subnet(gates=masks.gates(owner, j, plan.weight_sharing),
                    bn=bn_snapshots[plan.bn_for_inference(j, latest)],
-                   class_range=task.class_range)
-            for j, task in enumerate(tasks)]
+                   class_range=class_range)
+            for j, class_range in enumerate(class_ranges)]
 
 
 def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snapshots,
@@ -32,7 +34,7 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     one TaskStats per task, the features come from the same passes and every routing rule is
     scored; without, the score-only rules."""
     x, y, true_task = test_set(tasks)
-    subnets = subnets_for(owner, bn_snapshots, plan, tasks)
+    subnets = subnets_for(owner, bn_snapshots, plan, [t.class_range for t in tasks])
     out = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
                           dataset.std, features=stats is not None)
     logits, features = out if stats is not None else (out, None)

@@ -27,7 +27,9 @@ from mind_core.config import (
 from mind_core.engine import Engine
 from mind_core.evaluation import History, evaluate_task
 from mind_core.events import write_json_atomic
+from mind_core.network import CUSTOM_ARCH
 from mind_core.plan import Plan, derive_seed, model_spec
+from mind_core.protocol import Backend
 from mind_core.registry import BACKENDS, BackendError, get_backend
 from mind_core.routing import check_rule
 from mind_core.rundir import (
@@ -128,10 +130,13 @@ def _take_over(lock: RunDirLock) -> RunDirLock:
     return lock
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str]) -> RunDirLock:
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str],
+                    data: dict[str, Any] | None = None, network: str | None = None
+                    ) -> RunDirLock:
     """Create the run directory, lock it and write config.json; returns the held lock, which
     the caller keeps for the whole run. Checked again under the lock: two `mind run --out`
-    started together cannot both pass."""
+    started together cannot both pass. data: the dataset's facts (Dataset.facts), so a run's
+    predictions need only its directory; network: a user's network, described."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunDirLock(run_dir).acquire()
     try:
@@ -141,7 +146,8 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str]) -> 
             "name": run_dir.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": config_to_dict(cfg),
             "versions": {"mind": __version__, "python": platform.python_version(),
-                         "numpy": np.__version__, **versions}})
+                         "numpy": np.__version__, **versions},
+            **({"data": data} if data else {}), **({"network": network} if network else {})})
     except BaseException:
         lock.release()
         raise
@@ -207,16 +213,29 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def adopt(backend: Backend, network: Any, cfg: RunConfig, image_shape: tuple[int, int, int],
+          num_classes: int) -> str | None:
+    """Give the backend a user's network to build (model=custom); None without one."""
+    if network is None:
+        return None
+    if cfg.model != CUSTOM_ARCH:
+        raise ConfigError("model", f"a network was passed, so model must be {CUSTOM_ARCH!r}, "
+                          f"not {cfg.model!r}")
+    return backend.adopt_network(network, tuple(image_shape), int(num_classes))
+
+
 def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              load: Callable = load_dataset) -> dict[str, Any]:
+              load: Callable = load_dataset, network: Any = None) -> dict[str, Any]:
+    """Train a new run in run_dir. network: a user's own network (cfg.model == "custom")."""
     run_dir = Path(run_dir)
     check_out_dir(run_dir)  # before the framework and the data: a wrong --out fails fast
     backend = get_backend(cfg.backend, cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
+    described = adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     engine = Engine(cfg, backend, dataset, run_dir, observers, should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
-                                        **backend.versions()}):
+                                        **backend.versions()}, dataset.facts(), described):
         return engine.run()
 
 
@@ -304,9 +323,11 @@ def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None) -> RunConfi
 
 def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | None = None,
                  load: Callable = load_dataset,
-                 overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 overrides: Mapping[str, str] | None = None, network: Any = None
+                 ) -> dict[str, Any]:
     """Re-evaluate every finished task from its checkpoint; returns metrics.json's shape.
-    overrides: inference settings (routing rule, temperature) to evaluate with instead."""
+    overrides: inference settings (routing rule, temperature) to evaluate with instead;
+    network: the user's network a model=custom run was trained with."""
     run_dir = Path(run_dir)
     cfg = eval_config(read_run_config(run_dir), overrides)
     backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
@@ -328,6 +349,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
                           f"{run_dir}: {STATS_MISSING}")
     backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
+    adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
                                 derive_seed(cfg.seed, "model"))

@@ -23,6 +23,23 @@ def class_order(num_classes: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(num_classes)
 
 
+def class_ranges(num_classes: int, num_tasks: int, scenario: str) -> list[tuple[int, int]]:
+    """Each task's [lo, hi) in the relabelled space: contiguous equal blocks for "class",
+    every class for "domain"."""
+    if scenario == "domain":
+        return [(0, num_classes)] * num_tasks
+    per_task = num_classes // num_tasks
+    return [(t * per_task, (t + 1) * per_task) for t in range(num_tasks)]
+
+
+def original_labels(num_classes: int, scenario: str, seed: int) -> np.ndarray:
+    """original_labels[new label] = the dataset's own class id (class-incremental runs
+    relabel classes in their seeded order; domain-incremental runs keep them)."""
+    if scenario == "domain":
+        return np.arange(num_classes)
+    return class_order(num_classes, seed)
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class TaskData:
     index: int
@@ -50,10 +67,8 @@ def class_incremental(dataset: Dataset, num_tasks: int, seed: int) -> list[TaskD
     relabel[order] = np.arange(num_classes)
     y_train = relabel[dataset.y_train]
     y_test = relabel[dataset.y_test]
-    per_task = num_classes // num_tasks
     tasks = []
-    for t in range(num_tasks):
-        lo, hi = t * per_task, (t + 1) * per_task
+    for t, (lo, hi) in enumerate(class_ranges(num_classes, num_tasks, "class")):
         train = (y_train >= lo) & (y_train < hi)
         test = (y_test >= lo) & (y_test < hi)
         tasks.append(TaskData(

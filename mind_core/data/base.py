@@ -31,3 +31,10 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.x_train.shape[1:4])  # type: ignore[return-value]
+
+    def facts(self) -> dict:
+        """What predicting on new images needs to know of the data, as JSON (config.json's
+        "data"): the image shape, the classes and the normalisation."""
+        return {"name": self.name, "image_shape": list(self.image_shape),
+                "num_classes": int(self.num_classes), "class_names": list(self.class_names),
+                "mean": list(self.mean), "std": list(self.std)}

@@ -1,0 +1,212 @@
+"""MIND from Python: train on arrays or a named dataset, with a built-in network or your own,
+then predict on new images. Re-exported by `mind_core`:
+
+    import mind_core as mind
+    run = mind.fit(model, mind.arrays(x_train, y_train, x_test, y_test), tasks=5)
+    run.metrics                # metrics.json as a dict
+    classes, tasks = run.predict(x)
+    mind.load("runs/mine")     # a Run from its directory
+
+Every bad input (settings, data, network, run directory, checkpoint) raises MindError with
+a one-line message before anything is written. docs/python-api.md documents it all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mind_core.config import RunConfig, resolve_config
+from mind_core.data.base import Dataset
+from mind_core.errors import MindError, bad_input_errors
+from mind_core.events import Observer
+from mind_core.inference import Predictions, Predictor
+from mind_core.network import CUSTOM_ARCH, NetworkError
+from mind_core.rundir import METRICS, check_out_writable
+from mind_core.runner import default_run_dir, evaluate_run, load_dataset, read_run_config
+
+__all__ = ["MindError", "Run", "arrays", "fit", "load"]
+
+FRAMEWORK_OF_MODULE = {"torch": "torch", "keras": "tf", "tensorflow": "tf", "tf_keras": "tf"}
+"""Top-level module of a network's class (or a base class) -> the backend that trains it."""
+
+
+def arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays",
+           class_names=None) -> Dataset:
+    """A dataset from numpy arrays: uint8 images [n, h, w] or [n, h, w, c] (c = 1 or 3),
+    integer labels 0..K-1 with every class in the train split. Normalisation statistics come
+    from the train split."""
+    from mind_core.data.user import dataset_from_arrays
+
+    given = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    if class_names is not None:
+        given["class_names"] = class_names
+    with _as_mind_errors():
+        return dataset_from_arrays(name, given, name)
+
+
+def backend_for(network: Any) -> str:
+    """The backend that trains a network object: from the framework its class comes from,
+    or the object's `__mind_backend__` (a backend name or module:Class of a third backend)."""
+    named = getattr(network, "__mind_backend__", None)
+    if isinstance(named, str):
+        return named
+    for cls in type(network).__mro__:
+        backend = FRAMEWORK_OF_MODULE.get(cls.__module__.split(".")[0])
+        if backend:
+            return backend
+    raise NetworkError(f"model must be a torch nn.Module or a Keras model, got "
+                       f"{type(network).__module__}.{type(network).__qualname__}")
+
+
+def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | None = None,
+        backend: str | None = None, preset: str = "demo", config: str | Path | None = None,
+        settings: Mapping[str, Any] | None = None, seed: int | None = None,
+        device: str | None = None, out: str | Path | None = None,
+        on_event: Observer | None = None, tensorboard: str | Path | None = None) -> Run:
+    """Train MIND task by task and return the finished Run.
+
+    model: None (the preset's network), a torch nn.Module or a Keras model (converted to
+    gated layers with per-task BatchNorm; its last linear layer is the classifier and must be
+    as wide as the data has classes). backend: "torch" or "tf"; inferred from model.
+    data: mind.arrays(...), or a dataset name as `mind run --dataset` takes (None: the
+    preset's). preset / config: the settings to start from (a preset name, or a TOML file
+    with the presets' schema); settings: dotted keys on top, e.g. {"distill.epochs": 4}.
+    out: the run directory (default runs/<name>-<backend>-<time>). on_event: called with
+    every event dict as it happens (events.jsonl's lines). tensorboard: a folder for
+    TensorBoard scalars (needs the tensorboard extra).
+    """
+    from mind_core.runner import start_run
+
+    with _as_mind_errors():
+        if model is not None:
+            inferred = backend_for(model)
+            if backend is not None and backend != inferred:
+                raise NetworkError(f"the model is a {inferred} network but backend={backend!r} "
+                                   "was asked for: leave backend out, or pass a matching model")
+            backend = inferred
+        cfg = _config(preset, config, settings, model=CUSTOM_ARCH if model is not None else None,
+                      tasks=tasks, backend=backend, seed=seed, device=device,
+                      dataset=data.name if isinstance(data, Dataset) else data)
+        run_dir = Path(out) if out is not None else default_run_dir(cfg)
+        check_out_writable(run_dir)
+        observers: list[Callable] = [on_event] if on_event is not None else []
+        logger = _tensorboard(tensorboard) if tensorboard is not None else None
+        if logger is not None:
+            observers.append(logger)
+        try:
+            start_run(cfg, run_dir, observers, load=_loader(data), network=model)
+        finally:
+            if logger is not None:
+                logger.close()
+    return Run(run_dir, model=model, data=data if isinstance(data, Dataset) else None)
+
+
+def load(run_dir: str | Path, model: Any = None, *, backend: str | None = None,
+         device: str | None = None, data: Dataset | None = None) -> Run:
+    """A Run from its directory. model: the network a model=custom run trained (the same
+    architecture; for the other backend, built in that framework with the same layer names).
+    backend: evaluate/predict with this backend instead of the run's (checkpoints are
+    backend-neutral). data: the arrays a run trained on, for Run.evaluate()."""
+    with _as_mind_errors():
+        read_run_config(Path(run_dir))  # a run directory, or one line saying why not
+        if model is not None:
+            inferred = backend_for(model)
+            if backend is not None and backend != inferred:
+                raise NetworkError(f"the model is a {inferred} network but backend={backend!r} "
+                                   "was asked for")
+            backend = inferred
+    return Run(Path(run_dir), model=model, backend=backend, device=device, data=data)
+
+
+class Run:
+    """A run directory: its settings, its metrics, and predictions with its sub-networks."""
+
+    def __init__(self, path: Path, model: Any = None, backend: str | None = None,
+                 device: str | None = None, data: Dataset | None = None):
+        self.path = Path(path)
+        self._model, self._backend, self._device, self._data = model, backend, device, data
+        self._predictor: Predictor | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def config(self) -> RunConfig:
+        with _as_mind_errors():
+            return read_run_config(self.path)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """metrics.json (TAg, TAw, routing accuracy per task and final); {} before the first
+        task has finished."""
+        path = self.path / METRICS
+        if not path.is_file():
+            return {}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Task-agnostic predictions for uint8 images of the run's shape: (class ids in the
+        dataset's own labels, the task each image was routed to), both int64 [n]."""
+        found = self.predictions(x, batch_size)
+        return found.classes, found.tasks
+
+    def predictions(self, x: np.ndarray, batch_size: int | None = None) -> Predictions:
+        """As predict, with each prediction's score and the class names."""
+        with _as_mind_errors():
+            if self._predictor is None:
+                self._predictor = Predictor(self.path, self._backend, self._device,
+                                            network=self._model, load=_loader(self._data))
+            return self._predictor.predict(x, batch_size)
+
+    def evaluate(self, routing: str | None = None, temperature: float | None = None
+                 ) -> dict[str, Any]:
+        """Evaluate every finished task again from its checkpoint (metrics.json's shape),
+        optionally with another routing rule or temperature. A run trained on arrays needs
+        them again: mind.load(RUN, data=mind.arrays(...))."""
+        overrides = {key: str(value) for key, value in (("inference.routing", routing),
+                     ("inference.temperature", temperature)) if value is not None}
+        with _as_mind_errors():
+            return evaluate_run(self.path, self._backend, self._device, load=_loader(self._data),
+                                overrides=overrides, network=self._model)
+
+
+def _config(preset: str, config: str | Path | None, settings: Mapping[str, Any] | None,
+            **fields: Any) -> RunConfig:
+    given = {key: value for key, value in fields.items() if value is not None}
+    if config is None:
+        return resolve_config(preset, {**(settings or {}), **given})
+    from mind_core.config_files import read_config_file
+
+    return resolve_config(preset, {**(settings or {}), **given},
+                          base=read_config_file(Path(config)))
+
+
+def _loader(data: Dataset | str | None) -> Callable:
+    if isinstance(data, Dataset):
+        return lambda name, data_dir=None: data
+    return load_dataset
+
+
+def _tensorboard(log_dir: str | Path):
+    from mind_core.tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger(log_dir)
+
+
+class _as_mind_errors:
+    """Re-raise every bad-input exception as MindError with the same one-line message."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and not isinstance(exc, MindError) \
+                and isinstance(exc, bad_input_errors()):
+            raise MindError(str(exc)) from None
+        return False
