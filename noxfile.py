@@ -32,7 +32,7 @@ def lint(session):
 def core(session):
     """Core, property tests, data loaders, engine and CLI with the numpy fake backend."""
     install(session)
-    pytest(session, "tests/core", "tests/properties", "tests/data", "tests/cli")
+    pytest(session, "tests/core", "tests/properties", "tests/data", "tests/cli", "tests/api")
 
 
 @nox.session

@@ -103,7 +103,9 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
         finally:
             if logger is not None:
                 logger.close()
-    return Run(run_dir, model=model, data=data if isinstance(data, Dataset) else None)
+    # The backend the user named (or the model implies) stays trusted for this Run.
+    return Run(run_dir, model=model, backend=cfg.backend, device=device,
+               data=data if isinstance(data, Dataset) else None)
 
 
 def load(run_dir: str | Path, model: Any = None, *, backend: str | None = None,

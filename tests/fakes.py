@@ -36,6 +36,16 @@ class FakeModel:
         return w if self.gates is None else w * self.gates[name]
 
 
+class FakeNetwork:
+    """A user's "own network" for the fake backend: the same MLP with a classifier of
+    `outputs` units (the Python API's tests pass it to mind.fit)."""
+
+    __mind_backend__ = "tests.fakes:FakeBackend"
+
+    def __init__(self, outputs: int):
+        self.outputs = outputs
+
+
 class FakeTrainer:
     def __init__(self, model, phase, trainable, teacher):
         self.model, self.phase, self.trainable, self.teacher = model, phase, trainable, teacher
@@ -54,7 +64,23 @@ class FakeBackend:
     def versions(self):
         return {"numpy": np.__version__}
 
+    adopted: FakeNetwork | None = None
+
+    def adopt_network(self, network, input_shape, num_classes):
+        from mind_core.network import FoundLayer, choose_classifier, describe
+
+        found = [FoundLayer(name="fc1", kind="linear", out_width=HIDDEN),
+                 FoundLayer(name="bn1", kind="bn", out_width=HIDDEN),
+                 FoundLayer(name="fc", kind="linear", out_width=network.outputs)]
+        choose_classifier(found, num_classes)
+        self.adopted = network
+        return describe(type(network).__name__, found)
+
     def build_model(self, spec, seed):
+        from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
+
+        if spec.arch == CUSTOM_ARCH and self.adopted is None:
+            raise NetworkError(NO_NETWORK)
         return FakeModel(spec, seed)
 
     def layers(self, model):
