@@ -10,7 +10,7 @@ once for it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from mind_core.runner import (
     STATS_MISSING,
     adopt,
     check_task_files,
+    eval_config,
     load_dataset,
     read_run_config,
     task_checkpoints,
@@ -64,9 +65,11 @@ class Predictor:
     """The final sub-networks of a run, ready to classify images of the run's shape."""
 
     def __init__(self, run_dir: Path, backend: str | None = None, device: str | None = None,
-                 network: Any = None, load: Callable = load_dataset):
+                 network: Any = None, load: Callable = load_dataset,
+                 overrides: Mapping[str, str] | None = None):
+        """overrides: inference settings to predict with instead of the run's own."""
         run_dir = Path(run_dir)
-        self.cfg = cfg = read_run_config(run_dir)
+        self.cfg = cfg = eval_config(read_run_config(run_dir), overrides)
         backend_name = trusted_backend(cfg, run_dir, backend, "predict")
         paths = task_checkpoints(run_dir)
         check_task_files(run_dir, paths)

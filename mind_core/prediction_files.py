@@ -1,0 +1,84 @@
+"""`mind predict`'s files: the images to classify (an .npz or a folder of images) and the
+CSV of predictions (one row per image: class, class name, task, score)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mind_core.data.base import DatasetError
+from mind_core.data.images import IMAGE_SUFFIXES, decode_into
+from mind_core.inference import Predictions
+
+NPZ_KEYS = ("x", "images", "x_test")
+"""Where an .npz's images are looked for, in order; an .npz with one array may name it
+anything."""
+CSV_COLUMNS = ("image", "class", "class_name", "task", "score")
+
+
+def read_images(path: Path, image_shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:
+    """(an id per image, uint8 images): an .npz's rows are numbered, a folder's images (any
+    depth, sorted) are named by their path relative to the folder."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_folder(path, image_shape)
+    if path.is_file() and path.suffix == ".npz":
+        images = _read_npz(path)
+        return [str(i) for i in range(len(images))], images
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist: give an .npz of images or a folder of "
+                           "images")
+    raise DatasetError(f"{path} is neither an .npz nor a folder of images")
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    for key in NPZ_KEYS:
+        if key in arrays:
+            return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise DatasetError(f"{path} holds {sorted(arrays)}: name the images array one of "
+                       f"{', '.join(NPZ_KEYS)}")
+
+
+def _read_folder(folder: Path, image_shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:
+    paths = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DatasetError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    height, width, channels = image_shape
+    images = np.empty((len(paths), height, width, channels), np.uint8)
+    # Images of another size are an error (decode_into names the file), never silently resized:
+    # the run's network was trained on its own size.
+    decode_into(images, paths, "L" if channels == 1 else "RGB")
+    return [p.relative_to(folder).as_posix() for p in paths], images
+
+
+def predictions_csv(ids: list[str], found: Predictions) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for name, cls, class_name, task, score in zip(ids, found.classes, found.names(),
+                                                  found.tasks, found.scores, strict=True):
+        writer.writerow([name, int(cls), class_name, int(task), f"{float(score):.6f}"])
+    return out.getvalue()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """The whole file or none of it: a temp file beside it, then a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None
