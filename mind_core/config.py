@@ -6,6 +6,7 @@ A config is resolved in one order: preset -> variant defaults -> overrides. Ever
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import math
 from collections.abc import Iterable, Mapping
@@ -21,10 +22,12 @@ from mind_core.routing import ROUTINGS
 
 
 class ConfigError(ValueError):
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}" if key else message)
-        self.key = key
-        self.message = message
+    """source: where the setting was written (a file, "preset NAME"), named first in the line."""
+
+    def __init__(self, key: str, message: str, source: str = ""):
+        text = f"{key}: {message}" if key else message
+        super().__init__(f"{source}: {text}" if source else text)
+        self.key, self.message, self.source = key, message, source
 
 
 def _positive(inst, attribute, value):
@@ -140,6 +143,7 @@ def _field_types() -> dict[str, type]:
 
 
 FIELD_TYPES = _field_types()
+_DEFAULT = RunConfig()
 
 
 def _parse_value(key: str, raw: Any) -> Any:
@@ -204,12 +208,34 @@ def _unalias(flat: Mapping[str, Any]) -> dict[str, Any]:
     return {ALIASES.get(k, k): val for k, val in flat.items()}
 
 
-def _check_keys(flat: Mapping[str, Any]) -> None:
+def _check_keys(flat: Mapping[str, Any], source: str = "") -> None:
+    """The one rule for setting names, wherever they come from (--set, a file, a preset, a
+    saved config): an unknown one is refused with the nearest known spellings."""
     for key in flat:
-        if key not in FIELD_TYPES:
-            close = [k for k in FIELD_TYPES if k.split(".")[-1] == key.split(".")[-1]]
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(key, f"unknown setting{hint}")
+        if key in FIELD_TYPES:
+            continue
+        parts = key.split(".")
+        owners = [p for p in (".".join(parts[:i]) for i in range(1, len(parts)))
+                  if p in FIELD_TYPES]
+        if key in _SECTIONS:
+            message = f"expected a table of settings ({key}.*), got one value"
+        elif owners:  # `tasks.x=1`, or `[tasks]` in a file: a table where one value belongs
+            message = f"unknown setting ({owners[0]} is one value, not a table)"
+        else:
+            message = f"unknown setting{_did_you_mean(key)}"
+        raise ConfigError(key, message, source)
+
+
+def _did_you_mean(key: str) -> str:
+    # The same last part first (`lr` -> teacher.lr or distill.lr: the section was left out),
+    # else the closest spellings; ties are all shown, as neither is likelier.
+    known = [*FIELD_TYPES, *ALIASES]
+    close = [k for k in FIELD_TYPES if k.split(".")[-1] == key.split(".")[-1]]
+    if not close:
+        ratio = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in known}
+        best = max(ratio.values())
+        close = [k for k in known if ratio[k] == best] if best >= 0.6 else []
+    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
 
 
 def build_config(flat: Mapping[str, Any]) -> RunConfig:
@@ -225,7 +251,10 @@ def build_config(flat: Mapping[str, Any]) -> RunConfig:
             sections[section][field] = value
         else:
             top[key] = value
-    built = {name: _build(cls, sections[name], name) for name, cls in _SECTIONS.items()}
+    # A section's unset fields take RunConfig's defaults (distill.lr is 0.035, not 0.005).
+    defaults = {name: attrs.asdict(getattr(_DEFAULT, name)) for name in _SECTIONS}
+    built = {name: _build(cls, {**defaults[name], **sections[name]}, name)
+             for name, cls in _SECTIONS.items()}
     cfg = _build(RunConfig, {**top, **built}, "")
     _check_consistency(cfg)
     return cfg
@@ -353,18 +382,25 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
 
 
 def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str, Any] = (),
-                   **fields: Any) -> RunConfig:
-    """preset -> variant defaults -> overrides (strings "key=value" or a mapping) -> fields."""
-    flat = flatten(load_preset(preset))
-    flat.setdefault("name", preset)
+                   *, base: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
+    """preset (or base in its place: a flat or nested dict, e.g. a file's or a run's) ->
+    variant defaults -> overrides (strings "key=value" or a mapping) -> fields. The variant's
+    defaults override the preset's settings when the overrides change the variant; else they
+    only fill what it leaves out, so a saved config comes back exactly as it was."""
+    flat = _unalias(flatten(load_preset(preset) if base is None else base))
+    if base is None:
+        flat.setdefault("name", preset)
+    _check_keys(flat, f"preset {preset}" if base is None else "")
     given = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     given.update({k: val for k, val in fields.items() if val is not None})
     given = _unalias(given)
     _check_keys(given)
-    variant = str(given.get("variant", flat.get("variant", "mind"))).strip()
+    own = str(flat.get("variant", "mind")).strip()
+    variant = str(given.get("variant", own)).strip()
     if variant not in VARIANT_DEFAULTS:
         raise ConfigError("variant", f"must be one of {', '.join(VARIANT_DEFAULTS)}; "
                           f"got {variant!r}")
-    flat.update(VARIANT_DEFAULTS[variant])
+    defaults = VARIANT_DEFAULTS[variant]
+    flat = {**flat, **defaults} if variant != own else {**defaults, **flat}
     flat.update(given)
     return build_config(flat)
