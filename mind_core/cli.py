@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train MIND (default: the demo preset on built-in data)",
                          description="Train MIND task by task and evaluate after each task.")
-    run.add_argument("--preset", default="demo", help="configuration preset (see `mind presets`)")
+    run.add_argument("--preset", help="configuration preset (see `mind presets`; default demo)")
+    run.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings "
+                     "instead of a preset (`mind presets --show NAME` writes one)")
+    run.add_argument("--from", dest="from_run", type=Path, metavar="RUN_DIR",
+                     help="rerun that run's configuration (with --set and flags on top)")
     run.add_argument("--backend", help="torch (default), tf, or module:Class")
     run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH, folder:PATH")
     run.add_argument("--data-dir", help="where datasets are looked for (else $MIND_DATA_DIR)")
@@ -80,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--routing", choices=["all"], help="`all`: one table of every routing "
                     "rule (routing accuracy, TAg, TAw) for the same checkpoints")
 
-    sub.add_parser("presets", help="list configuration presets")
+    presets = sub.add_parser("presets", help="list configuration presets")
+    presets.add_argument("--show", metavar="NAME", help="print every setting of preset NAME "
+                         "as TOML, to edit and pass to `mind run --config`")
     ds = sub.add_parser("datasets", help="list, download or generate datasets",
                         description="`mind datasets` lists every dataset and whether it is "
                         "available here; `mind datasets download cifar100|tinyimagenet|core50` "
@@ -103,13 +109,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from mind_core.config import resolve_config
+    from mind_core.config_files import run_config
     from mind_core.console import ConsoleReporter, metrics_table
     from mind_core.rundir import check_out_writable
     from mind_core.runner import default_run_dir, start_run
 
-    cfg = resolve_config(args.preset, args.overrides, backend=args.backend, dataset=args.dataset,
-                         seed=args.seed, device=args.device, data_dir=args.data_dir)
+    cfg = run_config(args.preset, args.config, args.from_run, args.overrides,
+                     backend=args.backend, dataset=args.dataset, seed=args.seed,
+                     device=args.device, data_dir=args.data_dir)
     run_dir = args.out = args.out or default_run_dir(cfg)
     check_out_writable(run_dir)  # before the data and the framework load
     stop = StopFlag()
@@ -163,6 +170,11 @@ def rules_table_rows(metrics: dict) -> list[dict]:
 def _cmd_presets(args) -> int:
     from mind_core.config import list_presets
 
+    if args.show:
+        from mind_core.config_files import config_to_toml, resolve_config
+
+        print(config_to_toml(resolve_config(args.show)), end="")
+        return 0
     presets = list_presets()
     width = max(len(p.name) for p in presets)
     rule_width = max(len(p.routing) for p in presets)
