@@ -30,8 +30,9 @@ def lint(session):
 
 @nox.session
 def core(session):
-    """Core, property tests, data loaders, engine and CLI with the numpy fake backend."""
-    install(session)
+    """Core, property tests, data loaders, engine and CLI with the numpy fake backend; with
+    the report and TensorBoard extras (their missing-extra tests simulate the absence)."""
+    install(session, "report,tensorboard")
     pytest(session, "tests/core", "tests/properties", "tests/data", "tests/cli", "tests/api")
 
 

@@ -1,4 +1,5 @@
-"""The `mind` command: run, resume and evaluate MIND; list presets and datasets.
+"""The `mind` command: run, resume and evaluate MIND; report a run's results as plots and
+CSV tables; list presets and datasets.
 
 Exit codes: 0 done, 1 the run failed, 2 bad input (config, data, run directory, checkpoint),
 130 interrupted (the run checkpointed first; `mind resume DIR` continues it).
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<backend>-<time>)")
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
+    run.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log losses and "
+                     "accuracies as TensorBoard scalars in DIR (pip install -e '.[tensorboard]')")
 
     resume = sub.add_parser("resume", help="continue an interrupted run",
                             description="Continue a run from its last checkpoint.")
@@ -69,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--backend", help="the run's backend, needed again when it is a "
                         "module:Class (never imported from config.json on its own)")
     resume.add_argument("--quiet", action="store_true")
+    resume.add_argument("--tensorboard", type=Path, metavar="DIR", help="log TensorBoard "
+                        "scalars in DIR (the run's earlier log directory continues its curves)")
 
     ev = sub.add_parser("eval", help="re-evaluate a saved run from its checkpoints",
                         description="Evaluate every finished task of a run from its checkpoints, "
@@ -83,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
                     "inference.routing=mahalanobis --set inference.temperature=2")
     ev.add_argument("--routing", choices=["all"], help="`all`: one table of every routing "
                     "rule (routing accuracy, TAg, TAw) for the same checkpoints")
+
+    report = sub.add_parser("report", help="plots and CSV tables of a run's results",
+                            description="Write PNG plots (accuracy after each task, accuracy "
+                            "matrices, weights owned per layer) and CSV tables of a finished or "
+                            "partly finished run (needs pip install -e '.[report]').")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", dest="report_dir", type=Path, metavar="DIR",
+                        help="where to write (default RUN/report)")
 
     presets = sub.add_parser("presets", help="list configuration presets")
     presets.add_argument("--show", metavar="NAME", help="print every setting of preset NAME "
@@ -113,6 +126,7 @@ def _cmd_run(args) -> int:
     from mind_core.console import ConsoleReporter, metrics_table
     from mind_core.rundir import check_out_writable
     from mind_core.runner import default_run_dir, start_run
+    from mind_core.tensorboard import tensorboard_observers
 
     cfg = run_config(args.preset, args.config, args.from_run, args.overrides,
                      backend=args.backend, dataset=args.dataset, seed=args.seed,
@@ -121,7 +135,9 @@ def _cmd_run(args) -> int:
     check_out_writable(run_dir)  # before the data and the framework load
     stop = StopFlag()
     stop.install()
-    metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet)], stop)
+    with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
+        metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
+                            stop)
     print("\n" + metrics_table(metrics))
     print(f"\nRun directory: {run_dir}")
     return 0
@@ -130,11 +146,13 @@ def _cmd_run(args) -> int:
 def _cmd_resume(args) -> int:
     from mind_core.console import ConsoleReporter, metrics_table
     from mind_core.runner import resume_run
+    from mind_core.tensorboard import tensorboard_observers
 
     stop = StopFlag()
     stop.install()
-    metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet)], stop,
-                         backend=args.backend)
+    with tensorboard_observers(args.tensorboard) as tensorboard:
+        metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
+                             stop, backend=args.backend)
     print("\n" + metrics_table(metrics))
     print(f"\nRun directory: {args.run_dir}")
     return 0
@@ -165,6 +183,17 @@ def rules_table_rows(metrics: dict) -> list[dict]:
     final = metrics["final"]
     return [{"rule": name, "routing": values["routing"], "tag": values["tag"],
              "taw": final["taw"]} for name, values in final["rules"].items()]
+
+
+def _cmd_report(args) -> int:
+    from mind_core.report import write_report
+
+    written, notes = write_report(args.run_dir, args.report_dir)
+    for path in written:
+        print(path)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
 
 
 def _cmd_presets(args) -> int:
@@ -226,7 +255,7 @@ def _cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval,
+COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "report": _cmd_report,
             "presets": _cmd_presets, "datasets": _cmd_datasets, "config": _cmd_config}
 
 
@@ -237,10 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mind_core.engine import Diverged, Interrupted
     from mind_core.errors import bad_input_errors
+    from mind_core.extras import MissingExtra
 
     try:
         return COMMANDS[args.command](args)
     except bad_input_errors() as exc:
+        print(f"mind: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MissingExtra as exc:  # an optional dependency: one line naming its extra
         print(f"mind: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Diverged as exc:  # the run's own numbers failed: exit 1, no traceback to read

@@ -1,0 +1,269 @@
+"""`mind report`: a run directory's results as CSV tables and PNG plots.
+
+The numbers come from metrics.json (written after every task, so a partly finished run has
+one too) or, where it is missing, from the `evaluated` events of events.jsonl. The per-task
+routing accuracy is only in the events; it is used for the rows whose accuracies match
+metrics.json's, so that a metrics.json and an events.jsonl from different runs are never
+mixed. How much of each layer every task owns comes from the last `allocated` event, else from
+the newest checkpoint.
+
+Task numbers in the CSV files count from 0, as in events.jsonl and metrics.json; the plots
+label tasks from 1, as the console does. Plotting (mind_core.report_plots) needs matplotlib,
+the `report` extra; reading the run and writing the CSVs need nothing beyond the core.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mind_core.extras import require
+from mind_core.rundir import CHECKPOINT_DIR, CONFIG, EVENTS, METRICS, RunDirError
+
+Row = list[float | None]  # an accuracy per task; None where a task had no test samples
+
+
+@attrs.frozen(kw_only=True)
+class RunResults:
+    """What a report shows: one entry per finished task, in order."""
+
+    title: str
+    source: str  # the file the accuracies were read from
+    acc_matrix_tag: list[Row]  # row t: after task t, tasks 0..t
+    acc_matrix_taw: list[Row]
+    per_task_routing: list[Row | None]  # None for a row the events do not give
+    tag: Row
+    taw: Row
+    routing: Row
+    tag_entropy: Row
+    routing_rule: str
+    ownership: dict[str, dict[str, Any]] | None = None  # masks.ownership_counts' shape
+    ownership_task: int | None = None  # the last task allocated in `ownership`
+    ownership_source: str | None = None
+
+    @property
+    def tasks_done(self) -> int:
+        return len(self.tag)
+
+    @property
+    def has_routing_rows(self) -> bool:
+        return any(row is not None for row in self.per_task_routing)
+
+
+# ------------------------------------------------------------------ reading a run
+
+
+def load_results(run_dir: Path) -> RunResults:
+    """A run directory's results; RunDirError when it is not one or has no finished task."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"no run directory at {run_dir}")
+    metrics_path, events_path = run_dir / METRICS, run_dir / EVENTS
+    if not (metrics_path.is_file() or events_path.is_file()):
+        raise RunDirError(f"{run_dir} is not a run directory (no {METRICS} or {EVENTS})")
+    evaluated, allocated = _read_events(events_path)
+    metrics = _read_json(metrics_path) if metrics_path.is_file() else None
+    if metrics and metrics.get("tasks_done"):
+        results = _from_metrics(metrics, evaluated)
+        source = METRICS
+    elif evaluated:
+        results = _from_events(evaluated)
+        source = EVENTS
+    else:
+        raise RunDirError(f"{run_dir} has no finished task to report yet")
+    ownership, task, where = _ownership(run_dir, allocated)
+    return RunResults(title=_title(run_dir), source=source, ownership=ownership,
+                      ownership_task=task, ownership_source=where, **results)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RunDirError(f"{path} is unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} is unreadable (not a JSON object)")
+    return data
+
+
+def _read_events(path: Path) -> tuple[list[dict], dict | None]:
+    """The last `evaluated` event of each task 0, 1, ... (a resumed run may repeat one), and
+    the last `allocated` event."""
+    from mind_core.events import read_events
+
+    if not path.is_file():
+        return [], None
+    by_task: dict[int, dict] = {}
+    allocated = None
+    try:
+        for event in read_events(path):
+            if event.get("type") == "evaluated" and isinstance(event.get("task"), int):
+                by_task[event["task"]] = event
+            elif event.get("type") == "allocated" and isinstance(event.get("layers"), dict):
+                allocated = event
+    except OSError as exc:
+        raise RunDirError(f"{path} is unreadable ({exc})") from None
+    evaluated = []
+    while len(evaluated) in by_task:
+        evaluated.append(by_task[len(evaluated)])
+    return evaluated, allocated
+
+
+def _from_metrics(metrics: dict[str, Any], evaluated: list[dict]) -> dict[str, Any]:
+    try:
+        done = int(metrics["tasks_done"])
+        fields = {key: [list(row) for row in metrics[key][:done]]
+                  for key in ("acc_matrix_tag", "acc_matrix_taw")}
+        fields.update({key: list(metrics[key][:done])
+                       for key in ("tag", "taw", "routing", "tag_entropy")})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunDirError(f"{METRICS} lacks the accuracies of its {metrics.get('tasks_done')} "
+                          f"tasks ({type(exc).__name__}: {exc})") from None
+    routing_rows: list[Row | None] = []
+    for t in range(done):
+        event = evaluated[t] if t < len(evaluated) else None
+        same_run = event is not None and \
+            event.get("per_task_tag") == fields["acc_matrix_tag"][t] and \
+            event.get("per_task_taw") == fields["acc_matrix_taw"][t]
+        routing_rows.append(list(event["per_task_routing"])
+                            if same_run and "per_task_routing" in event else None)
+    return {**fields, "per_task_routing": routing_rows,
+            "routing_rule": str(metrics.get("routing_rule", "max_prob"))}
+
+
+def _from_events(evaluated: list[dict]) -> dict[str, Any]:
+    try:
+        return {
+            "acc_matrix_tag": [list(e["per_task_tag"]) for e in evaluated],
+            "acc_matrix_taw": [list(e["per_task_taw"]) for e in evaluated],
+            "per_task_routing": [list(e["per_task_routing"]) if "per_task_routing" in e
+                                 else None for e in evaluated],
+            "tag": [e["tag"] for e in evaluated],
+            "taw": [e["taw"] for e in evaluated],
+            "routing": [e["routing"] for e in evaluated],
+            "tag_entropy": [e.get("tag_entropy") for e in evaluated],
+            "routing_rule": str(evaluated[-1].get("routing_rule", "max_prob")),
+        }
+    except (KeyError, TypeError) as exc:
+        raise RunDirError(f"an evaluated event of {EVENTS} lacks {exc}") from None
+
+
+def _ownership(run_dir: Path, allocated: dict | None
+               ) -> tuple[dict[str, dict] | None, int | None, str | None]:
+    """Each layer's owned/free weight counts after the last allocation: the event's, else the
+    newest checkpoint's (resume.safetensors is written right after every allocation)."""
+    if allocated is not None:
+        return allocated["layers"], allocated.get("task"), EVENTS
+    from mind_core import checkpoint, masks
+
+    folder = run_dir / CHECKPOINT_DIR
+    tasks = sorted(folder.glob("task-*.safetensors"), key=lambda p: _task_number(p.stem))
+    for path in [folder / "resume.safetensors", *reversed(tasks)]:
+        if not path.is_file():
+            continue
+        try:
+            ckpt = checkpoint.load(path)
+            counts = masks.ownership_counts(ckpt.owner, ckpt.tasks)
+        except (checkpoint.CheckpointError, ValueError):
+            continue  # an unreadable checkpoint: try the next older one
+        owners = [t for layer in counts.values() for t, n in enumerate(layer["owned"]) if n]
+        return counts, max(owners, default=None), f"{CHECKPOINT_DIR}/{path.name}"
+    return None, None, None
+
+
+def _task_number(stem: str) -> int:
+    number = stem.split("-", 1)[1]
+    return int(number) if number.isdigit() else -1
+
+
+def _title(run_dir: Path) -> str:
+    """The run's name and settings from config.json; the folder's name without one."""
+    try:
+        data = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        cfg = data["config"]
+        preset = f" ({cfg['name']})" if cfg.get("name") else ""
+        return (f"{data.get('name') or run_dir.name}{preset}: {cfg['dataset']}, {cfg['tasks']} "
+                f"tasks, {cfg['variant']}, {cfg['backend']}")
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return run_dir.name
+
+
+# ------------------------------------------------------------------ CSV tables
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: a missing accuracy (None or NaN) is empty; floats keep full precision."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([[_cell(v) for v in row] for row in rows])
+    return path
+
+
+def write_tables(results: RunResults, out: Path) -> list[Path]:
+    """per_task_accuracy.csv (long: one row per task evaluated after each task), summary.csv
+    (one row per task learned) and, when known, ownership.csv (weights per layer and owner)."""
+    with_routing = results.has_routing_rows
+    long_rows = []
+    for t in range(results.tasks_done):
+        routing_row = results.per_task_routing[t]
+        for j in range(t + 1):
+            row = [t, j, results.acc_matrix_taw[t][j], results.acc_matrix_tag[t][j]]
+            if with_routing:
+                row.append(routing_row[j] if routing_row is not None else None)
+            long_rows.append(row)
+    written = [
+        _write_csv(out / "per_task_accuracy.csv",
+                   ["after_task", "task", "taw", "tag"] + (["routing"] if with_routing else []),
+                   long_rows),
+        _write_csv(out / "summary.csv", ["after_task", "tag", "taw", "routing", "tag_entropy"],
+                   [[t, results.tag[t], results.taw[t], results.routing[t],
+                     results.tag_entropy[t]] for t in range(results.tasks_done)]),
+    ]
+    if results.ownership:
+        tasks = len(next(iter(results.ownership.values()))["owned"])
+        written.append(_write_csv(
+            out / "ownership.csv",
+            ["layer", "total", "free"] + [f"task{t}" for t in range(tasks)],
+            [[name, layer["total"], layer["free"], *layer["owned"]]
+             for name, layer in results.ownership.items()]))
+    return written
+
+
+# ------------------------------------------------------------------ the command
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write the report of run_dir into out (default run_dir/report); returns the files
+    written and notes on what could not be shown. Without matplotlib: MissingExtra before
+    anything is read or written."""
+    require("matplotlib", "report", "mind report")
+    from mind_core.report_plots import write_plots
+
+    results = load_results(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot write the report to {out} ({exc.strerror or exc})") from None
+    if not out.is_dir():
+        raise RunDirError(f"cannot write the report to {out}: it is a file")
+    notes = []
+    if results.ownership is None:
+        notes.append("no allocation recorded (no allocated event or readable checkpoint): "
+                     "no ownership plot")
+    if not results.has_routing_rows:
+        notes.append(f"per-task routing accuracy not recorded in {EVENTS}: left out of "
+                     "per_task_accuracy.csv")
+    return write_plots(results, out) + write_tables(results, out), notes
