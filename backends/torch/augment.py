@@ -18,17 +18,26 @@ class Normaliser:
     convolutions run natively in it, which made ResNet-32 training steps about 20% and
     inference about 15% faster than with an NCHW copy (benchmarks/speed.py). CUDA keeps NCHW
     until someone measures channels_last there.
+
+    A user's network (channels_last=False) gets plain NCHW strides everywhere: it may .view()
+    its activations, which channels_last activations make fail. With one channel a permuted
+    NHWC tensor already counts as contiguous while keeping NHWC strides, from which convs
+    infer channels_last output; so that case is copied into fresh NCHW strides.
     """
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                 channels_last: bool = True):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
         self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=device)
-        self.layout = (torch.channels_last if torch.device(device).type == "cpu"
+        self.plain_nchw = not channels_last
+        self.layout = (torch.channels_last if channels_last and torch.device(device).type == "cpu"
                        else torch.contiguous_format)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() * (1.0 / 255.0) - self.mean) * self.inv_std
-        return x.permute(0, 3, 1, 2).contiguous(memory_format=self.layout)
+        x = ((x.float() * (1.0 / 255.0) - self.mean) * self.inv_std).permute(0, 3, 1, 2)
+        if self.plain_nchw:
+            return x.clone(memory_format=torch.contiguous_format)
+        return x.contiguous(memory_format=self.layout)
 
 
 class EpochAugmenter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,21 @@ import torch
 from torch import nn
 
 from backends.torch.augment import Normaliser
+from backends.torch.convert import convert_network
 from backends.torch.losses import get_loss
-from backends.torch.models import ARCHITECTURES, bn_layers, build, gated_layers
+from backends.torch.models import (
+    ARCHITECTURES,
+    bn_layers,
+    build,
+    classifier_name,
+    gated_layers,
+    gated_tensors,
+    initialise,
+    is_builtin,
+    logits_and_features,
+)
 from backends.torch.trainer import Trainer
+from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
 from mind_core.protocol import (
     BNState,
     EpochResult,
@@ -50,6 +63,12 @@ def resolve_device(device: str | None) -> str:
     return f"cuda:{number}"
 
 
+def _kind(attr: str, param: torch.Tensor) -> str:
+    if attr == "bias":
+        return "bias"
+    return "conv" if param.dim() == 4 else "linear"
+
+
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float32, copy=True).numpy()
 
@@ -66,6 +85,10 @@ class TorchBackend:
             torch.backends.cudnn.benchmark = True
         else:
             self.capabilities = frozenset({"deterministic"})
+        # The last adopted user network (CPU, gated, the user's values) and what it was
+        # adopted for: CUSTOM_ARCH builds copies of it.
+        self._template: nn.Module | None = None
+        self._template_for: tuple[tuple[int, int, int], int] | None = None
 
     def versions(self) -> dict[str, str]:
         out = {"torch": torch.__version__}
@@ -76,29 +99,51 @@ class TorchBackend:
 
     # -- models ---------------------------------------------------------------------------
     def build_model(self, spec: ModelSpec, seed: int) -> nn.Module:
+        if spec.arch == CUSTOM_ARCH:
+            return self._build_adopted(spec, seed).to(self._device)
         if spec.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {spec.arch!r}")
         return build(spec, seed).to(self._device)
 
+    def adopt_network(self, network: nn.Module, input_shape: tuple[int, int, int],
+                      num_classes: int) -> str:
+        shape = tuple(int(v) for v in input_shape)
+        template, found = convert_network(network, shape, int(num_classes))
+        self._template, self._template_for = template, (shape, int(num_classes))
+        return describe(type(network).__name__, found)
+
+    def _build_adopted(self, spec: ModelSpec, seed: int) -> nn.Module:
+        if self._template is None:
+            raise NetworkError(NO_NETWORK)
+        wanted = (tuple(int(v) for v in spec.input_shape), int(spec.num_classes))
+        if wanted != self._template_for:
+            (h, w, c), classes = self._template_for
+            raise NetworkError(f"the network was adopted for {h}x{w}x{c} images and {classes} "
+                               f"classes, not {'x'.join(map(str, wanted[0]))} and {wanted[1]}: "
+                               "adopt it again for this data")
+        model = copy.deepcopy(self._template)
+        initialise(model, seed)  # same draws, in module order, as the built-ins
+        model.spec = spec
+        return model
+
     def layers(self, model: nn.Module) -> list[LayerInfo]:
-        gated = gated_layers(model)
-        last = list(gated)[-1]
-        return [LayerInfo(name=name, shape=tuple(layer.weight.shape),
-                          kind="conv" if layer.weight.dim() == 4 else "linear",
-                          classifier=name == last)
-                for name, layer in gated.items()]
+        classifier = classifier_name(model)
+        return [LayerInfo(name=name, shape=tuple(tensor.param.shape),
+                          kind=_kind(tensor.attr, tensor.param),
+                          classifier=tensor.layer_name == classifier)
+                for name, tensor in gated_tensors(model).items()]
 
     def bn_layers(self, model: nn.Module) -> list[str]:
         return list(bn_layers(model))
 
     def get_weights(self, model: nn.Module) -> Weights:
-        return {name: _to_numpy(layer.weight) for name, layer in gated_layers(model).items()}
+        return {name: _to_numpy(tensor.param) for name, tensor in gated_tensors(model).items()}
 
     def set_weights(self, model: nn.Module, weights: Weights) -> None:
-        layers = gated_layers(model)
+        tensors = gated_tensors(model)
         with torch.no_grad():
             for name, array in weights.items():
-                param = self._lookup(layers, name, "weights").weight
+                param = self._lookup(tensors, name, "weights").param
                 param.copy_(self._tensor(array, tuple(param.shape), f"weights of {name}"))
 
     def get_bn(self, model: nn.Module) -> BNState:
@@ -119,17 +164,17 @@ class TorchBackend:
                                               f"BN {key} of {name}"))
 
     def set_gates(self, model: nn.Module, gates: Masks | None) -> None:
-        layers = gated_layers(model)
+        tensors = gated_tensors(model)
         gates = gates or {}
-        self._check_names(layers, gates, "gates")
+        self._check_names(tensors, gates, "gates")
         with torch.no_grad():
-            for name, layer in layers.items():
+            for name, tensor in tensors.items():
                 gate = gates.get(name)
                 if gate is None or np.all(gate):
-                    layer.set_gate(None)  # all ones: skip the multiply entirely
+                    tensor.layer.set_gate(None, tensor.attr)  # all ones: skip the multiply
                 else:
-                    layer.set_gate(self._tensor(gate, tuple(layer.weight.shape),
-                                                f"gate of {name}"))
+                    tensor.layer.set_gate(self._tensor(gate, tuple(tensor.param.shape),
+                                                       f"gate of {name}"), tensor.attr)
 
     # -- training -------------------------------------------------------------------------
     def start_phase(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
@@ -158,11 +203,12 @@ class TorchBackend:
                              "their logits cannot be stacked")
         width = widths.pop() if widths else 0
         gated = list(gated_layers(model).values())
-        normalise = Normaliser(mean, std, self._device)
+        feature_width = gated_layers(model)[classifier_name(model)].weight.shape[1]
+        normalise = Normaliser(mean, std, self._device, channels_last=is_builtin(model))
         model.eval()
         x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self._device)
         out = torch.empty((len(subnets), n, width), dtype=torch.float32, device=self._device)
-        feats = (torch.empty((len(subnets), n, model.fc.weight.shape[1]), dtype=torch.float32,
+        feats = (torch.empty((len(subnets), n, feature_width), dtype=torch.float32,
                              device=self._device) if features else None)
         try:
             for j, subnet in enumerate(subnets):
@@ -174,8 +220,9 @@ class TorchBackend:
                     for layer in gated:
                         layer.cache_effective_weight()  # weight * gate once per sub-network
                     for start in range(0, n, batch_size):
-                        hidden = model.features(normalise(x_dev[start:start + batch_size]))
-                        out[j, start:start + batch_size] = model.fc(hidden)[:, lo:hi]
+                        logits, hidden = logits_and_features(
+                            model, normalise(x_dev[start:start + batch_size]))
+                        out[j, start:start + batch_size] = logits[:, lo:hi]
                         if feats is not None:
                             feats[j, start:start + batch_size] = hidden
         finally:

@@ -1,15 +1,20 @@
-"""small_cnn and the CIFAR ResNet-32, exactly as docs/models.md names and builds them.
+"""small_cnn and the CIFAR ResNet-32, exactly as docs/models.md names and builds them, and
+what every model (built in or a user's converted network) is asked for: its gated tensors,
+BatchNorm layers, classifier, initialisation and (logits, features).
 
 Models take normalised float NCHW input and return logits over every class.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from backends.torch.layers import GATED_TYPES, GatedConv2d, GatedLinear
+from mind_core.network import FoundLayer, choose_classifier
 from mind_core.protocol import ModelSpec
 
 BN_EPS = 1e-5
@@ -40,6 +45,10 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.features(x)
+        return self.fc(hidden), hidden
 
 
 class BasicBlock(nn.Module):
@@ -89,25 +98,102 @@ class ResNet32(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
 
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.features(x)
+        return self.fc(hidden), hidden
+
 
 ARCHITECTURES = {"small_cnn": SmallCNN, "resnet32": ResNet32}
 
+BatchNorm = nn.modules.batchnorm._BatchNorm
+"""Any torch BatchNorm: the built-ins use BatchNorm2d, a user's network may add BatchNorm1d."""
+
+CLASSIFIER_ATTR = "mind_classifier"
+"""The attribute naming a model's classifier layer. A user's network picks it by forward order
+(convert.py), which its registration order need not follow, so it is recorded, not re-derived."""
+
+
+class GatedTensor(NamedTuple):
+    """One gated tensor: the weight or the bias of a gated layer."""
+
+    layer_name: str
+    layer: GatedConv2d | GatedLinear
+    attr: str  # "weight" | "bias"
+
+    @property
+    def param(self) -> nn.Parameter:
+        return getattr(self.layer, self.attr)
+
+    @property
+    def param_name(self) -> str:
+        """The parameter's dotted name in the model (as named_parameters() says it)."""
+        return f"{self.layer_name}.{self.attr}"
+
 
 def build(spec: ModelSpec, seed: int) -> nn.Module:
-    """A fresh model on the CPU: He-normal gated weights from a local generator (the global
-    torch seed is left alone), BN gamma 1, beta 0, mean 0, var 1."""
+    """A fresh built-in model on the CPU (see initialise)."""
     model = ARCHITECTURES[spec.arch](spec.input_shape[2], spec.num_classes)
+    found = [FoundLayer(name=name, kind="conv" if isinstance(layer, GatedConv2d) else "linear",
+                        out_width=layer.weight.shape[0])
+             for name, layer in gated_layers(model).items()]
+    setattr(model, CLASSIFIER_ATTR, choose_classifier(found, spec.num_classes))
+    initialise(model, seed)
+    model.spec = spec
+    return model
+
+
+def initialise(model: nn.Module, seed: int) -> None:
+    """He-normal gated weights drawn in module order from a local generator (the global torch
+    seed is left alone), biases 0, BN gamma 1, beta 0, mean 0, var 1, every gate dense."""
     generator = torch.Generator().manual_seed(int(seed))
     for module in model.modules():
         if isinstance(module, GATED_TYPES):
             module.reset_parameters(generator)
-    model.spec = spec
-    return model
+            for attr in module.gated_tensors():
+                module.set_gate(None, attr)
+        elif isinstance(module, BatchNorm):
+            module.reset_parameters()
 
 
 def gated_layers(model: nn.Module) -> dict[str, GatedConv2d | GatedLinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, GATED_TYPES)}
 
 
-def bn_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+def gated_tensors(model: nn.Module) -> dict[str, GatedTensor]:
+    """Every gated tensor by its canonical name, in module order: a layer's weight under the
+    layer's name, then its bias (if any) under "<layer>.bias"."""
+    out = {}
+    for name, layer in gated_layers(model).items():
+        for attr in layer.gated_tensors():
+            out[name if attr == "weight" else f"{name}.{attr}"] = GatedTensor(name, layer, attr)
+    return out
+
+
+def bn_layers(model: nn.Module) -> dict[str, BatchNorm]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, BatchNorm)}
+
+
+def classifier_name(model: nn.Module) -> str:
+    name = getattr(model, CLASSIFIER_ATTR, None)
+    if name is None:  # a model not made by build() or convert.py: its last linear layer
+        name = [n for n, m in gated_layers(model).items() if isinstance(m, GatedLinear)][-1]
+    return name
+
+
+def is_builtin(model: nn.Module) -> bool:
+    return isinstance(model, tuple(ARCHITECTURES.values()))
+
+
+def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, the classifier's input) from one forward pass. Built-ins split their forward
+    themselves; a user's network is run whole and its classifier's input caught by a hook."""
+    if is_builtin(model):
+        return model.logits_and_features(x)
+    caught: list[torch.Tensor] = []
+    classifier = model.get_submodule(classifier_name(model))
+    handle = classifier.register_forward_hook(lambda _m, args, _out: caught.append(args[0]))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, caught[-1]

@@ -1,9 +1,10 @@
 """One training phase of one model: AdamW that changes only the trainable entries.
 
-Exact freezing: gradients of partly trainable weights are multiplied by the 0/1 trainable
-mask, so their Adam moments stay exactly 0 and the Adam update of a frozen entry is exactly
-0; decoupled weight decay is applied by us as a multiplication by 1 - lr * wd * mask, which is
-exactly 1 on frozen entries. Fully frozen weights are not optimised at all.
+Exact freezing: gradients of partly trainable tensors (weights, and the biases of a user's
+network) are multiplied by the 0/1 trainable mask, so their Adam moments stay exactly 0 and
+the Adam update of a frozen entry is exactly 0; decoupled weight decay is applied by us as a
+multiplication by 1 - lr * wd * mask, which is exactly 1 on frozen entries. Fully frozen
+tensors are not optimised at all.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from backends.torch.augment import EpochAugmenter, Normaliser
 from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
-from backends.torch.models import bn_layers, gated_layers
+from backends.torch.models import bn_layers, gated_tensors, is_builtin
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -46,34 +47,36 @@ class Trainer:
         self.mask = LogitMask(phase.logit_masking, phase.class_range,
                               model.spec.num_classes, device)
         self.bns = list(bn_layers(model).values())
+        self.channels_last = is_builtin(model)  # see Normaliser
         # Synchronising with the GPU for the progress loss stalls its queue: do it rarely.
         self.sync_every = 1 if device.type == "cpu" else 16
         self._build_optimizer(trainable)
 
     def _build_optimizer(self, trainable: Masks | None) -> None:
-        layers = gated_layers(self.model)
+        tensors = gated_tensors(self.model)
         if trainable is not None:
-            unknown = sorted(set(trainable) - set(layers))
+            unknown = sorted(set(trainable) - set(tensors))
             if unknown:
                 raise ValueError(f"trainable masks for unknown layers: {unknown}")
         full: list[tuple[str, nn.Parameter]] = []
         masked: list[tuple[str, nn.Parameter]] = []
         self.keep: list[torch.Tensor] = []
-        for name, layer in layers.items():
+        for name, tensor in tensors.items():
+            param = tensor.param
             mask = None if trainable is None else trainable.get(name)
             if trainable is not None and mask is None:
-                mask = np.zeros(layer.weight.shape, dtype=bool)  # not listed: frozen
+                mask = np.zeros(param.shape, dtype=bool)  # not listed: frozen
             if mask is not None:
                 mask = np.asarray(mask, dtype=bool)
-                if mask.shape != tuple(layer.weight.shape):
+                if mask.shape != tuple(param.shape):
                     raise ValueError(f"trainable mask of {name} has shape {mask.shape}, "
-                                     f"weight has {tuple(layer.weight.shape)}")
+                                     f"the tensor has {tuple(param.shape)}")
             if mask is None or mask.all():
-                full.append((f"{name}.weight", layer.weight))
+                full.append((tensor.param_name, param))
             elif mask.any():
-                masked.append((f"{name}.weight", layer.weight))
+                masked.append((tensor.param_name, param))
                 self.keep.append(torch.from_numpy(mask.astype(np.float32)).to(self.device))
-            layer.weight.requires_grad_(mask is None or bool(mask.any()))
+            param.requires_grad_(mask is None or bool(mask.any()))
         for name, bn in bn_layers(self.model).items():
             for pname in ("weight", "bias"):
                 param = getattr(bn, pname)
@@ -170,7 +173,7 @@ class Trainer:
         x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self.device)
         y_dev = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(self.device)
         perm = torch.from_numpy(order).to(self.device)
-        normalise = Normaliser(phase.mean, phase.std, self.device)
+        normalise = Normaliser(phase.mean, phase.std, self.device, self.channels_last)
         augment = EpochAugmenter(phase.augment, n, x.shape[1], x.shape[2], seed, self.device)
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)
         batches = -(-n // phase.batch_size)
