@@ -185,8 +185,9 @@ def _config(preset: str, config: str | Path | None, settings: Mapping[str, Any] 
         return resolve_config(preset, {**(settings or {}), **given})
     from mind_core.config_files import read_config_file
 
-    return resolve_config(preset, {**(settings or {}), **given},
-                          base=read_config_file(Path(config)))
+    base = read_config_file(Path(config))
+    base.setdefault("name", Path(config).stem)  # as `mind run --config FILE` names its runs
+    return resolve_config(preset, {**(settings or {}), **given}, base=base)
 
 
 def _loader(data: Dataset | str | None) -> Callable:

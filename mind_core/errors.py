@@ -17,6 +17,7 @@ def bad_input_errors() -> tuple[type[Exception], ...]:
     from mind_core.checkpoint import CheckpointError
     from mind_core.config import ConfigError
     from mind_core.data.base import DatasetError
+    from mind_core.extras import MissingExtra
     from mind_core.network import NetworkError
     from mind_core.registry import BackendError
     from mind_core.routing import RoutingError
@@ -24,4 +25,4 @@ def bad_input_errors() -> tuple[type[Exception], ...]:
     from mind_core.schedule import ScheduleError
 
     return (ConfigError, DatasetError, CheckpointError, BackendError, RunDirError,
-            ScheduleError, NetworkError, RoutingError, MindError)
+            ScheduleError, NetworkError, RoutingError, MissingExtra, MindError)
