@@ -1,6 +1,7 @@
 """The test matrix: lint, core (no framework), each backend, cross-backend parity, the TUI.
 
-A plain `nox` runs every session. Frameworks are pinned by constraints.txt (CPU builds)."""
+A plain `nox` runs every session. Every install goes through constraints.txt: the frameworks,
+and the Textual and ruff versions whose output the snapshot and lint runs compare against."""
 
 import nox
 
@@ -24,7 +25,7 @@ def pytest(session, *paths, env=None):
 
 @nox.session
 def lint(session):
-    session.install("ruff")
+    session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", ".")
 
 
@@ -65,5 +66,5 @@ def parity(session):
 @nox.session
 def tui(session):
     install(session, "tui")
-    session.install("pytest-textual-snapshot")
+    session.install(*CONSTRAINTS, "pytest-textual-snapshot")
     pytest(session, "tests/tui")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import math
+import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-import tomllib
 
 from mind_core.masks import INITS
 from mind_core.network import CUSTOM_ARCH

@@ -8,12 +8,12 @@ Every problem is one ConfigError line naming the file, then the key where there 
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
-import tomllib
 
 from mind_core.config import (
     ALIASES,

@@ -3,8 +3,9 @@ one rule for unknown setting names (with did-you-mean) wherever they are written
 
 from __future__ import annotations
 
-import pytest
 import tomllib
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
