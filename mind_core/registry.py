@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 
+from mind_core.extras import install_hint
 from mind_core.protocol import Backend
 
+# name -> (module:Class, the framework it needs, the pyproject extra that installs it, and
+# every top-level module whose absence means that extra is missing: the tf backend imports
+# keras before tensorflow, so without the extra the first error names keras).
 BACKENDS = {
-    "torch": ("backends.torch.backend:TorchBackend", "torch", "torch"),
-    "tf": ("backends.tf.backend:TFBackend", "tensorflow", "tf"),
+    "torch": ("backends.torch.backend:TorchBackend", "torch", "torch", ("torch",)),
+    "tf": ("backends.tf.backend:TFBackend", "tensorflow", "tf", ("tensorflow", "keras")),
 }
 
 
@@ -18,9 +22,9 @@ class BackendError(RuntimeError):
 
 def resolve_backend_class(name: str) -> type:
     if name in BACKENDS:
-        target, framework, extra = BACKENDS[name]
+        target, framework, extra, needs = BACKENDS[name]
     elif ":" in name:
-        target, framework, extra = name, None, None
+        target, framework, extra, needs = name, None, None, ()
     else:
         raise BackendError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)} "
                            "or module:Class")
@@ -28,9 +32,9 @@ def resolve_backend_class(name: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if framework and exc.name and exc.name.split(".")[0] == framework:
-            raise BackendError(f"the {name} backend needs {framework}: install the {extra} "
-                               f"extra (pip install 'mind-cl[{extra}]')") from None
+        if extra and exc.name and exc.name.split(".")[0] in needs:
+            raise BackendError(f"the {name} backend needs {framework}, which is not installed: "
+                               f"{install_hint(extra)}") from None
         raise BackendError(f"cannot import backend module {module_name!r}: {exc}") from None
     try:
         return getattr(module, class_name)

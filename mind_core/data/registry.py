@@ -17,6 +17,7 @@ import attrs
 from mind_core.data import builtin, cifar, core50, idx, synbols, synthetic, tinyimagenet, user
 from mind_core.data.base import Dataset, DatasetError
 from mind_core.data.locations import ENV_VAR, describe_roots, search_roots
+from mind_core.extras import install_hint
 from mind_core.protocol import Augment
 
 WHERE = f"--data-dir, ${ENV_VAR} or ~/.cache/mind/data"
@@ -132,7 +133,7 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         name="synbols", classes=synbols.NUM_CLASSES, image_shape=synbols.IMAGE_SHAPE,
         description="Synbols, 200 symbol classes on gradient backgrounds, 32x32 RGB",
         how_to_get="mind datasets prepare synbols (a few minutes; needs "
-                   "pip install 'mind-cl[synbols]' and the apt packages libcairo2-dev, "
+                   f"{install_hint('synbols')} and the apt packages libcairo2-dev, "
                    f"pkg-config, fonts-dejavu-core); searched in {WHERE}",
         looks_for="synbols.npz in <root> or <root>/synbols",
         augment=synbols.AUGMENT, find=synbols.find_synbols,

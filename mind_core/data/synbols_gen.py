@@ -1,4 +1,4 @@
-"""Render a Synbols .npz with the optional ``synbols`` package (pip install 'mind-cl[synbols]').
+"""Render a Synbols .npz with the optional ``synbols`` package (the ``synbols`` extra).
 
 The package's predefined alphabets read locale files that only exist in its Docker image, so
 this builds an explicit alphabet: a fixed, ordered pool of visually distinct symbols (Latin,
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mind_core.data.base import DatasetError
+from mind_core.extras import install_hint
 
-INSTALL_HINT = ("pip install 'mind-cl[synbols]' (the synbols package and pycairo; building "
+INSTALL_HINT = (f"{install_hint('synbols')} (the synbols package and pycairo; building "
                 "pycairo needs the apt packages libcairo2-dev and pkg-config, and rendering needs "
                 "fonts, e.g. fonts-dejavu-core, and fontconfig)")
 

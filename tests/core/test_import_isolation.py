@@ -44,12 +44,21 @@ def test_device_the_backend_cannot_use_is_a_backend_error():
         get_backend("tests.fakes:FakeBackend", device="cuda")
 
 
-def test_a_missing_framework_says_which_extra_to_install(monkeypatch):
+# The tf backend imports keras first: without the extra, the first missing module is keras.
+@pytest.mark.parametrize("backend, missing, extra", [
+    ("torch", "torch", "torch"), ("tf", "keras", "tf"), ("tf", "tensorflow", "tf")])
+def test_a_missing_framework_says_which_extra_to_install(monkeypatch, backend, missing, extra):
+    import re
+
     import mind_core.registry as registry
+    from mind_core.extras import install_hint
 
-    def no_torch(name):
-        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+    def absent(name):
+        raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
 
-    monkeypatch.setattr(registry.importlib, "import_module", no_torch)
-    with pytest.raises(BackendError, match=r"install the torch extra \(pip install 'mind-cl\[torch\]'\)"):
-        get_backend("torch")
+    monkeypatch.setattr(registry.importlib, "import_module", absent)
+    with pytest.raises(BackendError) as err:
+        get_backend(backend)
+    assert re.fullmatch(rf"the {backend} backend needs \w+, which is not installed: "
+                        + re.escape(install_hint(extra)), str(err.value)), str(err.value)
+    assert "checkout" in install_hint(extra) and "mind-cl" not in str(err.value)

@@ -41,7 +41,7 @@ def test_generation_without_the_extra_says_how_to_install_it(tmp_path, monkeypat
     with pytest.raises(DatasetError) as err:
         prepare_synbols(tmp_path / "synbols.npz", classes=2, per_class_train=1,
                         per_class_test=1)
-    assert "pip install 'mind-cl[synbols]'" in str(err.value)
+    assert "pip install -e '.[synbols]'" in str(err.value)
     assert "libcairo2-dev" in str(err.value)
     assert not (tmp_path / "synbols.npz").exists()
 

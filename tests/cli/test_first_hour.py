@@ -1,0 +1,48 @@
+"""A newcomer's first hour with `mind` (issue 15): a missing framework names the extra to
+install from the checkout; the final summary says what its numbers mean and what the run
+directory holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mind_core.cli import main
+from mind_core.extras import install_hint
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = ["--backend", "tests.fakes:FakeBackend", "--dataset", "synthetic"]
+
+
+def mind_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
+    """`mind ARGS` in a fresh interpreter where importing any of `modules` fails as it does
+    when the package is not installed (whether or not it is installed here)."""
+    hide = "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
+    code = f"import sys\n{hide}from mind_core.cli import main\nsys.exit(main({list(args)!r}))"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("first-hour") / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, "--set", "tasks=2", "--out", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+# Without TensorFlow the tf backend's first failing import is keras (tf_import imports it
+# first); hiding both covers a machine with neither, hiding tensorflow alone one with keras.
+@pytest.mark.parametrize("backend, hidden, extra", [
+    ("tf", ("keras", "tensorflow"), "tf"), ("tf", ("tensorflow",), "tf"),
+    ("torch", ("torch",), "torch")])
+def test_eval_with_a_framework_not_installed_names_the_extra(finished_run, backend, hidden,
+                                                              extra):
+    done = mind_without(hidden, "eval", str(finished_run), "--backend", backend)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert install_hint(extra) in done.stderr and "No module named" not in done.stderr
