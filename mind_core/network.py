@@ -19,7 +19,7 @@ CUSTOM_ARCH = "custom"
 SUPPORTED_LAYERS = {
     "torch": "Conv2d (groups=1, zero padding), Linear, BatchNorm1d/BatchNorm2d (affine, with "
              "running statistics) and parameter-free modules or functional calls",
-    "tf": "Conv2D (groups=1), Dense (no activation other than linear/relu), "
+    "tf": "Conv2D (groups=1, channels_last) and Dense with a linear or relu activation, "
           "BatchNormalization (center and scale, axis -1) and parameter-free layers",
 }
 """What each backend converts, as printed in errors and docs/own-network.md."""

@@ -11,9 +11,11 @@ import time
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.convert import adopt, build_converted
 from backends.tf.losses import distill_loss_fn
 from backends.tf.models import build_network
 from backends.tf.training import Trainer, make_predict_fn
+from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
 from mind_core.protocol import (
     BNState,
     EpochResult,
@@ -65,6 +67,8 @@ class TFBackend:
         # On CPU every op TF runs here is deterministic already (checked by the conformance
         # suite), so the process-wide enable_op_determinism switch is not needed.
         self.capabilities = frozenset({"gpu"} if on_gpu else {"deterministic"})
+        self._adopted = None  # the blueprint of the user's network adopted last
+
 
     def versions(self) -> dict[str, str]:
         return {"tensorflow": tf.__version__, "keras": keras.__version__}
@@ -72,12 +76,26 @@ class TFBackend:
     # -- models and their state -------------------------------------------------------------
     def build_model(self, spec: ModelSpec, seed: int):
         with tf.device(self.device):
-            return build_network(spec.arch, spec.input_shape, spec.num_classes, seed)
+            if spec.arch != CUSTOM_ARCH:
+                return build_network(spec.arch, spec.input_shape, spec.num_classes, seed)
+            if self._adopted is None:
+                raise NetworkError(NO_NETWORK)
+            return build_converted(self._adopted, spec.input_shape, spec.num_classes, seed)
+
+    def adopt_network(self, network, input_shape: tuple[int, int, int],
+                      num_classes: int) -> str:
+        with tf.device(self.device):
+            blueprint, found = adopt(network, input_shape, num_classes)
+        self._adopted = blueprint
+        return describe(type(network).__name__, found)
 
     def layers(self, model) -> list[LayerInfo]:
+        classifier = model.classifier_name
+        # A classifier's bias is allocated by class rows like its weight.
         return [
             LayerInfo(name=name, shape=tuple(layer.canonical_shape), kind=layer.kind,
-                      classifier=layer.kind == "linear")
+                      classifier=name == classifier
+                      or (layer.kind == "bias" and name == f"{classifier}.bias"))
             for name, layer in model.gated.items()
         ]
 
@@ -182,7 +200,7 @@ class TFBackend:
             raise ValueError(f"sub-networks have different class counts {sorted(widths)}")
         n = len(x)
         out = np.zeros((len(subnets), n, widths.pop() if widths else 0), np.float32)
-        feats = (np.zeros((len(subnets), n, model.fc.canonical_shape[1]), np.float32)
+        feats = (np.zeros((len(subnets), n, model.classifier.canonical_shape[1]), np.float32)
                  if features else None)
         fn = predict_fn(model)
         with tf.device(self.device):

@@ -1,4 +1,5 @@
-"""Gated, bias-free Conv2D/Dense layers and a PyTorch-compatible BatchNorm, as Keras 3 layers.
+"""Gated, bias-free Conv2D/Dense layers, gated biases and a PyTorch-compatible BatchNorm, as
+Keras 3 layers.
 
 Every gated layer holds a trainable `kernel` and a non-trainable 0/1 `gate` of the same shape;
 the forward pass uses kernel * gate. Keras keeps conv kernels as [kh, kw, in, out] and dense
@@ -20,23 +21,30 @@ BN_BATCH_WEIGHT = 0.1
 
 
 class GatedConv2D(keras.layers.Layer):
-    """3x3 (or any square) bias-free convolution with symmetric zero padding, as PyTorch pads."""
+    """Bias-free convolution. `padding` is an int (symmetric zero padding, as PyTorch pads:
+    the built-in models) or "same"/"valid" (Keras's own semantics: a user's Conv2D)."""
 
     kind = "conv"
 
-    def __init__(self, in_channels: int, filters: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, **kwargs):
+    def __init__(self, in_channels: int, filters: int, kernel_size=3, stride=1, padding=1,
+                 dilation=1, **kwargs):
         super().__init__(**kwargs)
-        self.stride = stride
-        shape = (kernel_size, kernel_size, in_channels, filters)
+        kh, kw = _pair(kernel_size)
+        self.stride = stride if isinstance(stride, int) else tuple(stride)
+        self.dilation = dilation if isinstance(dilation, int) else tuple(dilation)
+        shape = (kh, kw, in_channels, filters)
         self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=True,
                                       name="kernel")
         self.gate = self.add_weight(shape=shape, initializer="ones", trainable=False, name="gate")
-        same = stride == 1 and 2 * padding == kernel_size - 1
-        # Stride-1 "SAME" equals symmetric padding and takes the fastest kernel; for stride 2
-        # "SAME" would pad asymmetrically on even sizes, so the padding is spelled out.
-        self.padding = "SAME" if same else [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-        self.canonical_shape = (filters, in_channels, kernel_size, kernel_size)
+        if isinstance(padding, str):
+            self.padding = padding.upper()
+        else:
+            same = stride == 1 and kh == kw and 2 * padding == kh - 1
+            # Stride-1 "SAME" equals symmetric padding and takes the fastest kernel; for
+            # stride 2 "SAME" would pad asymmetrically on even sizes, so it is spelled out.
+            self.padding = ("SAME" if same
+                            else [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+        self.canonical_shape = (filters, in_channels, kh, kw)
         self.built = True
 
     def effective_kernel(self):
@@ -44,6 +52,11 @@ class GatedConv2D(keras.layers.Layer):
 
     def call(self, x, kernel=None):
         k = self.effective_kernel() if kernel is None else kernel
+        if self.dilation != 1 and self.dilation != (1, 1):
+            # As Keras runs it: TF's CPU Conv2D has no gradient for dilation rates over 1,
+            # tf.nn.convolution computes those through space_to_batch.
+            return tf.nn.convolution(x, k, strides=self.stride, padding=self.padding,
+                                     dilations=self.dilation)
         return tf.nn.conv2d(x, k, strides=self.stride, padding=self.padding)
 
     @staticmethod
@@ -56,7 +69,7 @@ class GatedConv2D(keras.layers.Layer):
 
 
 class GatedDense(keras.layers.Layer):
-    """Bias-free linear layer."""
+    """Bias-free linear layer over the last axis (like Keras's Dense on any rank)."""
 
     kind = "linear"
 
@@ -74,7 +87,9 @@ class GatedDense(keras.layers.Layer):
 
     def call(self, x, kernel=None):
         k = self.effective_kernel() if kernel is None else kernel
-        return tf.matmul(x, k)
+        if x.shape.rank == 2:
+            return tf.matmul(x, k)
+        return tf.tensordot(x, k, axes=1)
 
     @staticmethod
     def to_canonical(array: np.ndarray) -> np.ndarray:
@@ -83,6 +98,40 @@ class GatedDense(keras.layers.Layer):
     @staticmethod
     def from_canonical(array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(array.T)
+
+
+class GatedBias(keras.layers.Layer):
+    """A user's conv/linear bias: its own gated [out] tensor, so MIND owns and freezes its
+    entries like weight entries. Canonical and Keras layouts agree."""
+
+    kind = "bias"
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel = self.add_weight(shape=(units,), initializer="zeros", trainable=True,
+                                      name="kernel")
+        self.gate = self.add_weight(shape=(units,), initializer="ones", trainable=False,
+                                    name="gate")
+        self.canonical_shape = (units,)
+        self.built = True
+
+    def effective_kernel(self):
+        return self.kernel * self.gate
+
+    def call(self, x, kernel=None):
+        return tf.nn.bias_add(x, self.effective_kernel() if kernel is None else kernel)
+
+    @staticmethod
+    def to_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+    @staticmethod
+    def from_canonical(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 class BatchNorm(keras.layers.Layer):
@@ -107,6 +156,14 @@ class BatchNorm(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=False):
+        if x.shape.rank == 4:
+            return self._normalise(x, training)
+        # The fused kernel takes NHWC only: any other rank (a user's BatchNormalization after
+        # a Dense) is seen as [batch, 1, positions, channels], which keeps the same statistics.
+        flat = tf.reshape(x, [tf.shape(x)[0], 1, -1, x.shape[-1]])
+        return tf.reshape(self._normalise(flat, training), tf.shape(x))
+
+    def _normalise(self, x, training):
         if training:
             y, mean, var, *_ = tf.raw_ops.FusedBatchNormV3(
                 x=x, scale=self.gamma, offset=self.beta, mean=self.moving_mean,

@@ -3,6 +3,7 @@
 Tensors are NHWC inside. Every model exposes `gated` and `bn` as ordered {canonical name: layer}
 dicts (the names and order every backend shares) and accepts an optional `kernels` dict
 {canonical name: effective kernel} so inference can reuse kernel * gate computed once.
+A user's own network, converted by backends.tf.convert, has the same interface.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 
 from backends.tf import tf_import
 from backends.tf.layers import BatchNorm, GatedConv2D, GatedDense
+from mind_core.network import FoundLayer, choose_classifier
 
 tf, keras = tf_import()
 
@@ -20,7 +22,8 @@ def _kernel(kernels, layer):
 
 
 class GatedModel(keras.Model):
-    """Base: collects gated and BN layers in construction order."""
+    """Base: collects gated and BN layers in construction order, which is the order a forward
+    pass runs them (`found_layers`, from which the core picks the classifier)."""
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, **kwargs):
         super().__init__(**kwargs)
@@ -28,21 +31,38 @@ class GatedModel(keras.Model):
         self.num_classes = int(num_classes)
         self._gated_order: list = []
         self._bn_order: list = []
+        self._found: list[FoundLayer] = []
 
     def _conv(self, name, cin, cout, stride=1):
         layer = GatedConv2D(cin, cout, 3, stride, 1, name=name)
         self._gated_order.append(layer)
+        self._found.append(FoundLayer(name=name, kind="conv", out_width=cout))
         return layer
 
     def _bn(self, name, channels):
         layer = BatchNorm(channels, name=name)
         self._bn_order.append(layer)
+        self._found.append(FoundLayer(name=name, kind="bn", out_width=channels))
         return layer
 
     def _fc(self, name, cin, cout):
         layer = GatedDense(cin, cout, name=name)
         self._gated_order.append(layer)
+        self._found.append(FoundLayer(name=name, kind="linear", out_width=cout))
         return layer
+
+    @property
+    def found_layers(self) -> list[FoundLayer]:
+        return list(self._found)
+
+    @property
+    def classifier_name(self) -> str:
+        """The core's choice (mind_core.network.choose_classifier)."""
+        return choose_classifier(self._found, self.num_classes)
+
+    @property
+    def classifier(self):
+        return self.gated[self.classifier_name]
 
     def features(self, x, training=False, kernels=None):
         raise NotImplementedError
@@ -148,10 +168,20 @@ def build_network(arch: str, input_shape: tuple[int, int, int], num_classes: int
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[arch](tuple(input_shape), int(num_classes))
+    initialise(model, seed)
+    return model
+
+
+def initialise(model: GatedModel, seed: int) -> None:
+    """He-normal gated weights from np.random.default_rng(seed) in `model.gated` order; a 1-D
+    gated tensor (a user's bias) is 0 and draws nothing; gates 1."""
     rng = np.random.default_rng(seed)
     for layer in model.gated.values():
         shape = layer.canonical_shape
-        std = np.sqrt(2.0 / int(np.prod(shape[1:])))
-        weight = (rng.standard_normal(shape) * std).astype(np.float32)
+        if len(shape) == 1:
+            weight = np.zeros(shape, np.float32)
+        else:
+            std = np.sqrt(2.0 / int(np.prod(shape[1:])))
+            weight = (rng.standard_normal(shape) * std).astype(np.float32)
         layer.kernel.assign(layer.from_canonical(weight))
-    return model
+        layer.gate.assign(np.ones(layer.gate.shape, np.float32))

@@ -65,7 +65,8 @@ class Trainer:
             if train:
                 variables.append(layer.kernel)
                 masks.append(mask)
-                keys.append(f"{name}.weight")
+                # a user's bias is named "<layer>.bias" already, as torch names it
+                keys.append(name if layer.kind == "bias" else f"{name}.weight")
                 layouts.append((layer.to_canonical, layer.from_canonical))
         if phase.train_bn:
             for name, layer in model.bn.items():

@@ -1,0 +1,250 @@
+"""A user's Keras model (Sequential or functional, channels_last) as a gated MIND model.
+
+The model's layer graph is walked once, in the order Keras itself runs it, into a flat list
+of Steps: every Conv2D / Dense becomes a gated step and every BatchNormalization a MIND
+BatchNorm step, under the user's (dotted, for nested models) layer name; every parameter-free
+layer or operation is kept as it is (backends.tf.converted runs them). `adopt` builds a first
+model on a zeros batch, which finds every layer's input width and proves that the network
+runs, then checks what the core asks of the classifier. The user's model object is only read.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from backends.tf import tf_import
+from backends.tf.converted import Blueprint, ConvertedModel, Slot, Step
+from backends.tf.models import initialise
+from mind_core.network import FoundLayer, NetworkError, choose_classifier, unsupported
+
+tf, keras = tf_import()
+
+# Layers that hold weights MIND cannot gate. Exact Conv2D / Dense / BatchNormalization are
+# converted before this check, so a subclass of them (whose call() may differ) lands here.
+# Listed because an unbuilt layer has no weights yet to give it away.
+WEIGHTED_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "Dense",
+    "EinsumDense", "BatchNormalization", "LayerNormalization", "GroupNormalization",
+    "Normalization", "Embedding", "MultiHeadAttention", "GroupQueryAttention", "PReLU", "RNN",
+    "LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"))
+
+
+# -- reading the user's model -----------------------------------------------------------------
+class _Reader:
+    """Flattens (nested) Sequential and functional models into Steps."""
+
+    def __init__(self):
+        self.steps: list[Step] = []
+        self.slots = 0
+        self.owners: dict[str, int] = {}  # layer name -> id of the layer object using it
+
+    def new_slot(self) -> int:
+        self.slots += 1
+        return self.slots - 1
+
+    def model(self, model, prefix: str, inputs: list[int]) -> list[int]:
+        where = f"model {model.name!r}"
+        if isinstance(model, keras.Sequential):
+            if len(inputs) != 1:
+                raise NetworkError(f"{where} is a Sequential given {len(inputs)} inputs")
+            slot = inputs[0]
+            for layer in model.layers:
+                (slot,) = self.call(layer, prefix, (Slot(slot),), {}, 1)
+            return [slot]
+        if not hasattr(model, "_nodes_by_depth"):
+            raise NetworkError(f"{where} is a subclassed {type(model).__name__}, whose call() "
+                               "MIND cannot read: build it with keras.Sequential or the "
+                               "functional API (keras.Model(inputs, outputs))")
+        if len(model.inputs) != len(inputs):
+            raise NetworkError(f"{where} takes {len(model.inputs)} inputs; MIND passes images "
+                               "only (one input)")
+        values = {id(t): slot for t, slot in zip(model.inputs, inputs, strict=True)}
+        # The order Keras's Functional runs its nodes in (Function._run_through_graph).
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                if not node.operation or node.is_input:
+                    continue
+                if any(id(t) not in values for t in node.input_tensors):
+                    continue
+                args, kwargs = keras.tree.map_structure(
+                    lambda v: Slot(values[id(v)]) if isinstance(v, keras.KerasTensor) else v,
+                    (node.arguments.args, node.arguments.kwargs))
+                outputs = self.call(node.operation, prefix, args, kwargs, len(node.outputs))
+                for tensor, slot in zip(node.outputs, outputs, strict=True):
+                    values[id(tensor)] = slot
+        missing = [t for t in model.outputs if id(t) not in values]
+        if missing:
+            raise NetworkError(f"{where}: an output is not connected to its input")
+        return [values[id(t)] for t in model.outputs]
+
+    def call(self, op, prefix: str, args, kwargs, n_outputs: int) -> list[int]:
+        name = prefix + op.name
+        if isinstance(op, keras.Model):  # a nested model: its layers become "<name>.<layer>"
+            tensors = [v.index for v in keras.tree.flatten((args, kwargs))
+                       if isinstance(v, Slot)]
+            return self.model(op, f"{name}.", tensors)
+        owner = self.owners.setdefault(name, id(op))
+        if owner != id(op):
+            raise NetworkError(f"two layers are named {name!r}: give them different names")
+        kind, settings = layer_kind(op, name)
+        outputs = tuple(self.new_slot() for _ in range(n_outputs))
+        if kind != "op" and (n_outputs != 1 or len(args) != 1 or not isinstance(args[0], Slot)):
+            raise NetworkError(f"layer {name!r} must be called on one tensor")
+        self.steps.append(Step(name=name, kind=kind, args=tuple(args), kwargs=dict(kwargs),
+                               outputs=outputs, op=op if kind == "op" else None,
+                               settings=settings))
+        return list(outputs)
+
+
+def layer_kind(op, name: str) -> tuple[str, dict]:
+    """("conv" | "linear" | "bn" | "op", settings), or the NetworkError MIND gives for it."""
+    cls = type(op)
+    if cls is keras.layers.Conv2D:
+        config = op.get_config()
+        if config["data_format"] != "channels_last":
+            raise unsupported(name, f"Conv2D with data_format={config['data_format']!r}", "tf")
+        if config.get("groups", 1) != 1:
+            raise unsupported(name, f"Conv2D with groups={config['groups']}", "tf")
+        return "conv", {"filters": int(config["filters"]),
+                        "kernel_size": tuple(config["kernel_size"]),
+                        "strides": tuple(config["strides"]), "padding": config["padding"],
+                        "dilation": tuple(config["dilation_rate"]),
+                        "bias": bool(config["use_bias"]), "relu": _relu(op, name, config)}
+    if cls is keras.layers.Dense:
+        config = op.get_config()
+        return "linear", {"units": int(config["units"]), "bias": bool(config["use_bias"]),
+                          "relu": _relu(op, name, config)}
+    if cls is keras.layers.BatchNormalization:
+        config = op.get_config()
+        if not (config["center"] and config["scale"]):
+            raise unsupported(name, "BatchNormalization without center or scale", "tf")
+        if config.get("renorm"):
+            raise unsupported(name, "BatchNormalization with renorm", "tf")
+        return "bn", {"axis": int(config["axis"])}
+    if isinstance(op, WEIGHTED_LAYERS) or getattr(op, "weights", None):
+        raise unsupported(name, cls.__name__, "tf")
+    return "op", {}
+
+
+def _relu(op, name: str, config: dict) -> bool:
+    """Whether the layer's activation is relu; linear is False; anything else is an error."""
+    what = type(op).__name__
+    if getattr(op, "lora_enabled", False):
+        raise unsupported(name, f"{what} with LoRA", "tf")
+    activation = config.get("activation")
+    if activation in ("linear", None):
+        return False
+    if activation == "relu":
+        return True
+    if activation == "softmax":
+        raise NetworkError(f"layer {name!r} applies softmax: the network must output logits "
+                           "(MIND applies its own softmax), so remove activation='softmax'")
+    shown = activation if isinstance(activation, str) else "a custom function"
+    raise unsupported(name, f"{what} with activation {shown!r}", "tf")
+
+
+# -- adopting and building --------------------------------------------------------------------
+def adopt(network, input_shape: tuple[int, int, int],
+          num_classes: int) -> tuple[Blueprint, list[FoundLayer]]:
+    """The blueprint of a user's network and its parameterised layers in forward order, or a
+    one-line NetworkError. Runs the network once on a zeros batch of two images."""
+    if not isinstance(network, keras.Model):
+        raise NetworkError(f"the tf backend converts a Keras model (keras.Sequential or "
+                           f"keras.Model(inputs, outputs)); got a {type(network).__name__}")
+    hwc = tuple(int(s) for s in input_shape)
+    _check_declared_input(network, hwc)
+    reader = _Reader()
+    input_slot = reader.new_slot()
+    outputs = reader.model(network, "", [input_slot])
+    if len(outputs) != 1:
+        raise NetworkError(f"the network has {len(outputs)} outputs; MIND needs one: the "
+                           "classifier's logits")
+    blueprint = Blueprint(model_name=network.name, steps=tuple(reader.steps),
+                          input_slot=input_slot, output_slot=outputs[0], input_hwc=hwc,
+                          num_classes=int(num_classes))
+    template, values = _first_forward(blueprint)
+    found = template.found_layers
+    classifier = choose_classifier(found, num_classes)
+    _check_classifier(blueprint, classifier, values)
+    return attrs.evolve(blueprint, in_widths=dict(template.in_widths)), found
+
+
+def build_converted(blueprint: Blueprint, input_shape, num_classes: int,
+                    seed: int) -> ConvertedModel:
+    """A fresh copy of an adopted network, initialised from the seed like a built-in model."""
+    hwc = tuple(int(s) for s in input_shape)
+    if hwc != blueprint.input_hwc or int(num_classes) != blueprint.num_classes:
+        raise NetworkError(
+            f"the network was adopted for {_shape(blueprint.input_hwc)} images and "
+            f"{blueprint.num_classes} classes, but this run has {_shape(hwc)} images and "
+            f"{num_classes} classes: pass it again for this data")
+    model = ConvertedModel(blueprint, op_seed=seed)
+    initialise(model, seed)
+    return model
+
+
+def _first_forward(blueprint: Blueprint) -> tuple[ConvertedModel, dict]:
+    """The template model, its layers created by an eager forward on zeros, and the values of
+    that forward; then one training-mode forward, so Dropout & co. are proven to run too."""
+    zeros = tf.zeros((2, *blueprint.input_hwc), tf.float32)
+    try:
+        template = ConvertedModel(blueprint)
+        values = template.run_steps(zeros, False, None, blueprint.steps)
+        template.run_steps(zeros, True, None, blueprint.steps)
+    except NetworkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the user's layers raise
+        raise NetworkError(f"the network fails on a batch of {_shape(blueprint.input_hwc)} "
+                           f"images: {_first_line(exc)}") from None
+    for step, op in zip(blueprint.steps, template.own_ops, strict=True):
+        # A layer unbuilt in the user's model shows its weights only once it has run.
+        if op is not None and getattr(op, "weights", None):
+            raise unsupported(step.name, type(op).__name__, "tf")
+    return template, values
+
+
+def _check_classifier(blueprint: Blueprint, classifier: str, values: dict) -> None:
+    last = blueprint.steps[-1]
+    if blueprint.output_slot not in last.outputs or last.name != classifier:
+        producer = next(s for s in blueprint.steps if blueprint.output_slot in s.outputs)
+        raise NetworkError(f"the network's output comes from layer {producer.name!r}, not from "
+                           f"the classifier {classifier!r} (its last Dense): MIND needs the "
+                           "classifier's logits as the output, so remove what follows it")
+    if last.settings["relu"]:
+        raise NetworkError(f"the classifier {classifier!r} applies relu: the network must "
+                           "output logits, so give it no activation")
+    hidden = values[last.args[0].index]
+    if hidden.shape.rank != 2:
+        raise NetworkError(f"the classifier {classifier!r} gets a {hidden.shape.rank}-D input "
+                           f"{tuple(hidden.shape)}: flatten or pool it to [batch, features]")
+
+
+def _check_declared_input(network, hwc: tuple[int, int, int]) -> None:
+    try:
+        declared = tuple(network.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return  # an unbuilt Sequential declares nothing
+    if len(declared) != 3 or any(d is not None and d != s
+                                 for d, s in zip(declared, hwc, strict=True)):
+        raise NetworkError(f"the network's input is {declared} but the data's images are "
+                           f"{_shape(hwc)}: start it with keras.Input(shape={hwc})")
+
+
+def _first_line(exc: Exception) -> str:
+    """The error's first line; for Keras's wrapper ("Exception encountered when calling
+    Reshape.call()."), the wrapped error's first line after the layer's class."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(exc).__name__
+    wrapper = re.match(r"Exception encountered when calling (.+)\.$", lines[0])
+    if wrapper and len(lines) > 1:
+        return f"{wrapper.group(1)}: {lines[1]}"
+    return lines[0]
+
+
+def _shape(hwc) -> str:
+    return "x".join(str(s) for s in hwc)
