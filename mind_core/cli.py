@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
-    from mind_core.console import ConsoleReporter, metrics_table
+    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
     from mind_core.rundir import check_out_writable
     from mind_core.runner import default_run_dir, start_run
     from mind_core.tensorboard import tensorboard_observers
@@ -155,12 +155,12 @@ def _cmd_run(args) -> int:
         metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                             stop)
     print("\n" + metrics_table(metrics))
-    print(f"\nRun directory: {run_dir}")
+    print("\n" + run_dir_listing(run_dir))
     return 0
 
 
 def _cmd_resume(args) -> int:
-    from mind_core.console import ConsoleReporter, metrics_table
+    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
     from mind_core.runner import resume_run
     from mind_core.tensorboard import tensorboard_observers
 
@@ -170,7 +170,7 @@ def _cmd_resume(args) -> int:
         metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                              stop, backend=args.backend)
     print("\n" + metrics_table(metrics))
-    print(f"\nRun directory: {args.run_dir}")
+    print("\n" + run_dir_listing(args.run_dir))
     return 0
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
+
+from mind_core.eta import RunEta
+from mind_core.rundir import CHECKPOINT_DIR, CONFIG, ERROR_LOG, EVENTS, METRICS
 
 
 def pct(value: float) -> str:
@@ -27,6 +31,7 @@ class ConsoleReporter:
         self.tasks = 0
         self.started = time.time()
         self._line_open = False
+        self.eta = RunEta()
 
     def _print(self, text: str) -> None:
         if self._line_open:
@@ -36,6 +41,7 @@ class ConsoleReporter:
         self.stream.flush()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        self.eta(event)
         handler = getattr(self, f"on_{event['type']}", None)
         if handler and not (self.quiet and event["type"] not in ("run_finished", "run_failed")):
             handler(event)
@@ -56,7 +62,7 @@ class ConsoleReporter:
             return
         self.stream.write(f"\r\033[K  {e['phase']:<8} epoch {e['epoch'] + 1}/{e['epochs']}  "
                           f"batch {e['batch']}/{e['batches']}  loss {e['loss']:.4f}  "
-                          f"ETA {fmt_duration(e['eta_s'])}")
+                          f"{eta_text(e['eta_s'], self.eta.remaining())}")
         self.stream.flush()
         self._line_open = True
 
@@ -90,6 +96,39 @@ class ConsoleReporter:
         self._print(f"Run stopped ({e['reason']}): {e['message']}")
 
 
+def eta_text(phase_s: float, run_s: float | None) -> str:
+    """The phase's ETA and the whole run's ("?" until every kind of phase has been timed)."""
+    run = "?" if run_s is None else fmt_duration(run_s)
+    return f"ETA phase {fmt_duration(phase_s)}, run {run}"
+
+
+# What the headline numbers mean, under them: the terms are the paper's, not a newcomer's.
+MEANING = ("  TAg: accuracy when the task is not given (the routing rule picks the sub-network "
+           "that answers);",
+           "  TAw: accuracy when it is given; routing: how often the rule picked the right task.")
+
+# The files a run leaves, in the order worth reading them; ones a run has not written are left
+# out of the listing.
+RUN_FILES = (
+    (METRICS, "the results: these numbers and more, after every task, under every routing rule"),
+    (CONFIG, "every setting, the seed and the versions (`mind run --from DIR` reruns them)"),
+    (EVENTS, "the run as it happened, one JSON line an event (`mind-tui --attach DIR`)"),
+    (CHECKPOINT_DIR + "/", "each task's weights (`mind eval DIR`, `mind predict DIR IMAGES`)"),
+    (ERROR_LOG, "the traceback of a failed attempt"),
+    ("report/", "plots and tables written by `mind report DIR`"),
+)
+
+
+def run_dir_listing(run_dir: Path) -> str:
+    """Where the run is and what each of its files holds."""
+    lines = [f"Run directory: {run_dir}"]
+    for name, what in RUN_FILES:
+        if (Path(run_dir) / name.rstrip("/")).exists():
+            lines.append(f"  {name:<14} {what}")
+    lines.append(f"Plots and CSV tables: mind report {run_dir}")
+    return "\n".join(lines)
+
+
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The final summary: headline numbers and the accuracy matrices."""
     final = metrics["final"]
@@ -98,7 +137,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
              f"{pct(final['routing'])} ({rule})   (TAg with entropy routing "
              f"{pct(final['tag_entropy'])})",
              f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
-             f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}"]
+             f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}",
+             *MEANING]
     for behind in metrics.get("students_behind", []):
         lines.append(f"warning: task {behind['task'] + 1}'s student ended at "
                      f"{pct(behind['student'])}, its teacher reached {pct(behind['teacher'])}")

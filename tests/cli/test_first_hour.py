@@ -46,3 +46,34 @@ def test_eval_with_a_framework_not_installed_names_the_extra(finished_run, backe
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert install_hint(extra) in done.stderr and "No module named" not in done.stderr
+
+
+def test_the_run_summary_says_what_its_numbers_mean_and_lists_the_run_directory(tmp_path,
+                                                                                  capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, "--set", "tasks=2", "--out", str(out),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "TAg: accuracy when the task is not given" in printed
+    assert "TAw: accuracy when it is given; routing: how often the rule picked the right task" \
+        in printed
+    listing = printed[printed.index(f"Run directory: {out}"):].splitlines()
+    named = {line.split()[0] for line in listing[1:] if line.startswith("  ")}
+    assert named == {"metrics.json", "config.json", "events.jsonl", "checkpoint/"}
+    assert listing[-1] == f"Plots and CSV tables: mind report {out}"
+    assert max(len(line) for line in printed.splitlines()) <= 100  # an 100-column terminal
+
+
+def test_resume_ends_with_the_same_summary(tmp_path, capsys):
+    from mind_core.config import resolve_config
+    from mind_core.engine import Interrupted
+    from mind_core.runner import start_run
+
+    out = tmp_path / "run"
+    cfg = resolve_config("smoke", ["tasks=2"], backend=FAKE[1], dataset="synthetic")
+    with pytest.raises(Interrupted):  # stopped once its first task is done
+        start_run(cfg, out, should_stop=(out / "checkpoint" / "task-0.safetensors").exists)
+    capsys.readouterr()
+    assert main(["resume", str(out), *FAKE[:2], "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "TAw: accuracy when it is given" in printed and f"Run directory: {out}" in printed
