@@ -1,0 +1,27 @@
+"""Runs a script of examples/ as a user would (a fresh Python process, from the checkout) and
+checks that it learned; the test_<framework>_examples.py files call it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_example(script: str, network_class: str, out: Path) -> None:
+    done = subprocess.run([sys.executable, f"examples/{script}", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["model"] == "custom"
+    assert config["network"].startswith(network_class)
+    # 5 tasks of 2 classes: chance is 50 % task-aware and 10 % task-agnostic.
+    assert final["taw"] > 0.7 and final["tag"] > 0.3
+    assert f"TAg {100 * final['tag']:.1f}%" in done.stdout
+    assert done.stdout.count("predicted ") == 5
