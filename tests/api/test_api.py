@@ -139,3 +139,28 @@ def test_the_package_exports_the_api_lazily():
     assert mind.fit is api.fit and mind.Run is api.Run
     with pytest.raises(AttributeError):
         mind.nothing_here  # noqa: B018
+
+
+def test_tensorboard_scalars_and_config_files_from_python(tmp_path):
+    from tests.core.test_tensorboard import read_scalars
+
+    raw, data = _arrays()
+    config = tmp_path / "mine.toml"
+    config.write_text('tasks = 3\nmodel = "small_cnn"\n[teacher]\nepochs = 2\n'
+                      '[distill]\nepochs = 1\n', encoding="utf-8")
+    run = mind.fit(None, data, backend=FAKE, config=config, out=tmp_path / "run",
+                   tensorboard=tmp_path / "tb")
+    assert run.config.name == "mine" and run.config.teacher.epochs == 2
+    scalars = read_scalars(tmp_path / "tb")
+    assert scalars["eval/tag"][-1][1] == pytest.approx(run.metrics["final"]["tag"], rel=1e-6)
+    assert len(scalars["task2/distill/loss"]) == 1
+
+
+def test_a_config_file_with_an_unknown_key_is_one_mind_error(tmp_path):
+    _, data = _arrays()
+    config = tmp_path / "bad.toml"
+    config.write_text("[distill]\nepocs = 2\n", encoding="utf-8")
+    with pytest.raises(mind.MindError, match=r"bad.toml: distill.epocs: unknown setting "
+                                             r"\(did you mean distill.epochs"):
+        mind.fit(None, data, backend=FAKE, config=config, out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
