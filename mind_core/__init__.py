@@ -1,13 +1,13 @@
 """MIND: replay-free class-incremental learning by multi-task network distillation.
 
 `import mind_core as mind` gives the Python API (mind_core/api.py): mind.fit, mind.load,
-mind.arrays, mind.Run, mind.MindError. It is loaded on first use, so the CLI and the TUI,
-which import this package, do not pay for it.
+mind.resume, mind.arrays, mind.Run, mind.MindError. It is loaded on first use, so the CLI
+and the TUI, which import this package, do not pay for it.
 """
 
 __version__ = "0.1.0"
 
-_API = ("fit", "load", "arrays", "Run", "MindError")
+_API = ("fit", "load", "resume", "arrays", "Run", "MindError")
 __all__ = ["__version__", *_API]
 
 

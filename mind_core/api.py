@@ -29,7 +29,7 @@ from mind_core.network import CUSTOM_ARCH, NetworkError
 from mind_core.rundir import METRICS, check_out_writable
 from mind_core.runner import default_run_dir, evaluate_run, load_dataset, read_run_config
 
-__all__ = ["MindError", "Run", "arrays", "fit", "load"]
+__all__ = ["MindError", "Run", "arrays", "fit", "load", "resume"]
 
 FRAMEWORK_OF_MODULE = {"torch": "torch", "keras": "tf", "tensorflow": "tf", "tf_keras": "tf"}
 """Top-level module of a network's class (or a base class) -> the backend that trains it."""
@@ -84,11 +84,7 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
 
     with _as_mind_errors():
         if model is not None:
-            inferred = backend_for(model)
-            if backend is not None and backend != inferred:
-                raise NetworkError(f"the model is a {inferred} network but backend={backend!r} "
-                                   "was asked for: leave backend out, or pass a matching model")
-            backend = inferred
+            backend = _backend_of(model, backend)
         cfg = _config(preset, config, settings, model=CUSTOM_ARCH if model is not None else None,
                       tasks=tasks, backend=backend, seed=seed, device=device,
                       dataset=data.name if isinstance(data, Dataset) else data)
@@ -108,6 +104,30 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
                data=data if isinstance(data, Dataset) else None)
 
 
+def resume(run_dir: str | Path, model: Any = None, data: Dataset | None = None, *,
+           backend: str | None = None, on_event: Observer | None = None,
+           tensorboard: str | Path | None = None) -> Run:
+    """Finish an interrupted run from its last checkpoint, with exactly the numbers an
+    uninterrupted run gives on CPU. model and data: the network and the arrays it was
+    started with, when it was (a named dataset is loaded again by name)."""
+    from mind_core.runner import resume_run
+
+    with _as_mind_errors():
+        if model is not None:
+            backend = _backend_of(model, backend)
+        observers: list[Callable] = [on_event] if on_event is not None else []
+        logger = _tensorboard(tensorboard) if tensorboard is not None else None
+        if logger is not None:
+            observers.append(logger)
+        try:
+            resume_run(Path(run_dir), observers, load=_loader(data), backend=backend,
+                       network=model)
+        finally:
+            if logger is not None:
+                logger.close()
+    return Run(Path(run_dir), model=model, backend=backend, data=data)
+
+
 def load(run_dir: str | Path, model: Any = None, *, backend: str | None = None,
          device: str | None = None, data: Dataset | None = None) -> Run:
     """A Run from its directory. model: the network a model=custom run trained (the same
@@ -117,11 +137,7 @@ def load(run_dir: str | Path, model: Any = None, *, backend: str | None = None,
     with _as_mind_errors():
         read_run_config(Path(run_dir))  # a run directory, or one line saying why not
         if model is not None:
-            inferred = backend_for(model)
-            if backend is not None and backend != inferred:
-                raise NetworkError(f"the model is a {inferred} network but backend={backend!r} "
-                                   "was asked for")
-            backend = inferred
+            backend = _backend_of(model, backend)
     return Run(Path(run_dir), model=model, backend=backend, device=device, data=data)
 
 
@@ -176,6 +192,14 @@ class Run:
         with _as_mind_errors():
             return evaluate_run(self.path, self._backend, self._device, load=_loader(self._data),
                                 overrides=overrides, network=self._model)
+
+
+def _backend_of(model: Any, asked: str | None) -> str:
+    inferred = backend_for(model)
+    if asked is not None and asked != inferred:
+        raise NetworkError(f"the model is a {inferred} network but backend={asked!r} was "
+                           "asked for: leave backend out, or pass a matching model")
+    return inferred
 
 
 def _config(preset: str, config: str | Path | None, settings: Mapping[str, Any] | None,

@@ -26,7 +26,8 @@ SUPPORTED_LAYERS = {
 
 
 NO_NETWORK = (f"model={CUSTOM_ARCH} trains your own network, which only Python can pass: "
-              "mind.fit(model=...) or mind.load(RUN, model=...) (see docs/python-api.md)")
+              "mind.fit(model=...), mind.load(RUN, model=...) or mind.resume(RUN, model=...) "
+              "(see docs/python-api.md)")
 
 
 class NetworkError(ValueError):

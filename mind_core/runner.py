@@ -241,9 +241,11 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
 
 def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                should_stop: Callable[[], bool] | None = None,
-               load: Callable = load_dataset, backend: str | None = None) -> dict[str, Any]:
+               load: Callable = load_dataset, backend: str | None = None,
+               network: Any = None) -> dict[str, Any]:
     """Continue a run from its resume checkpoint. backend: the name the user gave again
-    (needed for a `module:Class` backend; see trusted_backend)."""
+    (needed for a `module:Class` backend; see trusted_backend); network: the user's network
+    of a model=custom run, given again."""
     run_dir = Path(run_dir)
     read_run_config(run_dir)  # a run directory, before anything is created in it
     with RunDirLock(run_dir) as lock:  # held for the whole resumed run
@@ -258,9 +260,11 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                                      "distill": cfg.distill.epochs})
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
+        backend_obj = get_backend(backend_name, cfg.device)
+        dataset = load(cfg.dataset, cfg.data_dir or None)
+        adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)
         _take_over(lock)
-        engine = Engine(cfg, get_backend(backend_name, cfg.device),
-                        load(cfg.dataset, cfg.data_dir or None), run_dir, observers, should_stop)
+        engine = Engine(cfg, backend_obj, dataset, run_dir, observers, should_stop)
         engine.restore(ckpt, resume_path)
         return engine.run(resumed=True)
 

@@ -164,3 +164,25 @@ def test_a_config_file_with_an_unknown_key_is_one_mind_error(tmp_path):
                                              r"\(did you mean distill.epochs"):
         mind.fit(None, data, backend=FAKE, config=config, out=tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_an_interrupted_own_network_run_resumes_to_the_same_numbers(tmp_path):
+    from mind_core.engine import Interrupted
+
+    _, data = _arrays()
+    whole = mind.fit(FakeNetwork(outputs=6), data, tasks=3, preset="smoke", settings=SETTINGS,
+                     out=tmp_path / "whole")
+    out = tmp_path / "cut"
+
+    def stop_after_first_task(event):
+        if event["type"] == "evaluated" and event["task"] == 0:
+            (out / "STOP").touch()
+
+    with pytest.raises(Interrupted):
+        mind.fit(FakeNetwork(outputs=6), data, tasks=3, preset="smoke", settings=SETTINGS,
+                 out=out, on_event=stop_after_first_task)
+    assert mind.load(out, FakeNetwork(outputs=6)).metrics["tasks_done"] == 1
+    with pytest.raises(mind.MindError, match="mind.load"):
+        mind.resume(out, data=data, backend=FAKE)  # the network is needed again
+    resumed = mind.resume(out, FakeNetwork(outputs=6), data)
+    assert resumed.metrics["final"] == whole.metrics["final"]
