@@ -82,6 +82,12 @@ class PhaseSpec:
     # Routing-aware training (distill phase): weight of a loss pushing the student's task
     # logits towards uniform on rotated copies of the batch (see outlier_turns).
     outlier_weight: float = 0.0
+    # Which classes' logits the distillation term compares (None: class_range) and the
+    # temperature both sides' logits are divided by first; the term is then multiplied by
+    # T^2 (Hinton et al. 2015) so its gradients keep their size. LwF distils the old classes
+    # (0, lo) at T = 2 while the cross-entropy covers every class seen (0, hi).
+    distill_range: tuple[int, int] | None = None
+    distill_temperature: float = 1.0
     mean: tuple[float, ...] = (0.0,)  # per-channel normalisation of x/255
     std: tuple[float, ...] = (1.0,)
     augment: Augment = Augment()
@@ -100,6 +106,18 @@ def outlier_turns(batch_index: int, height: int, width: int) -> int:
 
 def outlier_count(batch_size: int) -> int:
     return max(1, batch_size // 2)
+
+
+@attrs.frozen(kw_only=True)
+class Penalty:
+    """A quadratic pull towards anchor values (EWC): the training loss gets
+    weight / 2 * sum over gated tensors of importance * (w - anchor) ** 2, on the tensors named
+    in anchor (a weight or a "<layer>.bias"). Its value is part of EpochResult.loss, not of
+    ce or distill."""
+
+    weight: float
+    anchor: Weights
+    importance: Weights
 
 
 @attrs.frozen(kw_only=True)
@@ -132,6 +150,10 @@ class Backend(Protocol):
 
     def versions(self) -> dict[str, str]:
         """Framework versions, recorded in config.json."""
+
+    # Constructor: Backend(device="auto", threads=None). threads: the intra-op threads the
+    # framework may use (None: its own default, every core); a sweep gives each trial its
+    # share so that trials side by side do not oversubscribe the cores.
 
     def build_model(self, spec: ModelSpec, seed: int) -> Any:
         """A fresh randomly initialised model (He-normal convs/linears, biases 0, BN gamma 1
@@ -169,12 +191,13 @@ class Backend(Protocol):
         the dict runs dense."""
 
     def start_phase(self, model: Any, phase: PhaseSpec, trainable: Masks | None,
-                    teacher: Any | None = None) -> Any:
+                    teacher: Any | None = None, penalty: Penalty | None = None) -> Any:
         """Prepare a trainer (optimiser, data placement happens per epoch). Only entries where
         trainable is True may change; every other entry of a gated weight must be bit-for-bit
         unchanged after any number of epochs (weight decay and momentum included). None =
         everything trains; a layer missing from the dict is frozen. teacher: a model run in eval mode without gradient for the
-        distillation term (only used when phase.kind == "distill" and phase.beta > 0)."""
+        distillation term (only used when phase.kind == "distill" and phase.beta > 0).
+        penalty: an EWC-style quadratic term added to every batch's loss (None: none)."""
 
     def train_epoch(self, trainer: Any, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
                     progress: ProgressFn | None = None,
@@ -197,6 +220,15 @@ class Backend(Protocol):
         penultimate features (the classifier's input), taken from the same forward pass.
         Must not copy the model; leaves the model's gates/BN in an unspecified state (the
         engine sets them again before training)."""
+
+    def fisher(self, model: Any, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
+               batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
+        """The diagonal empirical Fisher information of every gated tensor (weights and
+        "<layer>.bias"), canonical layout, float32: with BN in inference mode, the current
+        gates, and the cross-entropy of y over the logits of class_range, for each batch b of
+        n_b samples (in order, no shuffling, no augmentation) the gradient g_b of the batch's
+        mean loss; F = sum_b n_b * g_b ** 2 / len(x). (Batch gradients, the common cheap
+        approximation of per-sample ones.) The model's weights and BN are left unchanged."""
 
     def distill_loss(self, name: str, teacher_logits: np.ndarray,
                      student_logits: np.ndarray) -> float:

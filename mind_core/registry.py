@@ -42,9 +42,10 @@ def resolve_backend_class(name: str) -> type:
         raise BackendError(f"backend module {module_name!r} has no class {class_name!r}") from None
 
 
-def get_backend(name: str, device: str = "auto") -> Backend:
+def get_backend(name: str, device: str = "auto", threads: int | None = None) -> Backend:
+    """threads: the framework's intra-op threads (None: its default)."""
     cls = resolve_backend_class(name)
     try:
-        return cls(device=device)
+        return cls(device=device) if threads is None else cls(device=device, threads=threads)
     except ValueError as exc:  # e.g. a CUDA device asked for where there is none
         raise BackendError(str(exc)) from None
