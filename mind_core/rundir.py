@@ -7,6 +7,7 @@ Contract: docs/design.md, "The run directory".
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import IO
 
@@ -138,3 +139,26 @@ def check_out_writable(out: Path) -> None:
     except OSError as exc:
         raise RunDirError(f"--out {out} is not writable: cannot create files in {existing} "
                           f"({exc.strerror or exc})") from None
+
+
+def safe_dir_name(name: str) -> str:
+    """name with every run of characters a directory name should not hold made one '-'."""
+    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "run"
+
+
+def run_dir_name(name: str | None, backend: str, now: float | None = None) -> str:
+    """A run's directory name when none is given, one rule for `mind run`, the Python API and
+    the TUI: <name>-<backend>-<YYYYmmdd-HHMMSS> (local time), e.g. demo-torch-20261127-101500;
+    a module:Class backend is named by its class."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return safe_dir_name(f"{name or 'run'}-{backend.split(':')[-1]}-{stamp}")
+
+
+def unused_run_dir(root: Path, name: str) -> Path:
+    """root/name, or root/name-2, -3... when it is taken. Creates nothing: two runs that pick
+    the same one are told apart by the run's lock."""
+    path, n = Path(root) / name, 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{name}-{n}"
+    return path

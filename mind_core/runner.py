@@ -47,6 +47,8 @@ from mind_core.rundir import (
     is_locked,
     remove_stale_temp_files,
     remove_stop_file,
+    run_dir_name,
+    unused_run_dir,
 )
 from mind_core.schedule import make_tasks
 
@@ -58,14 +60,8 @@ def load_dataset(name: str, data_dir: str | None = None):
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    backend = re.sub(r"[^A-Za-z0-9_-]+", "_", cfg.backend.split(":")[-1])
-    base = root / f"{cfg.name or 'run'}-{backend}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    """runs/<name>-<backend>-<time>, named as the TUI names the runs it starts."""
+    return unused_run_dir(root, run_dir_name(cfg.name, cfg.backend))
 
 
 # Files a new run may find in its --out: a launcher's log, a failed start's traceback, a stale

@@ -1,8 +1,8 @@
-"""`mind-tui`: the Textual app and its command line."""
+"""`mind-tui`: the Textual app. Its command line is tui.cli (importable without Textual);
+main and parse_args are re-exported here for `python -m tui.app`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from tui.catalog import Catalog, CoreCatalog
+from tui.cli import main, parse_args
 from tui.process import RunProcess
-from tui.rundir import CONFIG, EVENTS, OUTPUT_LOG
 from tui.screens.launch import LaunchScreen
 from tui.screens.leave import STOP, LeaveScreen
 from tui.screens.monitor import MonitorScreen
@@ -23,7 +23,10 @@ class MindApp(App[None]):
     TITLE = "MIND"
     CSS_PATH = "app.tcss"
     MODES = {"launch": LaunchScreen, "runs": RunsScreen}
+    # q quits wherever a key is not text being typed (an Input takes its q first); ctrl+q,
+    # Textual's own, quits from anywhere.
     BINDINGS = [
+        Binding("q", "quit", "Quit"),
         Binding("f2", "switch_mode('runs')", "Runs"),
         Binding("f3", "switch_mode('launch')", "New run"),
     ]
@@ -66,22 +69,6 @@ class MindApp(App[None]):
         self.push_screen(LeaveScreen([process.run_dir for process in running]), chosen)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="mind-tui",
-        description="Launch MIND runs, watch them learn task by task, and compare results.",
-    )
-    parser.add_argument("--backend", default="torch",
-                        help='framework for new runs: "torch", "tf" or "module:Class" '
-                             "(default: torch; changeable on the launch screen)")
-    parser.add_argument("--runs", default="runs", metavar="DIR",
-                        help="directory holding the run directories (default: ./runs)")
-    parser.add_argument("--attach", metavar="DIR",
-                        help="open the monitor on an existing run directory (e.g. one started "
-                             "with `mind run --out DIR`)")
-    return parser.parse_args(argv)
-
-
 def run_app(app: App[Any], **run_options: Any) -> int:
     """Run the app; its exit status: non-zero when it ended on an error (Textual then returns
     from run() after printing the traceback, with return_code 1)."""
@@ -89,18 +76,7 @@ def run_app(app: App[Any], **run_options: Any) -> int:
     return app.return_code or 0
 
 
-def main(argv: list[str] | None = None) -> Any:
-    args = parse_args(argv)
-    if args.attach and not Path(args.attach).is_dir():
-        print(f"mind-tui: no run directory at {args.attach}", file=sys.stderr)
-        return 2
-    if args.attach and not any((Path(args.attach) / name).exists()
-                               for name in (CONFIG, EVENTS, OUTPUT_LOG)):
-        print(f"mind-tui: {args.attach} is not a run directory (it has no {CONFIG} or "
-              f"{EVENTS}; `mind run --out DIR` makes one)", file=sys.stderr)
-        return 2
-    return run_app(MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach))
-
+__all__ = ["MindApp", "main", "parse_args", "run_app"]
 
 if __name__ == "__main__":
     sys.exit(main())

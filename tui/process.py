@@ -13,9 +13,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from mind_core.rundir import safe_dir_name, unused_run_dir
 from tui.rundir import OUTPUT_LOG, STOP_FILE
 
 
@@ -46,19 +46,11 @@ def _quote(arg: str) -> str:
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
-    """A fresh directory under runs_dir named after `name` (suffixed -2, -3... if taken)."""
-    safe = re.sub(r"[^\w.-]+", "-", name).strip("-.") or "run"
-    candidate, n = runs_dir / safe, 1
-    while candidate.exists():
-        n += 1
-        candidate = runs_dir / f"{safe}-{n}"
-    candidate.mkdir(parents=True)
-    return candidate
-
-
-def auto_run_name(preset: str, dataset: str, now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return f"{preset}-{dataset}-{stamp}"
+    """A fresh directory under runs_dir named after `name` (suffixed -2, -3... if taken). An
+    unnamed run's name is rundir.run_dir_name's, as for `mind run` (the launch screen)."""
+    path = unused_run_dir(runs_dir, safe_dir_name(name))
+    path.mkdir(parents=True)
+    return path
 
 
 def _child_env() -> dict[str, str]:

@@ -7,6 +7,7 @@ variables; everything crossing the boundary is numpy in the canonical layout.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from backends.tf import tf_import
 from backends.tf.convert import adopt, build_converted
 from backends.tf.losses import distill_loss_fn
 from backends.tf.models import build_network
+from backends.tf.penalty import fisher
 from backends.tf.training import Trainer, make_predict_fn
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
 from mind_core.protocol import (
@@ -22,6 +24,7 @@ from mind_core.protocol import (
     LayerInfo,
     Masks,
     ModelSpec,
+    Penalty,
     PhaseSpec,
     ProgressFn,
     StopFn,
@@ -56,12 +59,38 @@ def resolve_device(device: str) -> str:
     raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
 
 
+def set_threads(threads: int | None) -> None:
+    """TensorFlow's intra-op threads for this process (None: leave TF's default, every core).
+
+    TF fixes them when its runtime starts (the first op or tensor), for the whole process.
+    Asked for before that, they are set; asked for afterwards with another value than the one
+    in force, TF cannot change them: a one-line RuntimeWarning says so and the process keeps
+    the threads it has (a sweep gives each trial its own process, so this does not arise there).
+    """
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
+    threads = int(threads)
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # "cannot be modified after initialization"
+        kept = f"{current} intra-op threads" if current else "its default intra-op threads"
+        warnings.warn(f"threads={threads} ignored: TensorFlow already started in this process "
+                      f"with {kept}, which it keeps until the process ends",
+                      RuntimeWarning, stacklevel=3)
+
+
 class TFBackend:
     """The MIND backend for TensorFlow 2 / Keras 3."""
 
     name = "tf"
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", threads: int | None = None):
+        set_threads(threads)  # first: resolving the device must not be what starts TF
         self.device = resolve_device(device)
         on_gpu = self.device.startswith("/GPU")
         # On CPU every op TF runs here is deterministic already (checked by the conformance
@@ -135,12 +164,12 @@ class TFBackend:
 
     # -- training ------------------------------------------------------------------------------
     def start_phase(self, model, phase: PhaseSpec, trainable: Masks | None,
-                    teacher=None) -> Trainer:
+                    teacher=None, penalty: Penalty | None = None) -> Trainer:
         if trainable is not None:
             for name in trainable:
                 _lookup(model.gated, name, "gated layer")
         with tf.device(self.device):
-            return Trainer(model, phase, trainable, teacher, self.device)
+            return Trainer(model, phase, trainable, teacher, self.device, penalty)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
@@ -220,6 +249,12 @@ class TFBackend:
                     if feats is not None:
                         feats[j, start:start + batch_size] = hidden.numpy()
         return out if feats is None else (out, feats)
+
+    def fisher(self, model, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
+               batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
+        """Diagonal empirical Fisher of every gated tensor (backends.tf.penalty.fisher)."""
+        with tf.device(self.device):
+            return fisher(model, x, y, class_range, batch_size, mean, std)
 
     # -- extras used by tests and tools ----------------------------------------------------------
     def distill_loss(self, name: str, teacher_logits: np.ndarray,

@@ -6,6 +6,7 @@ last, smaller batch nor a new epoch retraces them.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -19,7 +20,8 @@ from backends.tf.losses import (
     uniform_cross_entropy,
 )
 from backends.tf.optim import MaskedAdamW
-from mind_core.protocol import MASKINGS, Masks, PhaseSpec
+from backends.tf.penalty import penalty_term
+from mind_core.protocol import MASKINGS, Masks, Penalty, PhaseSpec
 
 tf, _ = tf_import()
 
@@ -52,13 +54,17 @@ def _frozen_or_masked(layer, trainable: Masks | None, name: str):
 class Trainer:
     """Optimiser state and the compiled step for one phase of one model."""
 
-    def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str):
+    def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str,
+                 penalty: Penalty | None = None):
         if phase.kind not in ("teacher", "distill"):
             raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
         if phase.kind == "distill" and phase.beta > 0 and teacher is None:
             raise ValueError("a distill phase with beta > 0 needs a teacher model")
+        _check_distill_options(phase, model.num_classes)
         self.model, self.phase, self.device = model, phase, device
         self.teacher = teacher if phase.kind == "distill" and phase.beta > 0 else None
+        # Device constants made once here, captured by the compiled step.
+        self.penalty = penalty_term(model, penalty)
         variables, masks, keys, layouts = [], [], [], []
         for name, layer in model.gated.items():
             train, mask = _frozen_or_masked(layer, trainable, name)
@@ -83,6 +89,9 @@ class Trainer:
         model, teacher, phase, optimizer = self.model, self.teacher, self.phase, self.optimizer
         use_teacher = teacher is not None
         loss_fn = distill_loss_fn(phase.loss)
+        distill_logits = _distill_logits(phase)
+        temperature = float(phase.distill_temperature)
+        penalty = self.penalty
         lo, hi = phase.class_range
         channels = model.input_hwc[2]
         mean = tf.constant(np.broadcast_to(np.asarray(phase.mean, np.float32), (channels,)))
@@ -111,23 +120,68 @@ class Trainer:
             y = tf.gather(y_all, index)
             x = augment_batch(x, mean, std, aug, seed) if augmenting else normalise(x, mean, std)
             if use_teacher:
-                target, _ = mask_logits(teacher(x, training=False), None, (lo, hi),
-                                        phase.logit_masking)
-                target = tf.stop_gradient(target)
+                raw = teacher(x, training=False)
+                masked, _ = mask_logits(raw, None, (lo, hi), phase.logit_masking)
+                target = tf.stop_gradient(distill_logits(raw, masked))
             with tf.GradientTape() as tape:
                 logits = model(x, training=phase.train_bn)
                 student, labels = mask_logits(logits, y, (lo, hi), phase.logit_masking)
                 ce = cross_entropy(student, labels)
-                distill = loss_fn(target, student) if use_teacher else tf.constant(0.0)
-                total = ce + phase.beta * distill if use_teacher else ce
+                if use_teacher:
+                    distill = loss_fn(target, distill_logits(logits, student))
+                    if temperature != 1.0:  # T^2 keeps the soft targets' gradients in scale
+                        distill = distill * (temperature * temperature)
+                    total = ce + phase.beta * distill
+                else:
+                    distill, total = tf.constant(0.0), ce
                 if outliers:
                     total += phase.outlier_weight * outlier_loss(x, outlier_plan)
+                if penalty is not None:
+                    total += penalty()
             optimizer.apply(tape.gradient(total, optimizer.variables))
             hits = tf.equal(tf.argmax(logits[:, lo:hi], axis=-1), y - lo)
             correct = tf.reduce_sum(tf.cast(hits, tf.float32))
             return tf.stack([total, ce, distill, correct])
 
         return step
+
+
+def _check_distill_options(phase: PhaseSpec, num_classes: int) -> None:
+    try:
+        temperature = float(phase.distill_temperature)
+    except (TypeError, ValueError):
+        temperature = math.nan
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError("distill_temperature must be a finite number > 0, got "
+                         f"{phase.distill_temperature!r}")
+    if phase.distill_range is not None:
+        lo, hi = phase.distill_range
+        if not 0 <= lo < hi <= num_classes:
+            raise ValueError(f"distill_range {tuple(phase.distill_range)} is not a non-empty "
+                             f"range within the model's {num_classes} classes")
+
+
+def _distill_logits(phase: PhaseSpec):
+    """(logits, masked logits) -> what the distillation loss compares, the same function for
+    teacher and student.
+
+    Without distill_range: the masked logits over class_range, as before these options
+    existed (the same graph at T = 1, so built-ins train bit-identically). With it: exactly
+    the raw logits of those classes, whatever the masking, which only shapes the
+    cross-entropy. Then divided by T.
+    """
+    temperature = float(phase.distill_temperature)
+    if phase.distill_range is None:
+        def select(logits, masked):
+            return masked
+    else:
+        lo, hi = (int(c) for c in phase.distill_range)
+
+        def select(logits, masked):
+            return logits[:, lo:hi]
+    if temperature == 1.0:
+        return select
+    return lambda logits, masked: select(logits, masked) / temperature
 
 
 def make_predict_fn(model):

@@ -1,6 +1,7 @@
 """What only the TF backend has to get right: Keras layouts and padding, its own BatchNorm and
-AdamW, tf.function tracing, stateless augmentation, TF device names. The shared behaviour is in
-test_conformance.py (run with MIND_TEST_BACKEND=tf)."""
+AdamW, tf.function tracing, stateless augmentation, TF device names, intra-op threads, the
+Fisher information and penalty of a user's Keras network with biases. The shared behaviour is
+in test_conformance.py (run with MIND_TEST_BACKEND=tf)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
 
 from backends.tf.augment import augment_batch  # noqa: E402
-from backends.tf.backend import TFBackend, predict_fn, resolve_device, tf  # noqa: E402
+from backends.tf.backend import TFBackend, keras, predict_fn, resolve_device, tf  # noqa: E402
 from backends.tf.layers import BatchNorm, GatedConv2D  # noqa: E402
 from backends.tf.optim import MaskedAdamW  # noqa: E402
-from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet  # noqa: E402
+from backends.tf.penalty import fisher_fn  # noqa: E402
+from mind_core.protocol import Augment, ModelSpec, Penalty, PhaseSpec, Subnet  # noqa: E402
 
 SMALL = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)
 
@@ -187,3 +190,187 @@ def test_augmentation_crops_flips_and_brightens_per_image():
         flips += found[0]
         shifts += abs(found[1]) > 1e-3
     assert 0 < flips < 16 and shifts > 12
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_threads_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ValueError, match="threads must be a positive whole number") as info:
+        TFBackend(device="cpu", threads=bad)
+    assert "\n" not in str(info.value)
+
+
+def test_threads_are_set_before_tf_starts_and_a_late_change_is_one_warning():
+    code = "\n".join([
+        "import warnings",
+        "from backends.tf.backend import TFBackend, tf",
+        "TFBackend(device='cpu', threads=2)",
+        "print(tf.config.threading.get_intra_op_parallelism_threads())",
+        "tf.constant(1.0) + 1  # TF's runtime runs from here on",
+        "with warnings.catch_warnings(record=True) as caught:",
+        "    warnings.simplefilter('always')",
+        "    for threads in (2, None, 3):",  # same value / default: nothing to say
+        "        TFBackend(device='cpu', threads=threads)",
+        "print(len(caught), caught[-1].category.__name__)",
+        "print(caught[-1].message)",
+        "print(tf.config.threading.get_intra_op_parallelism_threads())",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "2" and lines[1] == "1 RuntimeWarning" and lines[3] == "2"
+    assert "threads=3 ignored" in lines[2] and "2 intra-op threads" in lines[2]
+
+
+L = keras.layers
+
+
+def keras_cnn():
+    """A user's network with conv and dense biases (BN epsilon as MIND's, 1e-5)."""
+    return keras.Sequential([
+        keras.Input((6, 6, 1)),
+        L.Conv2D(5, 3, padding="same", activation="relu", name="conv1"),
+        L.BatchNormalization(epsilon=1e-5, name="bn1"),
+        L.GlobalAveragePooling2D(name="gap"),
+        L.Dense(4, name="fc"),
+    ])
+
+
+def adopted_cnn(backend):
+    """(MIND's converted model with random weights, gates and BN, its gates, and the same
+    network as plain Keras holding weight * gate)."""
+    backend.adopt_network(keras_cnn(), (6, 6, 1), 4)
+    model = backend.build_model(ModelSpec(arch="custom", input_shape=(6, 6, 1),
+                                          num_classes=4), 0)
+    rng = np.random.default_rng(5)
+    weights = {i.name: rng.normal(0, 0.5, i.shape).astype(np.float32)
+               for i in backend.layers(model)}
+    gates = {name: rng.random(w.shape) < 0.7 for name, w in weights.items()}
+    bn = {"bn1": {"gamma": rng.uniform(0.5, 1.5, 5), "beta": rng.normal(0, 0.5, 5),
+                  "mean": rng.normal(0, 0.5, 5), "var": rng.uniform(0.5, 2.0, 5)}}
+    bn = {"bn1": {k: v.astype(np.float32) for k, v in bn["bn1"].items()}}
+    backend.set_weights(model, weights)
+    backend.set_gates(model, gates)
+    backend.set_bn(model, bn)
+    reference = keras_cnn()
+    effective = {name: w * gates[name] for name, w in weights.items()}
+    reference.get_layer("conv1").set_weights([np.transpose(effective["conv1"], (2, 3, 1, 0)),
+                                             effective["conv1.bias"]])
+    reference.get_layer("fc").set_weights([effective["fc"].T, effective["fc.bias"]])
+    reference.get_layer("bn1").set_weights([bn["bn1"][k] for k in ("gamma", "beta", "mean",
+                                                                   "var")])
+    return model, gates, reference
+
+
+def test_fisher_of_a_keras_network_with_biases_is_its_squared_keras_gradient():
+    backend = TFBackend(device="cpu")
+    model, gates, reference = adopted_cnn(backend)
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (11, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(1, 3, 11)
+    weights, bn = backend.get_weights(model), backend.get_bn(model)
+    got = backend.fisher(model, x, y, (1, 3), 4, (0.4,), (0.3,))
+    assert list(got) == ["conv1", "conv1.bias", "fc", "fc.bias"]
+    # Plain Keras, BN in inference mode: the gradient with respect to weight * gate, times the
+    # gate, is the gradient with respect to the weight.
+    variables = [reference.get_layer("conv1").kernel, reference.get_layer("conv1").bias,
+                 reference.get_layer("fc").kernel, reference.get_layer("fc").bias]
+    expected = [np.zeros(v.shape, np.float64) for v in variables]
+    for start in range(0, 11, 4):
+        xb = (x[start:start + 4].astype(np.float32) / 255.0 - 0.4) / 0.3
+        with tf.GradientTape() as tape:
+            logits = reference(xb, training=False)[:, 1:3]
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                y[start:start + 4] - 1, logits))
+        for total, g in zip(expected, tape.gradient(loss, variables), strict=True):
+            total += len(xb) * g.numpy().astype(np.float64) ** 2 / 11
+    layouts = {"conv1": (3, 2, 0, 1), "fc": (1, 0)}
+    for (name, value), reference_value in zip(got.items(), expected, strict=True):
+        if name in layouts:
+            reference_value = np.transpose(reference_value, layouts[name])
+        assert value.dtype == np.float32 and value.shape == weights[name].shape
+        assert np.all(value[~gates[name]] == 0), name
+        np.testing.assert_allclose(value, reference_value * gates[name], rtol=1e-4,
+                                   atol=1e-6 * reference_value.max(), err_msg=name)
+    assert np.all(got["fc"][[0, 3]] == 0) and np.all(got["fc.bias"][[0, 3]] == 0)
+    assert_same_state(backend, model, weights, bn)
+
+
+def assert_same_state(backend, model, weights, bn):
+    for name, w in backend.get_weights(model).items():
+        assert np.array_equal(w, weights[name]), name
+    for name, values in backend.get_bn(model).items():
+        assert all(np.array_equal(v, bn[name][k]) for k, v in values.items()), name
+
+
+def test_penalty_on_a_users_biases_counts_in_the_loss_and_spares_frozen_entries():
+    backend = TFBackend(device="cpu")
+    model, gates, _ = adopted_cnn(backend)
+    weights = backend.get_weights(model)
+    rng = np.random.default_rng(7)
+    # Anchors at least 1 away: AdamW's steps (about lr each) cannot overshoot them.
+    anchor = {name: w + (rng.choice([-1, 1], w.shape) * rng.uniform(1, 2, w.shape)).astype(
+        np.float32) for name, w in weights.items() if name.endswith(".bias")}
+    importance = {name: rng.uniform(0, 2, w.shape).astype(np.float32)
+                  for name, w in weights.items()}
+    penalty = Penalty(weight=3.0, anchor=anchor, importance=importance)
+    x = rng.integers(0, 256, (12, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(0, 4, 12)
+    ph = PhaseSpec(kind="teacher", epochs=1, lr=0.0, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=5, class_range=(0, 4), train_bn=False)
+    still = backend.train_epoch(backend.start_phase(model, ph, None, penalty=penalty), x, y,
+                                epoch=0, seed=0)
+    value = 1.5 * sum(float((importance[k] * (weights[k] - a).astype(np.float64) ** 2).sum())
+                      for k, a in anchor.items())
+    assert still.loss - still.ce == pytest.approx(value, rel=1e-5)
+    # A strong pull moves every trainable bias entry towards its anchor, no frozen one.
+    trainable = {name: g & (rng.random(g.shape) < 0.5) for name, g in gates.items()}
+    trainer = backend.start_phase(model, attrs.evolve(ph, lr=0.05, epochs=3),
+                                  trainable, penalty=Penalty(weight=100.0, anchor=anchor,
+                                                             importance=importance))
+    for epoch in range(3):
+        backend.train_epoch(trainer, x, y, epoch=epoch, seed=epoch)
+    after = backend.get_weights(model)
+    for name in weights:
+        frozen = ~trainable[name]
+        assert np.array_equal(after[name][frozen], weights[name][frozen]), name
+    for name, a in anchor.items():
+        moved = trainable[name]
+        assert np.all(np.abs(after[name] - a)[moved] < np.abs(weights[name] - a)[moved]), name
+
+
+def test_new_phase_options_compile_once_and_fisher_leaves_training_alone(backend):
+    """Penalty, distill_range and temperature are fixed per phase: one trace for the phase.
+    A Fisher computation between two epochs changes nothing the second epoch does."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (21, 8, 8, 3), dtype=np.uint8)
+    y = rng.integers(0, 4, 21)
+    ph = PhaseSpec(kind="distill", epochs=3, lr=0.01, milestones=(1,), gamma=0.5,
+                   weight_decay=0.01, batch_size=8, class_range=(0, 4), beta=1.0, loss="kl",
+                   distill_range=(0, 2), distill_temperature=2.0)
+    teacher = backend.build_model(SMALL, seed=1)
+    runs = []
+    for with_fisher in (False, True):
+        model = backend.build_model(SMALL, seed=0)
+        weights = backend.get_weights(model)
+        penalty = Penalty(weight=2.0, anchor=weights,
+                          importance={k: np.ones_like(w) for k, w in weights.items()})
+        trainer = backend.start_phase(model, ph, None, teacher, penalty)
+        for epoch in range(3):
+            result = backend.train_epoch(trainer, x, y, epoch=epoch, seed=epoch)
+            if with_fisher:
+                for class_range, batch_size, n in (((0, 2), 4, 9), ((2, 4), 8, 21)):
+                    keep = (y >= class_range[0]) & (y < class_range[1])
+                    backend.fisher(model, x[keep][:n], y[keep][:n], class_range, batch_size,
+                                   (0.5,), (0.5,))
+        assert trainer.step.experimental_get_tracing_count() == 1
+        runs.append((backend.get_weights(model), backend.get_bn(model),
+                     backend.trainer_state(trainer), result.loss))
+    assert fisher_fn(model).experimental_get_tracing_count() == 1
+    for a, b in zip(runs[0][:3], runs[1][:3], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], dict):
+                assert all(np.array_equal(a[key][f], b[key][f]) for f in a[key]), key
+            else:
+                assert np.array_equal(a[key], b[key]), key
+    assert runs[0][3] == runs[1][3]

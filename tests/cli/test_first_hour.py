@@ -77,3 +77,18 @@ def test_resume_ends_with_the_same_summary(tmp_path, capsys):
     assert main(["resume", str(out), *FAKE[:2], "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "TAw: accuracy when it is given" in printed and f"Run directory: {out}" in printed
+
+
+def test_mind_tui_without_the_tui_extra_is_one_line_naming_it():
+    """The installed `mind-tui` command (pyproject's entry point) with Textual missing."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, func = scripts["mind-tui"].partition(":")
+    code = ("import sys\nsys.modules['textual'] = None\nsys.modules['textual_plotext'] = None\n"
+            f"from {module} import {func}\nsys.exit({func}([]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("mind-tui: error:") and install_hint("tui") in done.stderr

@@ -110,3 +110,23 @@ def test_monitor_in_the_light_theme(snap_compare, runs_dir: Path, catalog, tab):
 
     app = MindApp(runs_dir=runs_dir, attach=runs_dir / "finished-3tasks", catalog=catalog)
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_compare_screen_with_long_run_names(snap_compare, runs_dir: Path, catalog):
+    """Names as long as `mind run` gives: they fold, the difference column stays on screen."""
+    import shutil
+
+    first = runs_dir / "demo-fmnist-mini-20261127-101500"
+    second = runs_dir / "cifar100-resnet32-torch-20261127-103000"
+    shutil.copytree(runs_dir / "finished-3tasks", first)
+    shutil.copytree(runs_dir / "interrupted-4tasks", second)
+
+    async def run_before(pilot):
+        pilot.app.push_screen(CompareScreen(first, second))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                       and pilot.app.screen.query("#compare-table")
+                       and "loading" not in str(pilot.app.screen.query_one("#compare-table")
+                                                .content))
+
+    app = MindApp(runs_dir=runs_dir, catalog=catalog)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

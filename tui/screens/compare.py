@@ -74,13 +74,19 @@ def _matrix(rows: Any) -> tuple[tuple[float, ...], ...]:
     return tuple(_numbers(row) for row in rows if isinstance(row, list))
 
 
+DELTA = "Δ\n2nd − 1st"  # on two lines: the narrow column leaves the names more room
+
+
 def _table(a: RunReport, b: RunReport, delta: bool) -> Table:
+    # The widget is as wide as the screen (app.tcss), so two run names too long to fit side
+    # by side fold onto more lines; the labels and the differences never do (the difference
+    # column, last, was the one cut off at 100 columns).
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
-    table.add_column("", min_width=26)
+    table.add_column("", no_wrap=True)
     table.add_column(a.summary.name, overflow="fold")
     table.add_column(b.summary.name, overflow="fold")
     if delta:
-        table.add_column("Δ (2nd − 1st)", justify="right")
+        table.add_column(DELTA, justify="right", no_wrap=True, min_width=9)
     return table
 
 

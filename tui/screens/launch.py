@@ -18,8 +18,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from mind_core.rundir import run_dir_name
 from tui.catalog import ConfigProblem, DatasetChoice, format_value, lookup
-from tui.process import RunProcess, auto_run_name, display_command, new_run_dir, run_command
+from tui.process import RunProcess, display_command, new_run_dir, run_command
 
 
 @dataclass(frozen=True)
@@ -279,12 +280,11 @@ class LaunchScreen(Screen):
             self.notify(f"Not launched: {validation.message}", severity="error")
             return
         app: Any = self.app
-        preset = self._value("preset")
-        dataset = self._value("own_data") or self._value("dataset")
+        preset, backend = self._value("preset"), self._value("backend")
         args = list(validation.args)
         try:
             run_dir = new_run_dir(app.runs_dir,
-                                  self._value("name") or auto_run_name(preset, dataset))
+                                  self._value("name") or run_dir_name(preset, backend))
             args[-1] = str(run_dir)  # --out: the directory actually created
             app.processes[run_dir.resolve()] = RunProcess.start(run_dir, args)
         except OSError as exc:
