@@ -33,7 +33,7 @@ from benchmarks.tf_vs_torch import set_threads
 from mind_core.config import RunConfig, list_presets, resolve_config
 from mind_core.data import DatasetError, default_root, load_dataset, prepare_synbols
 from mind_core.registry import get_backend
-from mind_core.routing import ROUTINGS
+from mind_core.routing import PAPER_RULE, ROUTINGS
 
 
 @attrs.frozen
@@ -186,7 +186,7 @@ def one_run(key: tuple, cfg: RunConfig, method: str, backend, dataset) -> dict[s
         print(f"  failed: {row['error']}", file=sys.stderr)
         return row
     row["seconds"] = round(time.time() - start, 1)
-    row.update(routing_rule=metrics.get("routing_rule", "max_prob"),
+    row.update(routing_rule=metrics.get("routing_rule", PAPER_RULE),
                final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
                routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
                acc_matrix_taw=metrics["acc_matrix_taw"],
@@ -234,7 +234,7 @@ def run_rule(row: dict) -> str:
     final = row["final"]
     matching = [name for name, v in final.get("rules", {}).items()
                 if v["tag"] == final["tag"] and v["routing"] == final["routing"]]
-    return "max_prob" if not matching or "max_prob" in matching else matching[0]
+    return PAPER_RULE if not matching or PAPER_RULE in matching else matching[0]
 
 
 def rule_summary(runs: list[dict]) -> dict[str, dict[str, list[float]]]:

@@ -20,14 +20,14 @@ import time
 import numpy as np
 
 from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet
+from mind_core.registry import BACKENDS
 
-BACKENDS = {"tf": "backends.tf.backend:TFBackend", "torch": "backends.torch.backend:TorchBackend"}
 SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=10)
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def load(name: str, device: str):
-    module, _, cls = BACKENDS[name].partition(":")
+    module, _, cls = BACKENDS[name][0].partition(":")
     try:
         return getattr(importlib.import_module(module), cls)(device=device)
     except ImportError as error:

@@ -15,10 +15,18 @@ from typing import Any
 
 import attrs
 
-from mind_core.masks import INITS
+from mind_core.masks import INITS, MODES
 from mind_core.network import CUSTOM_ARCH
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
-from mind_core.routing import ROUTINGS
+from mind_core.registry import BACKENDS
+from mind_core.routing import PAPER_RULE, ROUTINGS
+from mind_core.schedule import SCENARIOS
+
+# The loop's variants (what each sets: VARIANT_DEFAULTS, plan.Plan) and BatchNorm modes
+# (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
+# BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS.
+VARIANTS = ("mind", "self_distill", "packnet")
+BN_MODES = ("per_task", "shared", "frozen_after_first")
 
 
 class ConfigError(ValueError):
@@ -64,7 +72,7 @@ class PhaseConfig:
 
 @attrs.frozen(kw_only=True)
 class AllocationConfig:
-    mode: str = attrs.field(default="random", validator=_one_of("random", "magnitude"))
+    mode: str = attrs.field(default="random", validator=_one_of(*MODES))
     weight_sharing: bool = True
     # Values of newly owned weights: see masks.INITS and docs/algorithm.md.
     init: str = attrs.field(default="zero", validator=_one_of(*INITS))
@@ -90,8 +98,9 @@ class InferenceConfig:
 
 
 def _backend_name(inst, attribute, value):
-    if value not in ("torch", "tf") and (":" not in value or value.startswith(":")):
-        raise ValueError(f"unknown backend {value!r}: use torch, tf, or module:Class")
+    if value not in BACKENDS and (":" not in value or value.startswith(":")):
+        raise ValueError(f"unknown backend {value!r}: use {', '.join(BACKENDS)}, or "
+                         "module:Class")
 
 
 @attrs.frozen(kw_only=True)
@@ -102,14 +111,12 @@ class RunConfig:
     device: str = "auto"
     dataset: str = "fmnist-mini"
     data_dir: str = ""
-    scenario: str = attrs.field(default="class", validator=_one_of("class", "domain"))
+    scenario: str = attrs.field(default="class", validator=_one_of(*SCENARIOS))
     tasks: int = attrs.field(default=5, validator=_positive)
     seed: int = attrs.field(default=0, validator=_non_negative)
     model: str = attrs.field(default="small_cnn", validator=_one_of(*ARCHS, CUSTOM_ARCH))
-    variant: str = attrs.field(default="mind",
-                               validator=_one_of("mind", "self_distill", "packnet"))
-    bn: str = attrs.field(default="per_task",
-                          validator=_one_of("per_task", "shared", "frozen_after_first"))
+    variant: str = attrs.field(default="mind", validator=_one_of(*VARIANTS))
+    bn: str = attrs.field(default="per_task", validator=_one_of(*BN_MODES))
     teacher: PhaseConfig = PhaseConfig()
     distill: PhaseConfig = PhaseConfig(lr=0.035)
     allocation: AllocationConfig = AllocationConfig()
@@ -329,7 +336,7 @@ def _preset_files() -> dict[str, Any]:
 
 # Settings that go beyond the paper, with the paper's own value: a preset that changes none
 # reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
-PAPER_VALUES: dict[str, Any] = {"inference.routing": "max_prob", "allocation.init": "zero",
+PAPER_VALUES: dict[str, Any] = {"inference.routing": PAPER_RULE, "allocation.init": "zero",
                                 "distillation.outlier_weight": 0.0}
 
 
@@ -397,8 +404,8 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
     _check_keys(given)
     own = str(flat.get("variant", "mind")).strip()
     variant = str(given.get("variant", own)).strip()
-    if variant not in VARIANT_DEFAULTS:
-        raise ConfigError("variant", f"must be one of {', '.join(VARIANT_DEFAULTS)}; "
+    if variant not in VARIANTS:
+        raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}; "
                           f"got {variant!r}")
     defaults = VARIANT_DEFAULTS[variant]
     flat = {**flat, **defaults} if variant != own else {**defaults, **flat}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mind_core.eta import RunEta
+from mind_core.routing import PAPER_RULE
 from mind_core.rundir import CHECKPOINT_DIR, CONFIG, ERROR_LOG, EVENTS, METRICS
 
 
@@ -132,7 +133,7 @@ def run_dir_listing(run_dir: Path) -> str:
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The final summary: headline numbers and the accuracy matrices."""
     final = metrics["final"]
-    rule = metrics.get("routing_rule", "max_prob")
+    rule = metrics.get("routing_rule", PAPER_RULE)
     lines = [f"TAg {pct(final['tag'])}   TAw {pct(final['taw'])}   routing "
              f"{pct(final['routing'])} ({rule})   (TAg with entropy routing "
              f"{pct(final['tag_entropy'])})",

@@ -13,7 +13,7 @@ from mind_core.data.base import Dataset
 from mind_core.metrics import Evaluation, evaluate_logits, summary
 from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
-from mind_core.routing import TaskStats
+from mind_core.routing import PAPER_RULE, TaskStats
 from mind_core.schedule import TaskData, test_set
 
 
@@ -65,7 +65,7 @@ class History:
         last = self.rows[-1]
         return {"tag": last["tag"], "taw": last["taw"], "routing": last["routing"],
                 "tag_entropy": last["tag_entropy"],
-                "routing_rule": last.get("routing_rule", "max_prob"),
+                "routing_rule": last.get("routing_rule", PAPER_RULE),
                 "rules": last.get("rules", {}), "teacher_taw": last.get("teacher_taw"),
                 "per_task_tag": last["per_task_tag"],
                 "per_task_taw": last["per_task_taw"],

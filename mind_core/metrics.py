@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 
 from mind_core.numerics import log_softmax, softmax  # noqa: F401  (re-exported)
-from mind_core.routing import RULES, RoutingInputs, available, route
+from mind_core.routing import PAPER_RULE, RULES, RoutingInputs, available, route
 
 
 def _kl_rows(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
@@ -76,7 +76,7 @@ class Evaluation:
     per_task_taw: list[float]
     per_task_routing: list[float]
     confusion: list[list[int]]  # [true task][routed task], chosen rule
-    routing_rule: str = "max_prob"  # the chosen rule
+    routing_rule: str = PAPER_RULE  # the chosen rule
     rules: dict[str, dict[str, float]] = attrs.Factory(dict)  # every rule: {routing, tag}
     teacher_taw: float | None = None  # the newest task's teacher on that task's test data
 
@@ -86,7 +86,7 @@ class Evaluation:
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,
                     class_ranges: list[tuple[int, int]], temperature: float,
-                    routing: str = "max_prob", features: np.ndarray | None = None,
+                    routing: str = PAPER_RULE, features: np.ndarray | None = None,
                     stats: list | None = None) -> Evaluation:
     """Score what every sub-network gave over its own classes: logits [T, n, c] and, for the
     statistics rules, features [T, n, d] with one routing.TaskStats per task.

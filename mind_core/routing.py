@@ -222,6 +222,9 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
          route=lambda i: _argmax(-standardised_distances(i))),
 )}
 ROUTINGS = tuple(RULES)
+# The paper's rule, and so the one a run routed with when its files name none (runs made
+# before the rule was recorded).
+PAPER_RULE = "max_prob"
 SCORE_ONLY = tuple(name for name, rule in RULES.items() if not rule.needs_stats)
 
 

@@ -10,14 +10,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mind_core.eta import TRAINING_PHASES
+from mind_core.metrics import STUDENT_GAP  # the default: a student_behind event states its own
+from mind_core.routing import PAPER_RULE as DEFAULT_RULE  # for runs that record no rule
 from tui.fields import PROBLEMS, clean_event, problems_of
 
-TRAINING_PHASES = ("teacher", "distill")
 MAX_CURVE_POINTS = 4000  # a long run emits ~2 progress events per second; keep plots light
-DEFAULT_RULE = "max_prob"  # what runs that record no rule routed with (the paper's rule)
-# mind_core.metrics.STUDENT_GAP, copied so the TUI needs no core import to mark a student that
-# ended this far below its teacher; the run's student_behind events say which it used.
-STUDENT_GAP = 0.10
 
 MAX_NOTES = 50  # notes on malformed input kept (the count goes on)
 RuleScore = tuple[str, float | None, float | None]  # (rule, routing accuracy, TAg); None: unknown

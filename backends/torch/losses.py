@@ -9,6 +9,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from mind_core.protocol import MASKINGS
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -73,8 +75,8 @@ class LogitMask:
         lo, hi = int(class_range[0]), int(class_range[1])
         if not 0 <= lo < hi <= num_classes:
             raise ValueError(f"class range [{lo}, {hi}) outside the model's {num_classes} classes")
-        if mode not in ("zero", "slice"):
-            raise ValueError(f"unknown logit masking {mode!r}: use 'zero' or 'slice'")
+        if mode not in MASKINGS:
+            raise ValueError(f"unknown logit masking {mode!r}: use one of {', '.join(MASKINGS)}")
         self.mode, self.lo, self.hi = mode, lo, hi
         self._keep = None
         if mode == "zero":

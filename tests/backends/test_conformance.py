@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mind_core.metrics import LOSS_ORACLES
-from mind_core.protocol import LOSSES, Augment, ModelSpec, PhaseSpec, Subnet
+from mind_core.protocol import LOSSES, MASKINGS, Augment, ModelSpec, PhaseSpec, Subnet
 
 CLASSES = 6
 SMALL = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=CLASSES)
@@ -372,7 +372,7 @@ def test_progress_every_batch_and_should_stop_abandons_epoch(backend):
     assert stopped.stopped and stopped.images == 16 and len(calls) == 2
 
 
-@pytest.mark.parametrize("masking", ["zero", "slice"])
+@pytest.mark.parametrize("masking", MASKINGS)
 def test_logit_masking_trains(backend, masking):
     model = backend.build_model(SMALL, seed=0)
     results = train(backend, model, phase(class_range=(2, 4), logit_masking=masking, epochs=4),
@@ -393,7 +393,7 @@ def test_zero_masking_keeps_other_logits_in_the_cross_entropy(backend):
     assert ce["zero"] > ce["slice"] + 1e-3
 
 
-@pytest.mark.parametrize("masking", ["zero", "slice"])
+@pytest.mark.parametrize("masking", MASKINGS)
 def test_distillation_compares_masked_teacher_and_student_logits(backend, masking):
     # Teacher = an exact copy of the student, both in eval mode (train_bn False), lr 0: the
     # distillation term is 0 only if both sides are masked the same way.

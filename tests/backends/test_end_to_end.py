@@ -9,6 +9,7 @@ import pytest
 from mind_core.cli import main
 from mind_core.config import resolve_config
 from mind_core.engine import Interrupted
+from mind_core.masks import INITS
 from mind_core.runner import evaluate_run, resume_run, start_run
 from tests.fakes import StopAfter
 
@@ -83,7 +84,7 @@ def seed_with_an_orphan_conv1_row(backend) -> int:
     raise AssertionError("no seed in 0..99 leaves a conv1 row without a task-0 weight")
 
 
-@pytest.mark.parametrize("init", ["zero", "teacher", "scaled_normal"])
+@pytest.mark.parametrize("init", INITS)
 def test_only_the_zero_init_leaves_dead_channels(tmp_path, backend, init):
     from mind_core import checkpoint, masks
 

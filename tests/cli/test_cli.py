@@ -394,9 +394,10 @@ def test_a_module_backend_named_only_in_config_json_is_not_imported(tmp_path, ca
 
 def test_a_plain_backend_in_config_json_needs_no_flag(tmp_path):
     from mind_core.config import resolve_config
+    from mind_core.registry import BACKENDS
     from mind_core.runner import trusted_backend
 
-    for name in ("torch", "tf"):
+    for name in BACKENDS:
         cfg = resolve_config("smoke", [], backend=name)
         assert trusted_backend(cfg, tmp_path, None, "eval") == name
         assert trusted_backend(cfg, tmp_path, None, "resume") == name

@@ -23,7 +23,7 @@ from tests.properties.strategies import Setup, setups
 
 
 class AllocationLifecycle(RuleBasedStateMachine):
-    @initialize(setup=setups(), mode=st.sampled_from(["random", "magnitude"]),
+    @initialize(setup=setups(), mode=st.sampled_from(masks.MODES),
                 class_rows=st.booleans())
     def start(self, setup: Setup, mode: str, class_rows: bool) -> None:
         self.setup = setup

@@ -29,7 +29,7 @@ def teacher_weights(setup: Setup) -> dict[str, np.ndarray]:
             for layer in setup.layers}
 
 
-@given(setups(), st.sampled_from(["random", "magnitude"]), st.booleans())
+@given(setups(), st.sampled_from(masks.MODES), st.booleans())
 def test_each_task_gets_its_quota_of_free_weights_and_nothing_owned_changes(setup, mode, rows):
     teacher = teacher_weights(setup) if mode == "magnitude" else None
     history = allocate_all(setup, mode, class_rows=rows, teacher=teacher)

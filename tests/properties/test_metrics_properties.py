@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mind_core.metrics import backward_transfer, evaluate_logits, forgetting
+from mind_core.routing import SCORE_ONLY
 
-ROUTINGS = st.sampled_from(["max_prob", "entropy"])
+ROUTINGS = st.sampled_from(SCORE_ONLY)  # the rules that need no feature statistics
 TEMPERATURES = st.floats(0.1, 20.0)
 
 

@@ -18,6 +18,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from mind_core.config import VARIANTS
+from mind_core.protocol import ARCHS
+from mind_core.registry import BACKENDS
 from mind_core.rundir import run_dir_name
 from tui.catalog import ConfigProblem, DatasetChoice, format_value, lookup
 from tui.process import RunProcess, display_command, new_run_dir, run_command
@@ -32,8 +35,8 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("model", "Model", ("small_cnn", "resnet32")),
-    Setting("variant", "Variant", ("mind", "self_distill", "packnet")),
+    Setting("model", "Model", ARCHS),  # the built-in ones: a network of one's own needs Python
+    Setting("variant", "Variant", VARIANTS),
     Setting("tasks", "Tasks"),
     Setting("teacher.epochs", "Teacher epochs"),
     Setting("teacher.lr", "Teacher LR"),
@@ -91,7 +94,7 @@ class LaunchScreen(Screen):
         app: Any = self.app
         self.presets = dict(self.catalog.presets())
         self.datasets = {d.name: d for d in self.catalog.datasets()}
-        backends = ["torch", "tf"] + ([app.backend] if app.backend not in ("torch", "tf") else [])
+        backends = [*BACKENDS] + ([app.backend] if app.backend not in BACKENDS else [])
         preset = "demo" if "demo" in self.presets else next(iter(self.presets), "")
         yield Header()
         yield Static("New run: pick a preset, then change what you need.", id="launch-intro")
