@@ -23,6 +23,7 @@ import numpy as np
 
 from mind_core.protocol import BNState, Weights
 from mind_core.routing import RoutingError, TaskStats
+from mind_core.rundir import CONFIG
 
 FORMAT = "mind-checkpoint"
 FORMAT_VERSION = 1
@@ -242,7 +243,7 @@ def check_run(ckpt: Checkpoint, path: Path | str, tasks: int, resume: bool = Fal
     a resume file, a loop position the run's phases have (epochs: {phase: epochs})."""
     if ckpt.tasks != tasks:
         raise CheckpointError(f"{path}: metadata 'tasks' is {ckpt.tasks} but the run has "
-                              f"tasks={tasks} (config.json)")
+                              f"tasks={tasks} ({CONFIG})")
     if not resume:
         return
     state = ckpt.state

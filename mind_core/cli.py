@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mind_core import __version__
 from mind_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from mind_core.rundir import ERROR_LOG
 
 
 class StopFlag:
@@ -331,7 +332,7 @@ def _write_error_log(text: str, run_dir: Path | None) -> str:
 
     def candidates():
         if run_dir and Path(run_dir).is_dir():
-            yield Path(run_dir) / "error.log"
+            yield Path(run_dir) / ERROR_LOG
         yield Path("mind-error.log")
         yield Path(tempfile.gettempdir()) / f"mind-error-{os.getpid()}.log"
 

@@ -33,7 +33,14 @@ from mind_core.routing import (
     check_enough_samples,
     fit_task_stats,
 )
-from mind_core.rundir import STOP_FILE
+from mind_core.rundir import (
+    CHECKPOINT_DIR,
+    EVENTS,
+    METRICS,
+    RESUME_CHECKPOINT,
+    STOP_FILE,
+    task_checkpoint,
+)
 from mind_core.schedule import make_tasks
 
 
@@ -84,10 +91,9 @@ class Engine:
         self.cfg, self.backend, self.dataset = cfg, backend, dataset
         self.plan = Plan.from_config(cfg)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.ckpt_dir = self.run_dir / "checkpoint" if self.run_dir else None
+        self.ckpt_dir = self.run_dir / CHECKPOINT_DIR if self.run_dir else None
         self._external_stop = should_stop or (lambda: False)
-        self.events = EventLog(self.run_dir / "events.jsonl" if self.run_dir else None,
-                               observers)
+        self.events = EventLog(self.run_dir / EVENTS if self.run_dir else None, observers)
         self.tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
         self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
         try:
@@ -338,7 +344,7 @@ class Engine:
         if behind:
             self.events.emit("student_behind", **behind[0], gap=STUDENT_GAP)
         if self.run_dir:
-            write_json_atomic(self.run_dir / "metrics.json", metrics)
+            write_json_atomic(self.run_dir / METRICS, metrics)
 
     # ------------------------------------------------------------------ persistence
     def _check_stop(self) -> None:
@@ -361,11 +367,11 @@ class Engine:
 
     def _save_resume(self, trainer=None) -> None:
         if self.ckpt_dir:
-            checkpoint.save(self.ckpt_dir / "resume.safetensors", self._snapshot(True, trainer))
+            checkpoint.save(self.ckpt_dir / RESUME_CHECKPOINT, self._snapshot(True, trainer))
 
     def _save_task_checkpoint(self, t: int) -> None:
         if self.ckpt_dir:
-            path = self.ckpt_dir / f"task-{t}.safetensors"
+            path = self.ckpt_dir / task_checkpoint(t)
             checkpoint.save(path, self._snapshot(False))
             self.events.emit("checkpoint_saved", task=t, path=str(path.relative_to(self.run_dir)))
 

@@ -6,13 +6,46 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-EVENT_TYPES = ("run_started", "task_started", "phase_started", "progress", "epoch_ended",
-               "allocated", "evaluated", "student_behind", "checkpoint_saved", "run_finished",
-               "run_failed")
+# The event schema: every type and the fields an event of it always has, besides "type" and
+# "time" (EventLog adds both). Readers (CLI, TUI, report, TensorBoard) may rely on them; an
+# event may carry more (run_failed with reason "diverged" adds task, phase and epoch). A value
+# may be null where a number does not exist (teacher_taw of a variant without a teacher).
+# Contract: docs/design.md, "The run directory".
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "run_started": ("name", "backend", "dataset", "tasks", "variant", "model", "pid", "resumed"),
+    "task_started": ("task", "tasks", "class_range"),
+    "phase_started": ("task", "phase", "epochs"),
+    "progress": ("task", "phase", "epoch", "epochs", "batch", "batches", "loss", "eta_s"),
+    "epoch_ended": ("task", "phase", "epoch", "epochs", "loss", "ce", "distill", "accuracy", "lr",
+                    "seconds", "images_per_s"),
+    "allocated": ("task", "layers"),
+    "evaluated": ("task", "tag", "taw", "routing", "tag_entropy", "routing_rule", "rules",
+                  "teacher_taw", "per_task_tag", "per_task_taw", "per_task_routing",
+                  "acc_matrix_tag", "acc_matrix_taw"),
+    "student_behind": ("task", "teacher", "student", "gap"),
+    "checkpoint_saved": ("task", "path"),
+    "run_finished": ("tag", "taw", "routing", "seconds"),
+    "run_failed": ("reason", "message"),
+}
+EVENT_TYPES = tuple(EVENT_FIELDS)
+
+
+class EventError(ValueError):
+    """An event outside the schema: a bug in the writer, never bad user input."""
+
+
+def check_event(type_: str, fields: dict[str, Any]) -> None:
+    """EventError unless type_ is a known type and fields hold every field it requires."""
+    if type_ not in EVENT_FIELDS:
+        raise EventError(f"unknown event type {type_!r}; expected one of "
+                         f"{', '.join(EVENT_TYPES)}")
+    missing = [name for name in EVENT_FIELDS[type_] if name not in fields]
+    if missing:
+        raise EventError(f"{type_} event without {', '.join(missing)}")
 
 Observer = Callable[[dict[str, Any]], None]
 
@@ -33,8 +66,7 @@ class EventLog:
         self._file = None  # opened on the first event, so a run that fails validation writes nothing
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any] | None:
-        if type_ not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {type_!r}")
+        check_event(type_, fields)  # before anything is written or observed
         now = self._clock()
         if type_ == "progress":
             if now - self._last_progress < self.progress_interval:
@@ -94,7 +126,7 @@ def _ends_mid_line(path: Path) -> bool:
 EVENT_START = '{"type": '  # how every event line begins (EventLog writes "type" first)
 
 
-def parse_event_line(line: str) -> Any:
+def _json_of_line(line: str) -> Any:
     """The JSON value of one line; None when it holds none. A line that is a killed writer's
     fragment continued by a whole event (files written before EventLog started a new line
     after a fragment) gives that event."""
@@ -111,15 +143,28 @@ def parse_event_line(line: str) -> Any:
     return None
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete event in the file; a half-written last line (a live run) is skipped,
-    and so is any other line that holds no event."""
+def event_from_line(line: str) -> dict[str, Any] | None:
+    """The event one line of events.jsonl holds (a JSON object with a string "type"), also
+    after a killed writer's fragment; None for a line that holds none."""
+    line = line.strip()
+    event = _json_of_line(line) if line else None
+    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
+
+
+def read_events(path: Path, types: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every complete event in an events.jsonl file, or only those of the given types; the
+    one reader of the file (report, TUI, tests). A half-written last line (a live run)
+    is skipped, and so is any other line that holds no event. With types, a line that does
+    not name one of them is skipped before parsing: a long run's file is mostly progress."""
+    needles = tuple(f'"{t}"' for t in types) if types is not None else ()
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if not line.endswith("\n"):
                 break
-            event = parse_event_line(line.strip()) if line.strip() else None
-            if isinstance(event, dict):
+            if needles and not any(needle in line for needle in needles):
+                continue
+            event = event_from_line(line)
+            if event is not None and (types is None or event["type"] in types):
                 yield event
 
 

@@ -22,8 +22,19 @@ from typing import Any
 
 import attrs
 
+from mind_core.events import read_events
 from mind_core.extras import require
-from mind_core.rundir import CHECKPOINT_DIR, CONFIG, EVENTS, METRICS, RunDirError
+from mind_core.routing import PAPER_RULE
+from mind_core.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG,
+    EVENTS,
+    METRICS,
+    RESUME_CHECKPOINT,
+    TASK_CHECKPOINTS,
+    RunDirError,
+    task_checkpoint_number,
+)
 
 Row = list[float | None]  # an accuracy per task; None where a task had no test samples
 
@@ -94,17 +105,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_events(path: Path) -> tuple[list[dict], dict | None]:
     """The last `evaluated` event of each task 0, 1, ... (a resumed run may repeat one), and
     the last `allocated` event."""
-    from mind_core.events import read_events
-
     if not path.is_file():
         return [], None
     by_task: dict[int, dict] = {}
     allocated = None
     try:
-        for event in read_events(path):
-            if event.get("type") == "evaluated" and isinstance(event.get("task"), int):
+        for event in read_events(path, ("evaluated", "allocated")):
+            if event["type"] == "evaluated" and isinstance(event.get("task"), int):
                 by_task[event["task"]] = event
-            elif event.get("type") == "allocated" and isinstance(event.get("layers"), dict):
+            elif event["type"] == "allocated" and isinstance(event.get("layers"), dict):
                 allocated = event
     except OSError as exc:
         raise RunDirError(f"{path} is unreadable ({exc})") from None
@@ -133,7 +142,7 @@ def _from_metrics(metrics: dict[str, Any], evaluated: list[dict]) -> dict[str, A
         routing_rows.append(list(event["per_task_routing"])
                             if same_run and "per_task_routing" in event else None)
     return {**fields, "per_task_routing": routing_rows,
-            "routing_rule": str(metrics.get("routing_rule", "max_prob"))}
+            "routing_rule": str(metrics.get("routing_rule", PAPER_RULE))}
 
 
 def _from_events(evaluated: list[dict]) -> dict[str, Any]:
@@ -147,7 +156,7 @@ def _from_events(evaluated: list[dict]) -> dict[str, Any]:
             "taw": [e["taw"] for e in evaluated],
             "routing": [e["routing"] for e in evaluated],
             "tag_entropy": [e.get("tag_entropy") for e in evaluated],
-            "routing_rule": str(evaluated[-1].get("routing_rule", "max_prob")),
+            "routing_rule": str(evaluated[-1].get("routing_rule", PAPER_RULE)),
         }
     except (KeyError, TypeError) as exc:
         raise RunDirError(f"an evaluated event of {EVENTS} lacks {exc}") from None
@@ -156,14 +165,15 @@ def _from_events(evaluated: list[dict]) -> dict[str, Any]:
 def _ownership(run_dir: Path, allocated: dict | None
                ) -> tuple[dict[str, dict] | None, int | None, str | None]:
     """Each layer's owned/free weight counts after the last allocation: the event's, else the
-    newest checkpoint's (resume.safetensors is written right after every allocation)."""
+    newest checkpoint's (the resume checkpoint is written right after every allocation)."""
     if allocated is not None:
         return allocated["layers"], allocated.get("task"), EVENTS
     from mind_core import checkpoint, masks
 
     folder = run_dir / CHECKPOINT_DIR
-    tasks = sorted(folder.glob("task-*.safetensors"), key=lambda p: _task_number(p.stem))
-    for path in [folder / "resume.safetensors", *reversed(tasks)]:
+    numbered = {task_checkpoint_number(p.name): p for p in folder.glob(TASK_CHECKPOINTS)}
+    tasks = [numbered[t] for t in sorted(t for t in numbered if t is not None)]
+    for path in [folder / RESUME_CHECKPOINT, *reversed(tasks)]:
         if not path.is_file():
             continue
         try:
@@ -174,11 +184,6 @@ def _ownership(run_dir: Path, allocated: dict | None
         owners = [t for layer in counts.values() for t, n in enumerate(layer["owned"]) if n]
         return counts, max(owners, default=None), f"{CHECKPOINT_DIR}/{path.name}"
     return None, None, None
-
-
-def _task_number(stem: str) -> int:
-    number = stem.split("-", 1)[1]
-    return int(number) if number.isdigit() else -1
 
 
 def _title(run_dir: Path) -> str:

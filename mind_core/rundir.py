@@ -21,12 +21,27 @@ CONFIG = "config.json"
 EVENTS = "events.jsonl"
 METRICS = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
+RESUME_CHECKPOINT = "resume.safetensors"  # in CHECKPOINT_DIR: the loop's latest state
+TASK_CHECKPOINTS = "task-*.safetensors"  # in CHECKPOINT_DIR, a glob of task_checkpoint's names
 OUTPUT_LOG = "output.log"  # a launcher's (the TUI's) log of the `mind` child process
 ERROR_LOG = "error.log"
 STOP_FILE = "STOP"  # anyone may create it: the run stops after the current batch
 LOCK_FILE = "run.lock"  # held (flock) by the process training in the directory
 # Temp names of an atomic write (events.write_json_atomic, checkpoint.save): .<name>.<pid>.tmp
 TEMP_FILE = re.compile(r"\..+\.\d+\.tmp")
+
+_TASK_CHECKPOINT = re.compile(r"task-(0|[1-9][0-9]*)\.safetensors")
+
+
+def task_checkpoint(task: int) -> str:
+    """The name of task `task`'s checkpoint in CHECKPOINT_DIR, written once it is evaluated."""
+    return f"task-{task}.safetensors"
+
+
+def task_checkpoint_number(name: str) -> int | None:
+    """The task of a checkpoint file name; None for a name task_checkpoint never gives."""
+    match = _TASK_CHECKPOINT.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 class RunDirError(Exception):

@@ -39,7 +39,9 @@ from mind_core.rundir import (
     EVENTS,
     LOCK_FILE,
     OUTPUT_LOG,
+    RESUME_CHECKPOINT,
     STOP_FILE,
+    TASK_CHECKPOINTS,
     TEMP_FILE,
     RunDirError,
     RunDirLock,
@@ -48,6 +50,8 @@ from mind_core.rundir import (
     remove_stale_temp_files,
     remove_stop_file,
     run_dir_name,
+    task_checkpoint,
+    task_checkpoint_number,
     unused_run_dir,
 )
 from mind_core.schedule import make_tasks
@@ -163,7 +167,7 @@ def trusted_backend(cfg: RunConfig, run_dir: Path, given: str | None, command: s
         return given
     if cfg.backend in BACKENDS:
         return cfg.backend
-    raise BackendError(f"{run_dir} names the backend {cfg.backend!r} in its config.json, which "
+    raise BackendError(f"{run_dir} names the backend {cfg.backend!r} in its {CONFIG}, which "
                        f"mind does not import on its own: if you trust that module, pass "
                        f"--backend {cfg.backend} to `mind {command}`")
 
@@ -173,7 +177,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
     if not Path(run_dir).is_dir():
         raise RunDirError(f"no run directory at {run_dir}")
     if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
+        raise RunDirError(f"{run_dir} is not a run directory (no {CONFIG})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
@@ -247,7 +251,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
     with RunDirLock(run_dir) as lock:  # held for the whole resumed run
         cfg = read_run_config(run_dir)
         backend_name = trusted_backend(cfg, run_dir, backend, "resume")
-        resume_path = run_dir / CHECKPOINT_DIR / "resume.safetensors"
+        resume_path = run_dir / CHECKPOINT_DIR / RESUME_CHECKPOINT
         if not resume_path.exists():
             raise RunDirError(_no_resume_message(run_dir))
         ckpt = checkpoint.load(resume_path)
@@ -273,34 +277,33 @@ def _no_resume_message(run_dir: Path) -> str:
                 "--out")
     return (f"{run_dir} has no resume checkpoint (it stopped before its first one was "
             f"written): start it again in place with `mind run --out {run_dir}` and the "
-            "settings you want (its config.json is replaced)")
+            f"settings you want (its {CONFIG} is replaced)")
 
 
 def _task_number(path: Path) -> int | None:
-    number = path.stem.split("-", 1)[1]
-    return int(number) if re.fullmatch(r"0|[1-9][0-9]*", number) else None
+    return task_checkpoint_number(path.name)
 
 
 def task_checkpoints(run_dir: Path) -> list[Path]:
-    found = sorted((p for p in (run_dir / CHECKPOINT_DIR).glob("task-*.safetensors")
+    found = sorted((p for p in (run_dir / CHECKPOINT_DIR).glob(TASK_CHECKPOINTS)
                     if _task_number(p) is not None), key=_task_number)
-    return [p for i, p in enumerate(found) if p.stem == f"task-{i}"]
+    return [p for i, p in enumerate(found) if p.name == task_checkpoint(i)]
 
 
 def check_task_files(run_dir: Path, paths: list[Path]) -> None:
     """task-0..task-t all present: a gap, or fewer files than the tasks the resume checkpoint
     says are finished, is a CheckpointError naming the missing file."""
     folder = run_dir / CHECKPOINT_DIR
-    numbers = [n for n in map(_task_number, folder.glob("task-*.safetensors")) if n is not None]
-    resume = folder / "resume.safetensors"
+    numbers = [n for n in map(_task_number, folder.glob(TASK_CHECKPOINTS)) if n is not None]
+    resume = folder / RESUME_CHECKPOINT
     state = checkpoint.read_state(resume) if resume.is_file() else None
     finished = state.get("task") if state else None
     finished = finished if isinstance(finished, int) and not isinstance(finished, bool) else 0
     last = max([*numbers, finished - 1])
     if last >= len(paths):
-        why = (f"task-{last}.safetensors exists" if last in numbers
-               else f"resume.safetensors says {finished} tasks are finished")
-        raise checkpoint.CheckpointError(f"{folder / f'task-{len(paths)}.safetensors'} is "
+        why = (f"{task_checkpoint(last)} exists" if last in numbers
+               else f"{RESUME_CHECKPOINT} says {finished} tasks are finished")
+        raise checkpoint.CheckpointError(f"{folder / task_checkpoint(len(paths))} is "
                                          f"missing ({why})")
 
 

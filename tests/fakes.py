@@ -263,3 +263,11 @@ class StopAfter:
     def __call__(self) -> bool:
         self.calls -= 1
         return self.calls < 0
+
+
+def event_fields(type_: str, **given):
+    """The fields of an event of type_ a test writes itself (EventLog.emit(type_, **...)):
+    every field the schema requires, null unless given (readers take null as unknown)."""
+    from mind_core.events import EVENT_FIELDS
+
+    return {**dict.fromkeys(EVENT_FIELDS[type_]), **given}

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from mind_core.rundir import safe_dir_name, unused_run_dir
+from mind_core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from tui.rundir import OUTPUT_LOG, STOP_FILE
 
 
@@ -99,7 +100,8 @@ class RunProcess:
         return self.poll() is None
 
     def interrupt(self) -> None:
-        """Graceful stop: the run checkpoints, writes run_failed(interrupted) and exits 130."""
+        """Graceful stop: the run checkpoints, writes run_failed(interrupted) and exits with
+        EXIT_INTERRUPTED."""
         if self.alive:
             self.stop_requested = True
             self.popen.send_signal(signal.SIGINT)
@@ -113,9 +115,9 @@ def request_stop(run_dir: Path) -> None:
 def exit_meaning(code: int) -> str:
     if code == 0:
         return "finished"
-    if code == 130 or code == -signal.SIGINT:
+    if code == EXIT_INTERRUPTED or code == -signal.SIGINT:
         return "interrupted"
-    if code == 2:
+    if code == EXIT_BAD_INPUT:
         return "bad input (config, usage or data)"
     if code < 0:
         try:

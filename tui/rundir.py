@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mind_core.events import parse_event_line
+from mind_core.events import event_from_line, read_events
 
 # The run directory's names, shared with the core (which imports no framework). LOCK_FILE,
 # held by the process training in a run, means nothing here: the runs list ignores it.
@@ -38,32 +38,17 @@ def read_json(path: Path) -> dict[str, Any]:
 def parse_event(line: str) -> dict[str, Any] | None:
     """The event on one line of events.jsonl, its malformed fields dropped and noted (see
     tui.fields); None for a line that holds no event."""
-    line = line.strip()
-    if not line:
-        return None
-    event = parse_event_line(line)
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        return None
-    return clean_event(event)
+    event = event_from_line(line)
+    return None if event is None else clean_event(event)
 
 
-def read_events(run_dir: Path, types: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """All events (or only those of the given types; filtering before parsing keeps scans of
-    long runs, mostly progress events, fast)."""
+def run_events(run_dir: Path, types: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """The run's events as the core reads them (or only those of the given types), cleaned
+    like parse_event's; [] when there is no readable events file."""
     try:
-        with open(run_dir / EVENTS, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
+        return [clean_event(event) for event in read_events(run_dir / EVENTS, types)]
     except OSError:
         return []
-    needles = tuple(f'"{t}"' for t in types) if types else ()
-    events = []
-    for line in lines:
-        if needles and not any(n in line for n in needles):
-            continue
-        event = parse_event(line)
-        if event is not None and (types is None or event["type"] in types):
-            events.append(event)
-    return events
 
 
 def tail_text(path: Path, lines: int = 15, max_bytes: int = 16384) -> str:
@@ -152,7 +137,7 @@ def status_from_events(events: list[dict[str, Any]], run_dir: Path,
 
 
 def summarize(run_dir: Path, owned_alive: bool | None = None) -> RunSummary:
-    events = read_events(run_dir, _STATUS_TYPES)
+    events = run_events(run_dir, _STATUS_TYPES)
     config = read_json(run_dir / CONFIG)
     cfg = config.get("config") if isinstance(config.get("config"), dict) else {}
     metrics = read_json(run_dir / METRICS)

@@ -7,6 +7,7 @@ import pytest
 
 from mind_core import checkpoint
 from mind_core.events import EventLog, read_events, write_json_atomic
+from tests.fakes import event_fields
 
 
 def sample_checkpoint():
@@ -115,10 +116,10 @@ def test_events_are_flushed_lines_and_progress_is_throttled(tmp_path):
     clock = iter([0.0, 0.1, 0.2, 0.7, 0.8, 5.0]).__next__
     seen = []
     log = EventLog(tmp_path / "events.jsonl", [seen.append], progress_interval=0.5, clock=clock)
-    log.emit("run_started", name="x")
+    log.emit("run_started", **event_fields("run_started", name="x"))
     for _ in range(4):
-        log.emit("progress", batch=1)
-    log.emit("run_finished", tag=1.0)
+        log.emit("progress", **event_fields("progress", batch=1))
+    log.emit("run_finished", **event_fields("run_finished", tag=1.0))
     events = list(read_events(tmp_path / "events.jsonl"))  # readable while still open
     assert [e["type"] for e in events] == ["run_started", "progress", "progress", "run_finished"]
     assert events == seen and events[1]["time"] == 0.1 and events[2]["time"] == 0.7
@@ -151,8 +152,10 @@ def strict_loads(text):
 def test_events_are_strict_json_with_null_for_non_finite_numbers(tmp_path):
     seen = []
     log = EventLog(tmp_path / "events.jsonl", [seen.append])
-    log.emit("evaluated", task=0, tag=float("nan"), per_task_tag=[0.5, float("nan")],
-             rules={"max_prob": {"tag": float("inf")}}, taw=np.float64("-inf"))
+    log.emit("evaluated", **event_fields("evaluated", task=0, tag=float("nan"),
+                                         per_task_tag=[0.5, float("nan")],
+                                         rules={"max_prob": {"tag": float("inf")}},
+                                         taw=np.float64("-inf")))
     log.close()
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     event = strict_loads(lines[0])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mind_core.events import EventLog, read_events
+from tests.fakes import event_fields
 
 FIRST = json.dumps({"type": "task_started", "time": 1.0, "task": 0})
 FRAGMENT = '{"type": "progress", "time": 2.0, "task": 0, "ph'  # the killed writer's last line
@@ -15,8 +16,8 @@ def test_an_event_appended_after_a_partial_line_starts_a_new_line(tmp_path: Path
     path = tmp_path / "events.jsonl"
     path.write_text(FIRST + "\n" + FRAGMENT)
     log = EventLog(path, clock=lambda: 3.0)
-    log.emit("run_started", resumed=True)
-    log.emit("task_started", task=0)
+    log.emit("run_started", **event_fields("run_started", resumed=True))
+    log.emit("task_started", **event_fields("task_started", task=0))
     log.close()
     assert path.read_text().splitlines()[1] == FRAGMENT  # kept on its own line
     assert [e["type"] for e in read_events(path)] == ["task_started", "run_started",
@@ -27,7 +28,7 @@ def test_a_file_that_ends_with_its_newline_gets_no_blank_line(tmp_path: Path):
     path = tmp_path / "events.jsonl"
     path.write_text(FIRST + "\n")
     log = EventLog(path, clock=lambda: 3.0)
-    log.emit("run_started", resumed=True)
+    log.emit("run_started", **event_fields("run_started", resumed=True))
     log.close()
     assert len(path.read_text().splitlines()) == 2 and "\n\n" not in path.read_text()
 

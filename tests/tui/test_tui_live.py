@@ -10,7 +10,7 @@ from textual.widgets import Select
 
 from tests.tui.tui_helpers import drive, plain, wait_for
 from tui.app import MindApp
-from tui.rundir import read_events
+from tui.rundir import run_events
 from tui.screens.leave import LeaveScreen
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.matrix import AccuracyMatrix
@@ -78,7 +78,7 @@ def test_stop_and_resume_from_the_ui(tmp_path: Path):
         assert len(screen.query_one("#matrix-tag", AccuracyMatrix).data[0]) == 5
 
     drive(app, scenario)
-    events = read_events(only_run(tmp_path / "runs"))
+    events = run_events(only_run(tmp_path / "runs"))
     starts = [e for e in events if e["type"] == "run_started"]
     assert [e["resumed"] for e in starts] == [False, True]
     assert [e["reason"] for e in events if e["type"] == "run_failed"] == ["interrupted"]
@@ -135,7 +135,7 @@ def test_quitting_with_a_run_going_asks_and_stop_ends_it_resumably(tmp_path: Pat
     drive(app, scenario)
     (child,) = children
     assert child.popen.wait(timeout=60) == 130
-    events = read_events(only_run(tmp_path / "runs"))
+    events = run_events(only_run(tmp_path / "runs"))
     assert [e["reason"] for e in events if e["type"] == "run_failed"] == ["interrupted"]
 
 

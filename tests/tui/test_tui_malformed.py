@@ -11,9 +11,10 @@ from pathlib import Path
 from textual.app import App
 
 from mind_core.events import EventLog
+from tests.fakes import event_fields
 from tests.tui.tui_helpers import DATA, drive, plain, recorded_variant, wait_for
 from tui.app import MindApp, main, run_app
-from tui.rundir import read_events, summarize
+from tui.rundir import run_events, summarize
 from tui.runstate import RunState
 from tui.screens.compare import load_report
 from tui.screens.monitor import MonitorScreen
@@ -141,7 +142,7 @@ def test_a_directory_that_is_not_a_run_says_so(tmp_path: Path, catalog, capsys):
     assert "is not a run directory" in err and err.count("\n") == 1
 
     app = MindApp(runs_dir=tmp_path, attach=empty, catalog=catalog)
-    events = read_events(DATA / "finished-3tasks")
+    events = run_events(DATA / "finished-3tasks")
     events[0] = {**events[0], "pid": os.getpid()}
 
     async def scenario(pilot):
@@ -169,20 +170,20 @@ def test_an_event_after_a_killed_writers_partial_line_reaches_the_monitor(tmp_pa
         assert [e["type"] for e in reader.read_new()] == ["task_started"]
         if writer == "event_log":
             log = EventLog(path)
-            log.emit("run_started", resumed=True)
+            log.emit("run_started", **event_fields("run_started", resumed=True))
             log.close()
         else:
             with open(path, "a") as f:
                 f.write(json.dumps({"type": "run_started", "time": 3, "resumed": True}) + "\n")
         assert [e["type"] for e in reader.read_new()] == ["run_started"], writer
-        assert [e["type"] for e in read_events(path.parent)] == ["task_started", "run_started"]
+        assert [e["type"] for e in run_events(path.parent)] == ["task_started", "run_started"]
         assert len(reader.notes) == (writer == "event_log")  # the fragment, on its own line
 
 
 def test_well_formed_runs_leave_no_note():
     for name in ("finished-3tasks", "interrupted-4tasks", "failed-3tasks", "crashed-3tasks"):
         state = RunState()
-        for event in read_events(DATA / name):
+        for event in run_events(DATA / name):
             state.apply(event)
         assert state.problems() == [] and malformed_message(state) == "", name
     state = RunState()

@@ -17,7 +17,7 @@ from tests.tui.tui_helpers import (
     without_statistics,
 )
 from tui.app import MindApp
-from tui.rundir import read_events
+from tui.rundir import run_events
 from tui.screens.monitor import MonitorScreen
 from tui.screens.runs import RunsScreen
 from tui.widgets.matrix import AccuracyMatrix
@@ -32,7 +32,7 @@ def monitor(app: MindApp) -> MonitorScreen:
 
 def test_finished_run_shows_its_accuracy_matrices(runs_dir: Path, catalog):
     app = MindApp(runs_dir=runs_dir, attach=runs_dir / "finished-3tasks", catalog=catalog)
-    evaluated = [e for e in read_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
+    evaluated = [e for e in run_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
 
     async def scenario(pilot):
         await wait_for(pilot, lambda: monitor(app).state.status == "finished")
@@ -108,7 +108,7 @@ def test_monitor_follows_a_growing_events_file(tmp_path: Path, catalog):
     """Events appended while the monitor is open show up (the worker tails the file)."""
     run = tmp_path / "live"
     run.mkdir()
-    events = read_events(DATA / "finished-3tasks")
+    events = run_events(DATA / "finished-3tasks")
     events[0] = {**events[0], "pid": os.getpid()}  # a live process: not reported as dead
     cut = next(i for i, e in enumerate(events) if e["type"] == "evaluated") + 1
     app = MindApp(runs_dir=tmp_path, attach=run, catalog=catalog)

@@ -21,14 +21,14 @@ from tests.tui.tui_helpers import (
     without_statistics,
 )
 from tui.format import event_line, pct
-from tui.rundir import read_events
+from tui.rundir import run_events
 from tui.runstate import RunState
 from tui.widgets.rules import RulesInfo, known_rules, rules_info, rules_table
 
 
 def test_a_run_that_scored_every_rule_shows_them_all_and_marks_its_own():
     state = replay(DATA / "finished-3tasks")
-    recorded = [e for e in read_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
+    recorded = [e for e in run_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
     assert state.routing_rule == "mahalanobis"
     assert state.rule_scores() == tuple(
         (name, v["routing"], v["tag"]) for name, v in recorded[-1]["rules"].items())
@@ -101,7 +101,7 @@ def test_without_the_rule_registry_the_table_only_cannot_name_missing_rules(
 
 
 def test_log_lines_name_the_rule_beside_a_routing_accuracy():
-    evaluated, finished = (next(e for e in read_events(DATA / "finished-3tasks")
+    evaluated, finished = (next(e for e in run_events(DATA / "finished-3tasks")
                                 if e["type"] == kind) for kind in ("evaluated", "run_finished"))
     assert "routing 100.0% (mahalanobis)" in event_line(evaluated, 1.7e9, "max_prob")
     old = {k: v for k, v in evaluated.items() if k != "routing_rule"}
@@ -113,7 +113,7 @@ def test_log_lines_name_the_rule_beside_a_routing_accuracy():
 def test_the_recorded_metrics_agree_with_the_recorded_events():
     """The fixture's metrics.json has the shape mind_core.metrics.summary writes now."""
     metrics = json.loads((DATA / "finished-3tasks" / "metrics.json").read_text())
-    evaluated = [e for e in read_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
+    evaluated = [e for e in run_events(DATA / "finished-3tasks") if e["type"] == "evaluated"]
     assert metrics["routing_rule"] == evaluated[-1]["routing_rule"] == "mahalanobis"
     assert metrics["final"]["rules"] == evaluated[-1]["rules"]
     for name, series in metrics["rules"].items():

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tests.tui.tui_helpers import DATA
-from tui.rundir import read_events, status_from_events, summarize, tail_text
+from tui.rundir import run_events, status_from_events, summarize, tail_text
 from tui.runstate import RunState
 from tui.tailer import EventFileReader
 from tui.widgets.progress import progress_info
@@ -15,13 +15,13 @@ from tui.widgets.progress import progress_info
 
 def replay(name: str) -> RunState:
     state = RunState()
-    for event in read_events(DATA / name):
+    for event in run_events(DATA / name):
         state.apply(event)
     return state
 
 
 def last_evaluated(name: str) -> dict:
-    return [e for e in read_events(DATA / name) if e["type"] == "evaluated"][-1]
+    return [e for e in run_events(DATA / name) if e["type"] == "evaluated"][-1]
 
 
 def test_finished_run_has_the_recorded_matrices_and_metrics():
@@ -39,14 +39,14 @@ def test_finished_run_has_the_recorded_matrices_and_metrics():
 
 def test_ownership_is_the_latest_allocation():
     state = replay("finished-3tasks")
-    allocated = [e for e in read_events(DATA / "finished-3tasks") if e["type"] == "allocated"]
+    allocated = [e for e in run_events(DATA / "finished-3tasks") if e["type"] == "allocated"]
     assert state.ownership == allocated[-1]["layers"]
     for layer in state.ownership.values():
         assert sum(layer["owned"]) + layer["free"] == layer["total"]
 
 
 def test_loss_curves_hold_every_progress_and_epoch_event_of_a_phase():
-    events = read_events(DATA / "finished-3tasks")
+    events = run_events(DATA / "finished-3tasks")
     state = replay("finished-3tasks")
     progress = [e for e in events if e["type"] == "progress" and e["task"] == 1
                 and e["phase"] == "distill"]

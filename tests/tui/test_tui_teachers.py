@@ -28,7 +28,7 @@ from tests.tui.tui_helpers import (
 )
 from tui.app import MindApp
 from tui.format import event_line
-from tui.rundir import read_events
+from tui.rundir import run_events
 from tui.runstate import STUDENT_GAP, RunState, TeacherRow
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.problem import ProblemPanel, diagnose
@@ -65,7 +65,7 @@ def test_the_table_agrees_with_metrics_json_and_the_core():
     """The fixture is what mind_core.metrics.summary makes of its own evaluated events, and
     the TUI reads the same teachers, students and verdicts from the events alone."""
     metrics = json.loads((RUN / "metrics.json").read_text())
-    events = read_events(RUN)
+    events = run_events(RUN)
     evaluated = [e for e in events if e["type"] == "evaluated"]
     fields = {f.name for f in attrs.fields(Evaluation)}
     core = summary([Evaluation(**{k: v for k, v in e.items() if k in fields}, confusion=[])
@@ -84,7 +84,7 @@ def test_the_table_agrees_with_metrics_json_and_the_core():
 
 
 def test_the_log_says_it_in_the_consoles_words():
-    (warned,) = [e for e in read_events(RUN) if e["type"] == "student_behind"]
+    (warned,) = [e for e in run_events(RUN) if e["type"] == "student_behind"]
     assert event_line(warned, warned["time"] - 19) == "   0:19  " + LOG_WARNING
     assert "task ?'s student ended at –%, more than ? points" in event_line(
         {"type": "student_behind", "task": "x", "gap": "ten"}, None)
@@ -136,7 +136,7 @@ def test_malformed_teacher_fields_do_not_break_the_state_or_the_table():
 
 def test_a_resumed_run_evaluating_again_replaces_the_old_verdict():
     state = replay(RUN)
-    again = next(e for e in read_events(RUN) if e["type"] == "evaluated" and e["task"] == 2)
+    again = next(e for e in run_events(RUN) if e["type"] == "evaluated" and e["task"] == 2)
     state.apply({**again, "per_task_taw": [0.96, 0.955, 0.95]})
     assert state.students_behind() == () and behind_message(state) == ""
 
@@ -203,7 +203,7 @@ def test_an_old_run_shows_no_warning(tmp_path: Path, catalog):
 def test_a_live_run_notifies_when_a_student_falls_behind(tmp_path: Path, catalog):
     run = tmp_path / "live"
     run.mkdir()
-    events = read_events(RUN)
+    events = run_events(RUN)
     events[0] = {**events[0], "pid": os.getpid()}  # a live process: not reported as dead
     cut = next(i for i, e in enumerate(events) if e["type"] == "student_behind") + 1
     app = MindApp(runs_dir=tmp_path, attach=run, catalog=catalog)

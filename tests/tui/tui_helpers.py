@@ -161,11 +161,11 @@ def drive(app: Any, scenario: Callable[[Any], Any], size: tuple[int, int] = (100
 
 def replay(run: Path, config_rule: str | None = None):
     """The RunState a monitor builds from a run directory's events."""
-    from tui.rundir import read_events
+    from tui.rundir import run_events
     from tui.runstate import RunState
 
     state = RunState(config_rule=config_rule)
-    for event in read_events(run):
+    for event in run_events(run):
         state.apply(event)
     return state
 

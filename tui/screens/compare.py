@@ -19,7 +19,7 @@ from textual.widgets import Footer, Header, Static
 
 from tui.catalog import format_value, lookup
 from tui.format import duration, pct
-from tui.rundir import CONFIG, METRICS, RunSummary, read_events, read_json, summarize
+from tui.rundir import CONFIG, METRICS, RunSummary, read_json, run_events, summarize
 from tui.runstate import fraction
 from tui.widgets.matrix import AccuracyMatrix, MatrixPair
 
@@ -46,7 +46,7 @@ def load_report(run_dir: Path) -> RunReport:
     config = read_json(run_dir / CONFIG).get("config")
     config = config if isinstance(config, dict) else {}
     metrics = read_json(run_dir / METRICS)
-    events = read_events(run_dir, frozenset({"evaluated", "run_finished"}))
+    events = run_events(run_dir, frozenset({"evaluated", "run_finished"}))
     evaluated = [e for e in events if e["type"] == "evaluated"]
     last = evaluated[-1] if evaluated else {}
     finished = [e for e in events if e["type"] == "run_finished"]
