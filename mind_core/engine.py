@@ -94,10 +94,12 @@ class Engine:
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR if self.run_dir else None
         self._external_stop = should_stop or (lambda: False)
         self.events = EventLog(self.run_dir / EVENTS if self.run_dir else None, observers)
-        self.tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
+        # The data of each task (cfg.tasks is their number).
+        self.task_data = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
         self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
         try:
-            check_enough_samples(cfg.inference.routing, [len(t.x_train) for t in self.tasks])
+            check_enough_samples(cfg.inference.routing,
+                                 [len(t.x_train) for t in self.task_data])
         except RoutingError as exc:
             raise ConfigError("inference.routing", str(exc)) from None
         self.model = backend.build_model(self.spec, derive_seed(cfg.seed, "model"))
@@ -138,7 +140,7 @@ class Engine:
         checkpoint.check_run(ckpt, path, cfg.tasks, resume=True,
                              epochs={"teacher": cfg.teacher.epochs,
                                      "distill": cfg.distill.epochs})
-        lo, hi = self.tasks[0].class_range
+        lo, hi = self.task_data[0].class_range
         if ckpt.classes_per_task and ckpt.classes_per_task != hi - lo:
             raise checkpoint.CheckpointError(
                 f"{path}: metadata 'classes_per_task' is {ckpt.classes_per_task} but the run "
@@ -179,7 +181,7 @@ class Engine:
     # ------------------------------------------------------------------ the loop
     def _run_task(self, t: int) -> None:
         st = self.state
-        task = self.tasks[t]
+        task = self.task_data[t]
         if st.phase not in PHASES:  # never loop for ever on a state no step handles
             raise ValueError(f"unknown loop phase {st.phase!r}; expected one of "
                              f"{', '.join(PHASES)}")
@@ -234,7 +236,7 @@ class Engine:
         return masks.free(self.owner) if self.plan.self_teacher else None
 
     def _train(self, t: int, kind: str, model: Any, trainable, teacher: Any = None) -> None:
-        task = self.tasks[t]
+        task = self.task_data[t]
         spec = phase_spec(self.cfg, kind, task.class_range,
                           train_bn=self._trains_bn(t, kind),
                           mean=self.dataset.mean, std=self.dataset.std,
@@ -287,7 +289,7 @@ class Engine:
         cfg, plan = self.cfg, self.plan
         teacher_weights = self.backend.get_weights(self.teacher) if self.teacher else None
         rng = np.random.default_rng(derive_seed(cfg.seed, "allocate", t))
-        class_range = self.tasks[t].class_range if cfg.scenario == "class" else None
+        class_range = self.task_data[t].class_range if cfg.scenario == "class" else None
         new_owner = masks.allocate(self.owner, t, layers=self.layers, num_tasks=cfg.tasks,
                                    mode=plan.allocation, rng=rng,
                                    teacher_weights=teacher_weights, class_range=class_range)
@@ -305,7 +307,7 @@ class Engine:
     def _teacher_accuracy(self, t: int) -> float | None:
         """The trained teacher's accuracy on task t's test data (within the task's classes),
         to compare its student with."""
-        task = self.tasks[t]
+        task = self.task_data[t]
         if self.teacher is None or not len(task.x_test):
             return None
         dense = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
@@ -320,11 +322,11 @@ class Engine:
         """Routing statistics of sub-network t, from task t's training data while it is at
         hand. A run resumed from a checkpoint written before statistics existed has none for
         its earlier tasks (their data is gone), so it goes on without them."""
-        task = self.tasks[t]
+        task = self.task_data[t]
         if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
             return
         subnet = subnets_for(self.owner, self.bn_snapshots, self.plan,
-                             [task.class_range for task in self.tasks[:t + 1]])[t]
+                             [task.class_range for task in self.task_data[:t + 1]])[t]
         _, features = self.backend.predict(self.model, task.x_train, [subnet],
                                            self.cfg.inference.batch_size, self.dataset.mean,
                                            self.dataset.std, features=True)
@@ -335,8 +337,9 @@ class Engine:
         self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)
         self._fit_stats(t)
         stats = self.stats if len(self.stats) == t + 1 else None
-        evaluation = evaluate_task(self.backend, self.model, self.tasks[:t + 1], self.owner,
-                                   self.bn_snapshots, self.plan, self.cfg, self.dataset, stats)
+        evaluation = evaluate_task(self.backend, self.model, self.task_data[:t + 1],
+                                   self.owner, self.bn_snapshots, self.plan, self.cfg,
+                                   self.dataset, stats)
         self.state.history.add(attrs.evolve(evaluation, teacher_taw=self.state.teacher_taw))
         metrics = self.state.history.metrics()
         self.events.emit("evaluated", task=t, **self.state.history.event_fields())
@@ -360,7 +363,7 @@ class Engine:
             teacher_weights=self.backend.get_weights(teacher) if teacher is not None else None,
             teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,
             trainer=trainer, tasks=self.cfg.tasks,
-            classes_per_task=self.tasks[0].class_range[1] - self.tasks[0].class_range[0],
+            classes_per_task=_width(self.task_data[0].class_range),
             state=self.state.to_json() if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})
@@ -374,6 +377,10 @@ class Engine:
             path = self.ckpt_dir / task_checkpoint(t)
             checkpoint.save(path, self._snapshot(False))
             self.events.emit("checkpoint_saved", task=t, path=str(path.relative_to(self.run_dir)))
+
+
+def _width(class_range: tuple[int, int]) -> int:
+    return class_range[1] - class_range[0]
 
 
 def _pid() -> int:
