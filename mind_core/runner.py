@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
