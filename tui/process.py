@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mind_core.rundir import safe_dir_name, unused_run_dir
 from mind_core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from mind_core.rundir import safe_dir_name, unused_run_dir
 from tui.rundir import OUTPUT_LOG, STOP_FILE
 
 
@@ -55,13 +55,10 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
 
 
 def _child_env() -> dict[str, str]:
-    """Make the child import the same mind_core (and tests.fakes from a checkout) as we do."""
-    import mind_core
-
+    """Our environment, unchanged but for unbuffered output (output.log follows the run live).
+    The child is the same interpreter in the same working directory, so it imports what we
+    would; a module:Class backend must be importable from there (e.g. via PYTHONPATH)."""
     env = dict(os.environ)
-    roots = [str(Path(mind_core.__file__).resolve().parent.parent), os.getcwd()]
-    existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = os.pathsep.join(roots + ([existing] if existing else []))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

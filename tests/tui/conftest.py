@@ -12,6 +12,16 @@ import pytest
 from tests.tui.tui_helpers import DATA, RECORDED, FixedCatalog
 
 OLD = 1_700_000_500  # mtime given to recorded files: long quiet, so "no pid" means dead
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def children_import_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs the app launches are `mind` child processes whose backends live in tests/
+    (tests.fakes:FakeBackend): they find them through PYTHONPATH, as any user's module:Class
+    backend would, whatever the working directory."""
+    existing = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [existing])]))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from mind_core.registry import BACKENDS
 from tests.tui.tui_helpers import drive
 from tui.app import MindApp
 from tui.fields import FIELDS, REQUIRED
-from tui.process import exit_meaning
+from tui.process import _child_env, exit_meaning
 from tui.screens.launch import SETTINGS, LaunchScreen, field_id
 
 
@@ -39,6 +40,17 @@ def test_the_launch_screens_choices_are_the_cores(tmp_path: Path, catalog):
         assert offered == [*BACKENDS, "my.module:Backend"]
 
     drive(app, scenario)
+
+
+def test_a_child_gets_our_environment_without_import_paths_of_its_own(monkeypatch,
+                                                                       tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert _child_env()["PYTHONPATH"] == "/elsewhere"
+    monkeypatch.delenv("PYTHONPATH")
+    env = _child_env()
+    assert "PYTHONPATH" not in env and env["PYTHONUNBUFFERED"] == os.environ.get(
+        "PYTHONUNBUFFERED", "1")
 
 
 @pytest.mark.parametrize("code, meaning", [(0, "finished"), (EXIT_INTERRUPTED, "interrupted"),
