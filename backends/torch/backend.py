@@ -11,6 +11,7 @@ from torch import nn
 
 from backends.torch.augment import Normaliser
 from backends.torch.convert import convert_network
+from backends.torch.ewc import fisher
 from backends.torch.losses import get_loss
 from backends.torch.models import (
     ARCHITECTURES,
@@ -31,6 +32,7 @@ from mind_core.protocol import (
     LayerInfo,
     Masks,
     ModelSpec,
+    Penalty,
     PhaseSpec,
     ProgressFn,
     StopFn,
@@ -63,6 +65,16 @@ def resolve_device(device: str | None) -> str:
     return f"cuda:{number}"
 
 
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op thread count for the whole process (None: leave torch's default).
+    Checked before anything is set, so a bad value changes nothing."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
+    torch.set_num_threads(int(threads))
+
+
 def _kind(attr: str, param: torch.Tensor) -> str:
     if attr == "bias":
         return "bias"
@@ -76,8 +88,9 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
         self.device = resolve_device(device)
+        set_threads(threads)
         self._device = torch.device(self.device)
         if self._device.type == "cuda":
             self.capabilities = frozenset({"gpu"})
@@ -178,8 +191,9 @@ class TorchBackend:
 
     # -- training -------------------------------------------------------------------------
     def start_phase(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
-                    teacher: nn.Module | None = None) -> Trainer:
-        return Trainer(model, phase, trainable, teacher, self._device)
+                    teacher: nn.Module | None = None, penalty: Penalty | None = None
+                    ) -> Trainer:
+        return Trainer(model, phase, trainable, teacher, self._device, penalty)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
@@ -231,6 +245,11 @@ class TorchBackend:
         if feats is None:
             return out.cpu().numpy()
         return out.cpu().numpy(), feats.cpu().numpy()
+
+    def fisher(self, model: nn.Module, x: np.ndarray, y: np.ndarray,
+               class_range: tuple[int, int], batch_size: int, mean: tuple[float, ...],
+               std: tuple[float, ...]) -> Weights:
+        return fisher(model, x, y, class_range, batch_size, mean, std, self._device)
 
     # -- conformance hook -----------------------------------------------------------------
     def distill_loss(self, name: str, teacher_logits: np.ndarray,

@@ -4,11 +4,13 @@ Exact freezing: gradients of partly trainable tensors (weights, and the biases o
 network) are multiplied by the 0/1 trainable mask, so their Adam moments stay exactly 0 and
 the Adam update of a frozen entry is exactly 0; decoupled weight decay is applied by us as a
 multiplication by 1 - lr * wd * mask, which is exactly 1 on frozen entries. Fully frozen
-tensors are not optimised at all.
+tensors are not optimised at all. An EWC penalty (ewc.py) is part of the loss, so its
+gradient is masked like every other.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -17,11 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.torch.augment import EpochAugmenter, Normaliser
+from backends.torch.ewc import make_penalty
 from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
 from backends.torch.models import bn_layers, gated_tensors, is_builtin
 from mind_core.protocol import (
     EpochResult,
     Masks,
+    Penalty,
     PhaseSpec,
     ProgressFn,
     StopFn,
@@ -32,7 +36,8 @@ from mind_core.protocol import (
 
 class Trainer:
     def __init__(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
-                 teacher: nn.Module | None, device: torch.device) -> None:
+                 teacher: nn.Module | None, device: torch.device,
+                 penalty: Penalty | None = None) -> None:
         if phase.kind not in ("teacher", "distill"):
             raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
         self.model, self.phase, self.device = model, phase, device
@@ -46,6 +51,9 @@ class Trainer:
         self.loss_fn = get_loss(phase.loss)
         self.mask = LogitMask(phase.logit_masking, phase.class_range,
                               model.spec.num_classes, device)
+        self.distill_range = _distill_range(phase, model.spec.num_classes)
+        self.temperature = _temperature(phase)
+        self.penalty = make_penalty(model, penalty, device)
         self.bns = list(bn_layers(model).values())
         self.channels_last = is_builtin(model)  # see Normaliser
         # Synchronising with the GPU for the progress loss stalls its queue: do it rarely.
@@ -130,6 +138,23 @@ class Trainer:
         lo, hi = self.phase.class_range
         return uniform_cross_entropy(logits[:, lo:hi])
 
+    def _distill(self, teacher: torch.Tensor, logits: torch.Tensor,
+                 student: torch.Tensor) -> torch.Tensor:
+        """The distillation term. Without distill_range both sides are the phase's masked
+        logits (student: already masked); with it, both sides are just those classes' raw
+        logits (LwF: the old classes, which the phase's class_range also covers). Then the
+        temperature, skipped at T = 1 so that such phases compute exactly what they did
+        before temperatures existed."""
+        if self.distill_range is None:
+            teacher = self.mask.logits(teacher)
+        else:
+            lo, hi = self.distill_range
+            teacher, student = teacher[:, lo:hi], logits[:, lo:hi]
+        t = self.temperature
+        if t == 1.0:
+            return self.loss_fn(teacher, student)
+        return (t * t) * self.loss_fn(teacher / t, student / t)
+
     def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor],
               batch_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.model(xb)
@@ -137,14 +162,16 @@ class Trainer:
         ce = F.cross_entropy(student, self.mask.labels(yb))
         if self.teacher is not None:
             with torch.no_grad():
-                teacher = self.mask.logits(self.teacher(xb))
-            distill = self.loss_fn(teacher, student)
+                teacher = self.teacher(xb)
+            distill = self._distill(teacher, logits, student)
             loss = ce + self.phase.beta * distill
         else:
             distill = torch.zeros((), device=self.device)
             loss = ce
         if self.phase.outlier_weight > 0:
             loss = loss + self.phase.outlier_weight * self._outlier_loss(xb, batch_index)
+        if self.penalty is not None:
+            loss = loss + self.penalty()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -224,3 +251,20 @@ class Trainer:
         current = self.optimizer.state_dict()
         self.optimizer.load_state_dict({"state": per_param,
                                         "param_groups": current["param_groups"]})
+
+
+def _distill_range(phase: PhaseSpec, num_classes: int) -> tuple[int, int] | None:
+    if phase.distill_range is None:
+        return None
+    lo, hi = (int(v) for v in phase.distill_range)
+    if not 0 <= lo < hi <= num_classes:
+        raise ValueError(f"distill_range [{lo}, {hi}) outside the model's {num_classes} classes")
+    return lo, hi
+
+
+def _temperature(phase: PhaseSpec) -> float:
+    t = float(phase.distill_temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"distill_temperature must be a positive number, got "
+                         f"{phase.distill_temperature!r}")
+    return t

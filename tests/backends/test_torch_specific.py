@@ -16,7 +16,7 @@ from backends.torch.backend import TorchBackend  # noqa: E402
 from backends.torch.layers import GatedConv2d  # noqa: E402
 from backends.torch.losses import LogitMask  # noqa: E402
 from backends.torch.models import BasicBlock, gated_layers  # noqa: E402
-from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet  # noqa: E402
+from mind_core.protocol import Augment, ModelSpec, Penalty, PhaseSpec, Subnet  # noqa: E402
 
 SPEC = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)
 
@@ -172,3 +172,101 @@ def test_logit_mask_modes():
     assert torch.equal(sliced.labels(torch.tensor([2, 3])), torch.tensor([0, 1]))
     with pytest.raises(ValueError):
         LogitMask("zero", (4, 7), 6, "cpu")
+
+
+def test_threads_sets_torchs_intra_op_threads():
+    before = torch.get_num_threads()
+    try:
+        TorchBackend("cpu", threads=2)
+        assert torch.get_num_threads() == 2
+        TorchBackend("cpu")  # None leaves the setting alone
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="positive whole number") as caught:
+            TorchBackend("cpu", threads=0)
+        assert "\n" not in str(caught.value) and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fisher_leaves_no_gradient_flags_or_modes_behind(tb):
+    model = tb.build_model(SPEC, seed=0)
+    ph = PhaseSpec(kind="teacher", epochs=1, lr=0.01, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=4, class_range=(0, 4), train_bn=False)
+    tb.start_phase(model, ph, {"fc": np.ones((4, 128), bool)})  # freezes the convs
+    model.train()
+    model.bn2.eval()
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    modes = {name: m.training for name, m in model.named_modules()}
+    x = np.random.default_rng(0).integers(0, 256, (9, 8, 8, 3), dtype=np.uint8)
+    fisher = tb.fisher(model, x, np.arange(9) % 4, (0, 4), 4, (0.5,), (0.25,))
+    assert all(np.any(f > 0) for f in fisher.values())  # frozen for training, not for F
+    assert all(p.grad is None for p in model.parameters())
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_fisher_rejects_labels_outside_the_class_range_and_empty_data(tb):
+    model = tb.build_model(SPEC, seed=0)
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="outside"):
+        tb.fisher(model, x, np.array([0, 1, 2, 3]), (0, 2), 4, (0.5,), (0.25,))
+    with pytest.raises(ValueError, match="at least one"):
+        tb.fisher(model, x[:0], np.zeros(0, np.int64), (0, 2), 4, (0.5,), (0.25,))
+
+
+def test_penalty_is_on_the_device_once_and_weight_zero_is_no_penalty(tb):
+    model = tb.build_model(SPEC, seed=0)
+    ph = PhaseSpec(kind="teacher", epochs=1, lr=0.01, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=4, class_range=(0, 4))
+    fc = tb.get_weights(model)["fc"]
+    anchor, importance = {"fc": fc.copy()}, {"fc": np.ones_like(fc)}
+    trainer = tb.start_phase(model, ph, None, penalty=Penalty(weight=2.0, anchor=anchor,
+                                                              importance=importance))
+    assert [a.device.type for a in trainer.penalty.anchors] == [tb._device.type]
+    anchor["fc"] += 5.0  # the trainer holds its own copy, made when the phase started
+    assert float(trainer.penalty().detach()) == 0.0
+    for empty in (Penalty(weight=0.0, anchor=anchor, importance=importance),
+                  Penalty(weight=2.0, anchor={}, importance={})):
+        assert tb.start_phase(model, ph, None, penalty=empty).penalty is None
+
+
+def biased_network():
+    """A user's network with a conv bias and a linear bias (each its own gated tensor)."""
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(4 * 6 * 6, 4))
+
+
+def test_fisher_and_penalty_cover_a_user_networks_biases(tb):
+    tb.adopt_network(biased_network(), (6, 6, 1), 4)
+    model = tb.build_model(ModelSpec(arch="custom", input_shape=(6, 6, 1), num_classes=4), 0)
+    rng = np.random.default_rng(0)
+    tb.set_weights(model, {"4.bias": rng.normal(0, 1, 4).astype(np.float32)})
+    x = rng.integers(0, 256, (10, 6, 6, 1), dtype=np.uint8)
+    y = rng.integers(1, 4, 10)
+    fisher = tb.fisher(model, x, y, (1, 4), 4, (0.5,), (0.25,))
+    assert list(fisher) == ["0", "0.bias", "4", "4.bias"]
+    # dL/db[c] of the classifier's bias is the batch mean of softmax - onehot over [1, 4).
+    z = tb.predict(model, x, [Subnet(gates={}, bn=tb.get_bn(model), class_range=(1, 4))], 10,
+                   (0.5,), (0.25,)).astype(np.float64)[0]
+    expected = np.zeros(4)
+    for s in range(0, 10, 4):
+        p = np.exp(z[s:s + 4] - z[s:s + 4].max(1, keepdims=True))
+        delta = p / p.sum(1, keepdims=True)
+        delta[np.arange(len(delta)), y[s:s + 4] - 1] -= 1
+        expected[1:] += len(delta) * delta.mean(0) ** 2
+    np.testing.assert_allclose(fisher["4.bias"], expected / 10, rtol=1e-4, atol=1e-9)
+    # A strong pull on the classifier's bias holds it at its anchor.
+    anchor = tb.get_weights(model)["4.bias"]
+    ph = PhaseSpec(kind="teacher", epochs=1, lr=0.05, milestones=(), gamma=0.5,
+                   weight_decay=0.0, batch_size=5, class_range=(1, 4))
+    penalty = Penalty(weight=1e4, anchor={"4.bias": anchor},
+                      importance={"4.bias": np.ones(4, np.float32)})
+    moved = {}
+    for pull in (None, penalty):
+        tb.set_weights(model, {"4.bias": anchor})
+        trainer = tb.start_phase(model, ph, None, penalty=pull)
+        for epoch in range(3):
+            tb.train_epoch(trainer, x, y, epoch, epoch)
+        moved[pull is None] = np.abs(tb.get_weights(model)["4.bias"] - anchor).max()
+    assert moved[False] < 0.25 * moved[True]
