@@ -3,7 +3,8 @@
 Tensor names: weight/<layer>, owner/<layer>, bn/<task>/<layer>/<field>, stats/<task>/<name>
 (routing statistics, mind_core.routing.TaskStats; absent in runs made before them); a resume
 file adds
-live_bn/..., teacher/weight/..., teacher/bn/... and trainer/<name>. Metadata (strings) carries
+live_bn/..., teacher/weight/..., teacher/bn/..., importance/<layer> (EWC's Fisher, method=ewc)
+and trainer/<name>. Metadata (strings) carries
 the format name and version, task counts and a JSON "state" with the loop position and the
 metrics so far.
 """
@@ -43,6 +44,7 @@ class Checkpoint:
     live_bn: BNState | None = None
     teacher_weights: Weights | None = None
     teacher_bn: BNState | None = None
+    importance: Weights | None = None  # EWC: each weight's importance (merged Fisher)
     trainer: dict[str, np.ndarray] | None = None
     tasks: int = 0
     classes_per_task: int = 0
@@ -88,6 +90,8 @@ def to_tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
             tensors[f"teacher/weight/{layer}"] = np.ascontiguousarray(w, np.float32)
     if ckpt.teacher_bn is not None:
         _put_bn(tensors, "teacher/bn", ckpt.teacher_bn)
+    for layer, value in (ckpt.importance or {}).items():
+        tensors[f"importance/{layer}"] = np.ascontiguousarray(value, np.float32)
     for name, value in (ckpt.trainer or {}).items():
         tensors[f"trainer/{name}"] = np.ascontiguousarray(value)
     return tensors
@@ -225,7 +229,7 @@ def _check_contents(ckpt: Checkpoint, tensors: Mapping[str, np.ndarray]) -> None
             raise CheckpointError(f"tensor 'owner/{name}' holds owner id {bad}, outside "
                                   f"-1..{ckpt.tasks - 1} for {ckpt.tasks} tasks")
     for prefix, weights in (("weight", ckpt.weights), ("teacher/weight", ckpt.teacher_weights),
-                            ("trainer", ckpt.trainer)):
+                            ("importance", ckpt.importance), ("trainer", ckpt.trainer)):
         _check_finite(prefix, weights)
     for t, bn in enumerate(ckpt.bn_snapshots):
         _check_bn(f"bn/{t}", bn)
@@ -280,6 +284,8 @@ def check_fit(ckpt: Checkpoint, path: Path | str, shapes: Mapping[str, tuple[int
     named = [("weight", ckpt.weights), ("owner", ckpt.owner)]
     if ckpt.teacher_weights is not None:
         named.append(("teacher/weight", ckpt.teacher_weights))
+    if ckpt.importance is not None:
+        named.append(("importance", ckpt.importance))
     for kind, tensors in named:
         if set(tensors) != set(shapes):
             odd = sorted(set(tensors) ^ set(shapes))[0]
@@ -339,6 +345,7 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkp
         live_bn=_take_bn(tensors, "live_bn") or None,
         teacher_weights=teacher_weights,
         teacher_bn=_take_bn(tensors, "teacher/bn") or None,
+        importance=_with_prefix(tensors, "importance") or None,
         trainer=_with_prefix(tensors, "trainer") or None,
         tasks=_meta_count(meta, "tasks", 1),
         classes_per_task=_meta_count(meta, "classes_per_task", 0),

@@ -278,7 +278,7 @@ def _cmd_predict(args) -> int:
         sys.stdout.write(text)
         return 0
     write_text_atomic(args.csv_out, text)
-    print(f"{len(ids)} predictions ({predictor.rule.name} routing) written to {args.csv_out}")
+    print(f"{len(ids)} predictions ({predictor.rule_name} routing) written to {args.csv_out}")
     return 0
 
 

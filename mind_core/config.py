@@ -26,6 +26,8 @@ from mind_core.schedule import SCENARIOS
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS.
 VARIANTS = ("mind", "self_distill", "packnet")
+# The loop a run trains with: MIND's (engine.py) or a single-head baseline's (baselines.py).
+METHOD_LOOPS = ("mind", "finetune", "joint", "lwf", "ewc")
 BN_MODES = ("per_task", "shared", "frozen_after_first")
 
 
@@ -53,6 +55,11 @@ def _one_of(*choices):
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(map(str, choices))}; got {value!r}")
     return check
+
+
+def _unit_interval(inst, attribute, value):
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be in [0, 1], got {value}")
 
 
 def _milestones(inst, attribute, value):
@@ -97,6 +104,24 @@ class InferenceConfig:
     batch_size: int = attrs.field(default=512, validator=_positive)
 
 
+@attrs.frozen(kw_only=True)
+class LwfConfig:
+    """Learning without Forgetting (method=lwf): weight and temperature of its distillation
+    of the old classes' logits (docs/baselines.md: Li and Hoiem 2016, lambda 1, T 2)."""
+
+    weight: float = attrs.field(default=1.0, validator=_non_negative)
+    temperature: float = attrs.field(default=2.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class EwcConfig:
+    """Elastic Weight Consolidation (method=ewc): the penalty's weight and how the Fisher of
+    a new task is merged with the old, alpha * old + (1 - alpha) * new (docs/baselines.md)."""
+
+    weight: float = attrs.field(default=5000.0, validator=_non_negative)
+    alpha: float = attrs.field(default=0.5, validator=_unit_interval)
+
+
 def _backend_name(inst, attribute, value):
     if value not in BACKENDS and (":" not in value or value.startswith(":")):
         raise ValueError(f"unknown backend {value!r}: use {', '.join(BACKENDS)}, or "
@@ -115,6 +140,7 @@ class RunConfig:
     tasks: int = attrs.field(default=5, validator=_positive)
     seed: int = attrs.field(default=0, validator=_non_negative)
     model: str = attrs.field(default="small_cnn", validator=_one_of(*ARCHS, CUSTOM_ARCH))
+    method: str = attrs.field(default="mind", validator=_one_of(*METHOD_LOOPS))
     variant: str = attrs.field(default="mind", validator=_one_of(*VARIANTS))
     bn: str = attrs.field(default="per_task", validator=_one_of(*BN_MODES))
     teacher: PhaseConfig = PhaseConfig()
@@ -122,9 +148,12 @@ class RunConfig:
     allocation: AllocationConfig = AllocationConfig()
     distillation: DistillationConfig = DistillationConfig()
     inference: InferenceConfig = InferenceConfig()
+    lwf: LwfConfig = LwfConfig()
+    ewc: EwcConfig = EwcConfig()
 
 
-for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, RunConfig):
+for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, LwfConfig,
+             EwcConfig, RunConfig):
     attrs.resolve_types(_cls)
 
 # What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").

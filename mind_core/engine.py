@@ -25,7 +25,7 @@ from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
-from mind_core.protocol import Backend, Subnet
+from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet
 from mind_core.routing import (
     MIN_SAMPLES,
     RoutingError,
@@ -109,6 +109,7 @@ class Engine:
         self.stats: list[TaskStats] = []  # routing statistics, one per finished task
         self.initial_bn = backend.get_bn(self.model)
         self.teacher: Any = None
+        self.importance: dict[str, np.ndarray] | None = None  # EWC's (baselines.py)
         self.trainer_state: dict[str, np.ndarray] | None = None
         self.state = LoopState()
 
@@ -130,6 +131,7 @@ class Engine:
         self.backend.set_bn(self.model, ckpt.live_bn or self.initial_bn)
         self.state = LoopState.from_json(ckpt.state)
         self.trainer_state = ckpt.trainer
+        self.importance = ckpt.importance
         if ckpt.teacher_weights is not None:
             self.teacher = self.backend.build_model(self.spec, 0)
             self.backend.set_weights(self.teacher, ckpt.teacher_weights)
@@ -153,6 +155,7 @@ class Engine:
         start = time.time()
         self.events.emit("run_started", name=cfg.name, backend=cfg.backend,
                          dataset=cfg.dataset, tasks=cfg.tasks, variant=cfg.variant,
+                         method=cfg.method,
                          model=cfg.model, pid=_pid(), resumed=resumed)
         try:
             if not resumed:
@@ -243,16 +246,25 @@ class Engine:
                           augment=self.dataset.augment, with_teacher=teacher is not None)
         if kind == "teacher":
             self.backend.set_gates(model, None)
+        self._run_phase(t, kind, spec, model, trainable, teacher, task.x_train, task.y_train)
+
+    def _run_phase(self, t: int, kind: str, spec: PhaseSpec, model: Any, trainable,
+                   teacher: Any, x: np.ndarray, y: np.ndarray,
+                   penalty: Penalty | None = None) -> None:
+        """The epochs of one phase from state.next_epoch on, with a resume checkpoint after
+        each; kind names the phase in events, seeds and the config (teacher.* / distill.*)."""
         self.events.emit("phase_started", task=t, phase=kind, epochs=spec.epochs)
-        trainer = self.backend.start_phase(model, spec, trainable, teacher)
+        # Without a penalty, the call every backend knows (a module:Class backend written
+        # before penalties existed still trains MIND).
+        trainer = self.backend.start_phase(model, spec, trainable, teacher, penalty) \
+            if penalty is not None else self.backend.start_phase(model, spec, trainable, teacher)
         if self.trainer_state is not None and self.state.next_epoch > 0:
             self.backend.load_trainer_state(trainer, self.trainer_state)
         self.trainer_state = None
         for epoch in range(self.state.next_epoch, spec.epochs):
             self._check_stop()
             result = self.backend.train_epoch(
-                trainer, task.x_train, task.y_train, epoch,
-                derive_seed(self.cfg.seed, kind, t, epoch),
+                trainer, x, y, epoch, derive_seed(self.cfg.seed, kind, t, epoch),
                 progress=self._progress_fn(t, kind, epoch, spec.epochs),
                 should_stop=self.should_stop)
             if result.stopped:
@@ -362,6 +374,7 @@ class Engine:
             live_bn=self.backend.get_bn(self.model) if with_loop else None,
             teacher_weights=self.backend.get_weights(teacher) if teacher is not None else None,
             teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,
+            importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
             state=self.state.to_json() if with_loop else {

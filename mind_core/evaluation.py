@@ -1,16 +1,19 @@
-"""Evaluation after a task: every learned sub-network on the test data of tasks 0..t, and the
-running history of results that becomes metrics.json."""
+"""Evaluation after a task: every learned sub-network on the test data of tasks 0..t (MIND),
+or the one head of a single-head baseline; and the running history of results that becomes
+metrics.json."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+import numpy as np
 
 from mind_core import masks
 from mind_core.config import RunConfig
 from mind_core.data.base import Dataset
 from mind_core.metrics import Evaluation, evaluate_logits, summary
+from mind_core.numerics import softmax
 from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
 from mind_core.routing import PAPER_RULE, TaskStats
@@ -40,6 +43,61 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     logits, features = out if stats is not None else (out, None)
     return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
                            cfg.inference.temperature, cfg.inference.routing, features, stats)
+
+
+def evaluate_single_head(backend: Backend, model, tasks: list[TaskData], bn, cfg: RunConfig,
+                         dataset: Dataset) -> Evaluation:
+    """A single-head baseline after tasks[-1]: one dense network, its latest BN. TAw is the
+    argmax within the true task's classes, TAg the argmax over every class seen; there is no
+    routing rule, so the task whose classes hold the winning logit counts as the "routing"."""
+    x, y, true_task = test_set(tasks)
+    ranges = [task.class_range for task in tasks]
+    logits = backend.predict(model, x, dense_subnets(backend, model, bn, ranges),
+                             cfg.inference.batch_size, dataset.mean, dataset.std)
+    scored = evaluate_logits(logits, y, true_task, ranges, cfg.inference.temperature)
+    return attrs.evolve(scored, routing_rule=SINGLE_HEAD, rules={},
+                        **single_head_tag(logits, y, true_task, ranges))
+
+
+SINGLE_HEAD = "single_head"  # metrics.json's routing_rule of a baseline
+
+
+def dense_subnets(backend: Backend, model, bn, class_ranges) -> list[Subnet]:
+    """The whole network once per task, each over that task's classes: side by side, the
+    slices are the one head."""
+    dense = {layer.name: np.ones(layer.shape, dtype=bool) for layer in backend.layers(model)}
+    return [Subnet(gates=dense, bn=bn, class_range=r) for r in class_ranges]
+
+
+def single_head_choice(logits: np.ndarray, class_ranges: list[tuple[int, int]]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(task, class, probability) per sample: the argmax over the slices [T, n, c] laid side
+    by side, and its softmax probability over every class seen."""
+    num_tasks, n, width = logits.shape
+    flat = np.transpose(logits, (1, 0, 2)).reshape(n, num_tasks * width).astype(np.float64)
+    best = flat.argmax(axis=1)
+    routed = best // width
+    predicted = np.array([lo for lo, _ in class_ranges], dtype=np.int64)[routed] + best % width
+    probabilities = softmax(flat)[np.arange(n), best] if n else np.zeros(0)
+    return routed.astype(np.int64), predicted, probabilities
+
+
+def single_head_tag(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,
+                    class_ranges: list[tuple[int, int]]) -> dict[str, Any]:
+    num_tasks, n = logits.shape[:2]
+    routed, predicted, _ = single_head_choice(logits, class_ranges)
+    tag_ok, route_ok = predicted == labels, routed == true_tasks
+    confusion = np.zeros((num_tasks, num_tasks), dtype=np.int64)
+    np.add.at(confusion, (true_tasks, routed), 1)
+
+    def per_task(ok: np.ndarray) -> list[float]:
+        return [float(ok[true_tasks == j].mean()) if (true_tasks == j).any() else float("nan")
+                for j in range(num_tasks)]
+    tag = float(tag_ok.mean()) if n else float("nan")
+    return {"tag": tag, "tag_entropy": tag,
+            "routing": float(route_ok.mean()) if n else float("nan"),
+            "per_task_tag": per_task(tag_ok), "per_task_routing": per_task(route_ok),
+            "confusion": [[int(v) for v in row] for row in confusion]}
 
 
 @attrs.define

@@ -20,7 +20,7 @@ import numpy as np
 from mind_core import checkpoint
 from mind_core.data.base import DatasetError
 from mind_core.data.checks import as_images
-from mind_core.evaluation import subnets_for
+from mind_core.evaluation import SINGLE_HEAD, dense_subnets, single_head_choice, subnets_for
 from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
@@ -82,8 +82,10 @@ class Predictor:
         if len(ckpt.bn_snapshots) != learned:
             raise checkpoint.CheckpointError(f"{path}: holds {len(ckpt.bn_snapshots)} BN "
                                              f"snapshots; task {learned - 1}'s needs {learned}")
+        self.single_head = cfg.method != "mind"  # a baseline: one head, no routing rule
         self.rule = check_rule(cfg.inference.routing)
-        if self.rule.needs_stats and len(ckpt.stats) != learned:
+        self.rule_name = SINGLE_HEAD if self.single_head else self.rule.name
+        if not self.single_head and self.rule.needs_stats and len(ckpt.stats) != learned:
             raise RunDirError(f"inference.routing={self.rule.name} is unavailable for "
                               f"{run_dir}: {STATS_MISSING}")
         facts = run_data_facts(run_dir, cfg, load)
@@ -101,9 +103,11 @@ class Predictor:
                              f"a {cfg.model} model for {facts.get('name', cfg.dataset)}")
         self.backend.set_weights(self.model, ckpt.weights)
         self.ranges = class_ranges(num_classes, cfg.tasks, cfg.scenario)[:learned]
-        self.subnets = subnets_for(ckpt.owner, ckpt.bn_snapshots, Plan.from_config(cfg),
-                                   self.ranges)
-        self.stats = ckpt.stats if self.rule.needs_stats else None
+        self.subnets = (dense_subnets(self.backend, self.model, ckpt.bn_snapshots[-1],
+                                      self.ranges) if self.single_head else
+                        subnets_for(ckpt.owner, ckpt.bn_snapshots, Plan.from_config(cfg),
+                                    self.ranges))
+        self.stats = ckpt.stats if self.rule.needs_stats and not self.single_head else None
         self.original = original_labels(num_classes, cfg.scenario, cfg.seed)
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> Predictions:
@@ -117,6 +121,10 @@ class Predictor:
                                    self.std, features=self.stats is not None)
         logits, features = out if self.stats is not None else (out, None)
         logits = np.asarray(logits, dtype=np.float64)
+        if self.single_head:
+            routed, relabelled, scores = single_head_choice(logits, self.ranges)
+            return Predictions(classes=self.original[relabelled].astype(np.int64),
+                               tasks=routed, scores=scores, class_names=self.class_names)
         temperature = self.cfg.inference.temperature
         routed = route(self.rule.name, RoutingInputs(logits=logits, temperature=temperature,
                                                      features=features, stats=self.stats))

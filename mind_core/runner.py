@@ -23,8 +23,8 @@ from mind_core.config import (
     config_to_dict,
     flatten,
 )
-from mind_core.engine import Engine
-from mind_core.evaluation import History, evaluate_task
+from mind_core.baselines import engine_class
+from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH
 from mind_core.plan import Plan, derive_seed, model_spec
@@ -232,7 +232,8 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
     backend = get_backend(cfg.backend, cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     described = adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
-    engine = Engine(cfg, backend, dataset, run_dir, observers, should_stop)  # validates first
+    engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
+                               should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
                                         **backend.versions()}, dataset.facts(), described):
         return engine.run()
@@ -263,7 +264,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
         dataset = load(cfg.dataset, cfg.data_dir or None)
         adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)
         _take_over(lock)
-        engine = Engine(cfg, backend_obj, dataset, run_dir, observers, should_stop)
+        engine = engine_class(cfg)(cfg, backend_obj, dataset, run_dir, observers, should_stop)
         engine.restore(ckpt, resume_path)
         return engine.run(resumed=True)
 
@@ -346,7 +347,8 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
                 f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
                 f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
-    if check_rule(cfg.inference.routing).needs_stats and not has_stats:
+    if cfg.method == "mind" and check_rule(cfg.inference.routing).needs_stats \
+            and not has_stats:
         raise RunDirError(f"inference.routing={cfg.inference.routing} is unavailable for "
                           f"{run_dir}: {STATS_MISSING}")
     backend = get_backend(backend_name, device or cfg.device)
@@ -362,9 +364,13 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
         checkpoint.check_fit(ckpt, path, expected, model_bn,
                              f"a {cfg.model} model for {dataset.name}")
         backend.set_weights(model, ckpt.weights)
-        evaluation = evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
-                                   ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,
-                                   ckpt.stats if has_stats else None)
+        if cfg.method != "mind":  # a single-head baseline (mind_core/baselines.py)
+            evaluation = evaluate_single_head(backend, model, tasks[:t + 1],
+                                              ckpt.bn_snapshots[-1], cfg, dataset)
+        else:
+            evaluation = evaluate_task(backend, model, tasks[:t + 1], ckpt.owner,
+                                       ckpt.bn_snapshots, Plan.from_config(cfg), cfg, dataset,
+                                       ckpt.stats if has_stats else None)
         teachers = ckpt.state.get("teacher_taw", [])  # absent in runs made before it
         history.add(attrs.evolve(evaluation,
                                  teacher_taw=teachers[t] if len(teachers) > t else None))

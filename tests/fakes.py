@@ -128,8 +128,36 @@ class FakeBackend:
         flat = x.reshape(len(x), -1).astype(np.float32) / 255.0
         return (flat - float(np.mean(mean))) / float(np.mean(std))
 
-    def start_phase(self, model, phase: PhaseSpec, trainable, teacher=None):
-        return FakeTrainer(model, phase, trainable, teacher)
+    def start_phase(self, model, phase: PhaseSpec, trainable, teacher=None, penalty=None):
+        trainer = FakeTrainer(model, phase, trainable, teacher)
+        trainer.penalty = penalty
+        return trainer
+
+    def _backward(self, model, grad_logits, cache):
+        """Gradients of the gated weights and of BN gamma/beta from d loss / d logits."""
+        xin, norm, a, var = cache
+        grads = {"fc": grad_logits.T @ a}
+        grad_a = grad_logits @ model.effective("fc") * (a > 0)
+        grad_norm = grad_a * model.bn["bn1"]["gamma"]
+        grads["fc1"] = (grad_norm / np.sqrt(var + EPS)).T @ xin
+        if model.gates is not None:
+            grads = {name: g * model.gates[name] for name, g in grads.items()}
+        return grads, (grad_a * norm).sum(0), grad_a.sum(0)
+
+    def fisher(self, model, x, y, class_range, batch_size, mean, std):
+        data = self._prepare(x, mean, std)
+        lo, hi = class_range
+        total = {name: np.zeros_like(w, dtype=np.float64) for name, w in model.weights.items()}
+        for start in range(0, len(x), batch_size):
+            xb, yb = data[start:start + batch_size], y[start:start + batch_size]
+            logits, cache = self._forward(model, xb, False, False)
+            p = softmax(logits[:, lo:hi])
+            grad_logits = np.zeros_like(logits)
+            grad_logits[:, lo:hi] = (p - np.eye(hi - lo)[yb - lo]) / len(yb)
+            grads, _, _ = self._backward(model, grad_logits, cache)
+            for name, g in grads.items():
+                total[name] += len(yb) * g.astype(np.float64) ** 2
+        return {name: (v / len(x)).astype(np.float32) for name, v in total.items()}
 
     def train_epoch(self, trainer, x, y, epoch, seed, progress=None, should_stop=None):
         model, phase = trainer.model, trainer.phase
@@ -153,31 +181,39 @@ class FakeBackend:
             onehot = np.eye(hi - lo, dtype=np.float32)[yb - lo]
             ce = float(-np.log(p[np.arange(len(yb)), yb - lo] + 1e-12).mean())
             grad_z = (p - onehot) / len(yb)
-            dist = 0.0
-            if trainer.teacher is not None and phase.beta > 0:
-                t_logits, _ = self._forward(trainer.teacher, xb, False, False)
-                pt = softmax(t_logits[:, lo:hi])
-                dist = float((pt * (np.log(pt + 1e-12) - np.log(p + 1e-12))).sum(1).mean())
-                grad_z += phase.beta * (p - pt) / len(yb)
             grad_logits = np.zeros_like(logits)
             grad_logits[:, lo:hi] = grad_z
-            grads = {"fc": grad_logits.T @ a}
-            grad_a = grad_logits @ model.effective("fc") * (a > 0)
-            grad_norm = grad_a * model.bn["bn1"]["gamma"]
-            grads["fc1"] = (grad_norm / np.sqrt(var + EPS)).T @ xin
+            dist = 0.0
+            if trainer.teacher is not None and phase.beta > 0:
+                # KL(teacher || student) of the softened logits of distill_range, x T^2.
+                dlo, dhi = phase.distill_range or phase.class_range
+                temp = phase.distill_temperature
+                t_logits, _ = self._forward(trainer.teacher, xb, False, False)
+                pt = softmax(t_logits[:, dlo:dhi] / temp)
+                ps = softmax(logits[:, dlo:dhi] / temp)
+                dist = temp ** 2 * float((pt * (np.log(pt + 1e-12) - np.log(ps + 1e-12)))
+                                         .sum(1).mean())
+                grad_logits[:, dlo:dhi] += phase.beta * temp * (ps - pt) / len(yb)
+            grads, grad_gamma, grad_beta = self._backward(model, grad_logits,
+                                                          (xin, norm, a, var))
+            pull = 0.0
+            if trainer.penalty is not None:
+                pen = trainer.penalty
+                for name, anchor in pen.anchor.items():
+                    diff = model.weights[name] - anchor
+                    pull += pen.weight / 2 * float((pen.importance[name] * diff ** 2).sum())
+                    grads[name] = grads[name] + pen.weight * pen.importance[name] * diff
             if phase.train_bn:
-                model.bn["bn1"]["gamma"] -= lr * (grad_a * norm).sum(0).astype(np.float32)
-                model.bn["bn1"]["beta"] -= lr * grad_a.sum(0).astype(np.float32)
+                model.bn["bn1"]["gamma"] -= lr * grad_gamma.astype(np.float32)
+                model.bn["bn1"]["beta"] -= lr * grad_beta.astype(np.float32)
             for name, g in grads.items():
                 w = model.weights[name]
-                if model.gates is not None:
-                    g = g * model.gates[name]
                 step = lr * (g + phase.weight_decay * w)
                 if trainer.trainable is not None:
                     step = np.where(trainer.trainable[name], step, 0.0)
                 model.weights[name] = (w - step).astype(np.float32)
             trainer.steps += 1
-            totals += np.array([ce + phase.beta * dist, ce, dist]) * len(yb)
+            totals += np.array([ce + phase.beta * dist + pull, ce, dist]) * len(yb)
             correct += int((z.argmax(1) == yb - lo).sum())
             seen += len(yb)
             if progress:

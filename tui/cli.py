@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mind_core.errors import EXIT_BAD_INPUT
 from mind_core.extras import MissingExtra, require
 from mind_core.rundir import CONFIG, EVENTS, OUTPUT_LOG
 
@@ -42,15 +43,15 @@ def main(argv: list[str] | None = None) -> Any:
             require(module, "tui", "mind-tui")
     except MissingExtra as exc:
         print(f"mind-tui: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.attach and not Path(args.attach).is_dir():
         print(f"mind-tui: no run directory at {args.attach}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.attach and not any((Path(args.attach) / name).exists()
                                for name in (CONFIG, EVENTS, OUTPUT_LOG)):
         print(f"mind-tui: {args.attach} is not a run directory (it has no {CONFIG} or "
               f"{EVENTS}; `mind run --out DIR` makes one)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     from tui.app import MindApp, run_app
 
     return run_app(MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach))

@@ -1,0 +1,54 @@
+"""Named methods for comparisons and sweeps: each is a set of `mind run` settings, so every
+method trains through the same command, writes the same run directory and resumes the same
+way. `mind sweep --methods` and the benchmarks read this one table.
+
+MIND and its variants run the MIND loop (mind_core/engine.py); the baselines (finetune,
+joint, LwF, EWC) run the single-head loop of mind_core/baselines.py, selected by `method`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Outlier Exposure's weight for its auxiliary uniform-target loss (Hendrycks, Mazeika and
+# Dietterich, ICLR 2019, lambda = 0.5); not tuned here.
+OUTLIER_WEIGHT = 0.5
+
+METHODS: dict[str, dict[str, Any]] = {
+    # MIND and the variants the paper compares with.
+    "mind": {},
+    "packnet": {"variant": "packnet"},
+    "self_distill": {"variant": "self_distill"},
+    # Single-head baselines (mind_core/baselines.py; hyper-parameters in docs/baselines.md).
+    "finetune": {"method": "finetune"},
+    "joint": {"method": "joint"},
+    "lwf": {"method": "lwf"},
+    "ewc": {"method": "ewc"},
+    # Ablations of MIND (the paper's and this project's).
+    "no_distill": {"distillation.beta": 0.0},
+    "shared_bn": {"bn": "shared"},
+    "no_sharing": {"allocation.weight_sharing": False},
+    "loss_true_js": {"distillation.loss": "true_js"},
+    "loss_kl": {"distillation.loss": "kl"},
+    "loss_cosine": {"distillation.loss": "cosine"},
+    "loss_l2": {"distillation.loss": "l2"},
+    # Students (beyond the paper): where newly owned weights start, routing-aware training.
+    "init_teacher": {"allocation.init": "teacher"},
+    "init_scaled_normal": {"allocation.init": "scaled_normal"},
+    "outliers": {"distillation.outlier_weight": OUTLIER_WEIGHT},
+    "teacher_outliers": {"allocation.init": "teacher",
+                         "distillation.outlier_weight": OUTLIER_WEIGHT},
+}
+COMPARISON = ("mind", "finetune", "joint", "packnet", "lwf", "ewc")
+"""The paper's kind of comparison: MIND against the baselines (`mind sweep --methods`)."""
+
+
+class UnknownMethod(ValueError):
+    pass
+
+
+def method_settings(name: str) -> dict[str, Any]:
+    """The settings a method name stands for; UnknownMethod names the choices."""
+    if name not in METHODS:
+        raise UnknownMethod(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return dict(METHODS[name])
