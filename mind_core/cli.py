@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<backend>-<time>)")
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
+    run.add_argument("--threads", type=_threads, metavar="N", help="the framework's intra-op "
+                     "threads (default: the CPUs this process may use)")
     run.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log losses and "
                      "accuracies as TensorBoard scalars in DIR (pip install -e '.[tensorboard]')")
 
@@ -73,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--backend", help="the run's backend, needed again when it is a "
                         "module:Class (never imported from config.json on its own)")
     resume.add_argument("--quiet", action="store_true")
+    resume.add_argument("--threads", type=_threads, metavar="N", help="the framework's "
+                        "intra-op threads (default: the CPUs this process may use)")
     resume.add_argument("--tensorboard", type=Path, metavar="DIR", help="log TensorBoard "
                         "scalars in DIR (the run's earlier log directory continues its curves)")
 
@@ -138,6 +142,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _threads(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), the default of --threads."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
     from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
@@ -154,7 +174,7 @@ def _cmd_run(args) -> int:
     stop.install()
     with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
         metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
-                            stop)
+                            stop, threads=args.threads or usable_cpus())
     print("\n" + metrics_table(metrics))
     print("\n" + run_dir_listing(run_dir))
     return 0
@@ -169,7 +189,8 @@ def _cmd_resume(args) -> int:
     stop.install()
     with tensorboard_observers(args.tensorboard) as tensorboard:
         metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
-                             stop, backend=args.backend)
+                             stop, backend=args.backend,
+                             threads=args.threads or usable_cpus())
     print("\n" + metrics_table(metrics))
     print("\n" + run_dir_listing(args.run_dir))
     return 0

@@ -225,11 +225,13 @@ def adopt(backend: Backend, network: Any, cfg: RunConfig, image_shape: tuple[int
 
 def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              load: Callable = load_dataset, network: Any = None) -> dict[str, Any]:
-    """Train a new run in run_dir. network: a user's own network (cfg.model == "custom")."""
+              load: Callable = load_dataset, network: Any = None,
+              threads: int | None = None) -> dict[str, Any]:
+    """Train a new run in run_dir. network: a user's own network (cfg.model == "custom");
+    threads: the framework's intra-op threads (None: its default)."""
     run_dir = Path(run_dir)
     check_out_dir(run_dir)  # before the framework and the data: a wrong --out fails fast
-    backend = get_backend(cfg.backend, cfg.device)
+    backend = get_backend(cfg.backend, cfg.device, threads)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     described = adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
@@ -242,10 +244,10 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
 def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                should_stop: Callable[[], bool] | None = None,
                load: Callable = load_dataset, backend: str | None = None,
-               network: Any = None) -> dict[str, Any]:
+               network: Any = None, threads: int | None = None) -> dict[str, Any]:
     """Continue a run from its resume checkpoint. backend: the name the user gave again
     (needed for a `module:Class` backend; see trusted_backend); network: the user's network
-    of a model=custom run, given again."""
+    of a model=custom run, given again; threads: as start_run's."""
     run_dir = Path(run_dir)
     read_run_config(run_dir)  # a run directory, before anything is created in it
     with RunDirLock(run_dir) as lock:  # held for the whole resumed run
@@ -260,7 +262,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                                      "distill": cfg.distill.epochs})
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
-        backend_obj = get_backend(backend_name, cfg.device)
+        backend_obj = get_backend(backend_name, cfg.device, threads)
         dataset = load(cfg.dataset, cfg.data_dir or None)
         adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)
         _take_over(lock)

@@ -56,10 +56,11 @@ class FakeBackend:
     name = "fake"
     capabilities = frozenset({"deterministic"})
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", threads: int | None = None):
         if device not in ("auto", "cpu"):
             raise ValueError(f"the fake backend runs on the CPU only, not {device!r}")
         self.device = "cpu"
+        self.threads = threads  # numpy's own threads are left alone; recorded for tests
 
     def versions(self):
         return {"numpy": np.__version__}
