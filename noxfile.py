@@ -5,7 +5,7 @@ and the Textual and ruff versions whose output the snapshot and lint runs compar
 
 import nox
 
-nox.options.sessions = ["lint", "core", "synbols", "backend", "parity", "tui"]
+nox.options.sessions = ["lint", "core", "synbols", "backend", "parity", "tui", "sweep"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
@@ -68,3 +68,11 @@ def tui(session):
     install(session, "tui")
     session.install(*CONSTRAINTS, "pytest-textual-snapshot")
     pytest(session, "tests/tui")
+
+
+@nox.session
+def sweep(session):
+    """`mind sweep` on a local Ray (2 CPUs) with the numpy fake backends, and the plots
+    (report extra). MIND_SWEEP_TESTS=1: a missing Ray fails the tests instead of skipping."""
+    install(session, "sweep,report")
+    pytest(session, "tests/sweep", env={"MIND_SWEEP_TESTS": "1"})

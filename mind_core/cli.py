@@ -139,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
                           description="Resolve a preset with overrides and print it (or the error).")
     show.add_argument("--preset", default="demo")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    from mind_core.sweep.command import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -310,7 +314,14 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from mind_core.sweep.command import cmd_sweep
+
+    return cmd_sweep(args)
+
+
 COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "report": _cmd_report,
+            "sweep": _cmd_sweep,
             "predict": _cmd_predict,
             "presets": _cmd_presets, "datasets": _cmd_datasets, "config": _cmd_config}
 
