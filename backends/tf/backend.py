@@ -63,9 +63,11 @@ def set_threads(threads: int | None) -> None:
     """TensorFlow's intra-op threads for this process (None: leave TF's default, every core).
 
     TF fixes them when its runtime starts (the first op or tensor), for the whole process.
-    Asked for before that, they are set; asked for afterwards with another value than the one
-    in force, TF cannot change them: a one-line RuntimeWarning says so and the process keeps
-    the threads it has (a sweep gives each trial its own process, so this does not arise there).
+    Asked for before that, they are set. Asked for again with the value in force (a sweep's
+    trials that share a worker process all ask for the same), nothing happens. Asked for
+    afterwards with another value (e.g. a user's Keras model built before the backend, which
+    starts TF), TF cannot change them: a one-line RuntimeWarning says so and the process keeps
+    the threads it has.
     """
     if threads is None:
         return
