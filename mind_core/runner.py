@@ -13,6 +13,7 @@ import attrs
 import numpy as np
 
 from mind_core import __version__, checkpoint
+from mind_core.baselines import engine_class
 from mind_core.config import (
     ALIASES,
     FIELD_TYPES,
@@ -23,7 +24,6 @@ from mind_core.config import (
     config_to_dict,
     flatten,
 )
-from mind_core.baselines import engine_class
 from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH
