@@ -1,12 +1,14 @@
 """What `mind sweep` costs and gains on this machine, as ratios measured within one run:
 
-(a) a sweep of N small trials with 1 CPU each / N x one trial alone (`mind run --threads 1`,
-    a process of its own as a user would run it)                        target <= 0.6 on 2 CPUs
+(a) a sweep of N small trials with 1 CPU each, Ray's start and stop included / N x one trial
+    alone (`mind run --threads 1`, a process of its own as a user would run it; the median of
+    three)                                                              target <= 0.6 on 2 CPUs
 (b) Ray's overhead per trial: each task's wall time from submission to result less the time
     inside the task, plus Ray's start-up and shut-down spread over the N trials   target <= 2 s
-(c) two `mind run --threads 1` side by side / one alone                          target <= 1.3
+(c) two `mind run --threads 1` side by side / one alone (medians of two and three)
+                                                                                 target <= 1.3
 
-    python -m benchmarks.sweep_speed [--trials 6] [--epochs 3] [--backend torch] [--json]
+    python -m benchmarks.sweep_speed [--trials 8] [--epochs 3] [--backend torch] [--json]
 
 The trials are the smoke preset (the synthetic 12x12 set, small CNN, 5 tasks) with --epochs
 epochs per phase, seeds 0..N-1; one trial alone is seed 0. Results: benchmarks/README.md.
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,18 +49,24 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def time_alone(tmp: Path, backend: str, epochs: int, threads: int = 1) -> float:
-    """Wall seconds of one `mind run` process, from its start to its exit."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_alone(tmp: Path, backend: str, epochs: int, threads: int = 1) -> tuple[float, float]:
+    """Wall and CPU seconds of one `mind run` process, from its start to its exit."""
     out = tmp / f"alone-{time.monotonic_ns()}"
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     subprocess.run(run_command(out, backend, epochs, threads), check=True, cwd=ROOT,
                    env=_env(), capture_output=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
-def time_side_by_side(tmp: Path, backend: str, epochs: int) -> float:
-    """Wall seconds until both of two `mind run --threads 1` started together have ended."""
-    start = time.perf_counter()
+def time_side_by_side(tmp: Path, backend: str, epochs: int) -> tuple[float, float]:
+    """Wall seconds until both of two `mind run --threads 1` started together have ended, and
+    the CPU seconds of each (their mean)."""
+    cpu, start = _children_cpu(), time.perf_counter()
     children = [subprocess.Popen(run_command(tmp / f"pair-{i}-{time.monotonic_ns()}", backend,
                                              epochs, 1, seed=i), cwd=ROOT, env=_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,7 +74,7 @@ def time_side_by_side(tmp: Path, backend: str, epochs: int) -> float:
     for child in children:
         if child.wait() != 0:
             raise RuntimeError(f"mind run exited {child.returncode}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, (_children_cpu() - cpu) / 2
 
 
 def measure_sweep(tmp: Path, backend: str, epochs: int, trials: int, cpus: int = 2
@@ -75,17 +83,13 @@ def measure_sweep(tmp: Path, backend: str, epochs: int, trials: int, cpus: int =
     Ray's shut-down (none of either where Ray was already running: then both are 0)."""
     import ray
 
-    from mind_core.sweep.driver import Resources, run_sweep
+    from mind_core.sweep.driver import Resources, connect, run_sweep
     from mind_core.sweep.grid import parse_grid
     from mind_core.sweep.progress import Progress
 
-    own = not ray.is_initialized()
     start = time.perf_counter()
-    if own:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False)
-    init_s = time.perf_counter() - start
+    own = connect(ray, Resources(cpus=cpus))  # the local Ray `mind sweep` starts
+    init_s = time.perf_counter() - start if own else 0.0
     grid = parse_grid("smoke", seeds=",".join(map(str, range(trials))), backend=backend,
                       sets=settings(epochs))
     begin = time.perf_counter()
@@ -95,7 +99,7 @@ def measure_sweep(tmp: Path, backend: str, epochs: int, trials: int, cpus: int =
     end = time.perf_counter()
     if own:
         ray.shutdown()
-    shutdown_s = time.perf_counter() - end
+    shutdown_s = time.perf_counter() - end if own else 0.0
     outcomes = list(result.outcomes.values())
     if len(outcomes) != trials or any(o["status"] != "finished" for o in outcomes):
         raise RuntimeError(f"the sweep did not finish every trial: {outcomes}")
@@ -109,23 +113,35 @@ def measure_sweep(tmp: Path, backend: str, epochs: int, trials: int, cpus: int =
 
 
 def run(trials: int, epochs: int, backend: str) -> dict[str, Any]:
-    load_before = os.getloadavg()
+    load_before, neighbours = os.getloadavg(), busiest_processes()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        alone = [time_alone(tmp, backend, epochs)]  # alone, sweep, pair, alone: drift shows
+        # Interleaved, so that a change in the neighbours' load shows in the repeats.
+        alone = [time_alone(tmp, backend, epochs)]
         sweep = measure_sweep(tmp, backend, epochs, trials)
-        pair = time_side_by_side(tmp, backend, epochs)
         alone.append(time_alone(tmp, backend, epochs))
+        pairs = [time_side_by_side(tmp, backend, epochs)]
+        alone.append(time_alone(tmp, backend, epochs))
+        pairs.append(time_side_by_side(tmp, backend, epochs))
         alone_two_threads = time_alone(tmp, backend, epochs, threads=2)
-    one = statistics.median(alone)
+    one, pair = statistics.median(a for a, _ in alone), statistics.median(p for p, _ in pairs)
+    one_cpu = statistics.median(c for _, c in alone)
+    pair_cpu = statistics.median(c for _, c in pairs)
     return {
         "sweep_ratio": round(sweep["sweep_s"] / (trials * one), 3),
         "sweep_ratio_without_ray_start": round(sweep["sweep_run_s"] / (trials * one), 3),
         "ray_overhead_per_trial_s": sweep["ray_overhead_per_trial_s"],
         "side_by_side_ratio": round(pair / one, 3),
-        "one_alone_s": round(one, 3), "one_alone_runs_s": [round(a, 3) for a in alone],
-        "one_alone_threads2_s": round(alone_two_threads, 3),
-        "side_by_side_s": round(pair, 3), "sweep": sweep,
+        # CPU seconds of one run side by side / alone: ~1 means the pair did the same work,
+        # and any wall-time slowdown came from CPU the neighbours took.
+        "side_by_side_cpu_ratio": round(pair_cpu / one_cpu, 3),
+        "one_alone_s": round(one, 3), "one_alone_runs_s": [round(a, 3) for a, _ in alone],
+        "one_alone_cpu_s": round(one_cpu, 3),
+        "one_alone_threads2_s": round(alone_two_threads[0], 3),
+        "side_by_side_s": round(pair, 3),
+        "side_by_side_runs_s": [round(p, 3) for p, _ in pairs],
+        "side_by_side_cpu_per_run_s": round(pair_cpu, 3),
+        "sweep": sweep,
         "targets": {"sweep_ratio": 0.6, "ray_overhead_per_trial_s": 2.0,
                     "side_by_side_ratio": 1.3},
         "config": {"preset": "smoke", "backend": backend, "epochs_per_phase": epochs,
@@ -133,9 +149,23 @@ def run(trials: int, epochs: int, backend: str) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
                     "loadavg_before": [round(v, 2) for v in load_before],
                     "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+                    "busiest_other_processes_at_start": neighbours,
                     "python": platform.python_version(), "platform": platform.platform(),
                     "versions": _versions(backend)},
     }
+
+
+def busiest_processes(count: int = 5) -> list[str]:
+    """The processes using the most CPU when the benchmark starts (ps's %CPU, an average over
+    each process's life, and its command), to say what else was running."""
+    try:
+        listing = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu", "--no-headers"],
+                                 capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [line.split(None, 1)[1] for line in listing.splitlines() if len(line.split()) > 2
+            and line.split()[0] != str(os.getpid()) and "ps -eo" not in line]
+    return [" ".join(row.split())[:100] for row in rows[:count]]
 
 
 def _versions(backend: str) -> dict[str, str]:
@@ -151,7 +181,7 @@ def _versions(backend: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per phase")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mind_core.errors import EXIT_FAILED, EXIT_INTERRUPTED
+from mind_core.rundir import ERROR_LOG
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -107,7 +108,7 @@ def cmd_sweep(args) -> int:
     for row in result.rows:
         if row["status"] == FAILED:
             print(f"  failed: {row['trial']}: {row['error']} "
-                  f"(traceback in {result.out / row['trial'] / 'error.log'})")
+                  f"(traceback in {result.out / row['trial'] / ERROR_LOG})")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.interrupted or finished + failed < len(result.rows):

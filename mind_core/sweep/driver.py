@@ -141,6 +141,9 @@ def connect(ray, resources: Resources) -> bool:
     else:
         from mind_core.cli import usable_cpus
 
+        # Trials at the priority of `mind run` (Ray's default nices its workers to 15, so on a
+        # busy machine every other process would go first).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=resources.cpus or usable_cpus(), include_dashboard=False, **quiet)
     return True
 
@@ -265,6 +268,8 @@ def _schedule(ray, trials: list[Trial], out: Path, record: Mapping[str, Any],
         for ref, (trial, _) in running.items():
             ray.cancel(ref, force=True)
             outcomes[trial.name] = {"name": trial.name, "status": INTERRUPTED, "error": None}
+        # Until their workers are gone (and with them the trials' run locks), 10 s at most.
+        ray.wait(list(running), num_returns=len(running), timeout=10)
         running.clear()
         stopping = True
         progress.note("Aborted: the running trials continue from their last checkpoint "

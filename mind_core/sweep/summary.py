@@ -16,6 +16,7 @@ from mind_core.sweep.grid import Trial, safe_part
 from mind_core.sweep.trial import (
     FAILED,
     FINISHED,
+    PENDING,
     error_line,
     read_metrics,
     status_on_disk,
@@ -32,8 +33,8 @@ def trial_row(trial: Trial, sweep_dir: Path, outcome: Mapping[str, Any] | None =
     metrics.json holds. outcome: what this invocation's attempt returned, if it ran."""
     run_dir = Path(sweep_dir) / trial.name
     status = status_on_disk(run_dir, trial.config.tasks)
-    if outcome and status != FINISHED:
-        status = outcome["status"]
+    if outcome and status != FINISHED and outcome["status"] != PENDING:
+        status = outcome["status"]  # this attempt's word (a trial not started keeps its own)
     metrics = read_metrics(run_dir) or {}
     final = metrics.get("final") or {}
     forgetting = metrics.get("forgetting") or {}

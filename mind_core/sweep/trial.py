@@ -132,14 +132,14 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     cfg = config_from_dict(job["config"])
     if is_finished(run_dir, cfg.tasks):
         return done(FINISHED)
+    if run_dir.is_dir() and not is_locked(run_dir):
+        (run_dir / ERROR_LOG).unlink(missing_ok=True)  # an earlier attempt's
     try:
         if can_resume(run_dir):
             result["resumed"] = True
             resume_run(run_dir, [], stop_file.exists, backend=job["backend"],
                        threads=job["threads"])
         else:
-            if run_dir.is_dir() and not is_locked(run_dir):
-                (run_dir / ERROR_LOG).unlink(missing_ok=True)  # an earlier attempt's
             start_run(cfg, run_dir, [], stop_file.exists, threads=job["threads"])
     except (Interrupted, KeyboardInterrupt):
         return done(INTERRUPTED)

@@ -132,3 +132,15 @@ def test_mind_run_passes_its_threads_to_the_backend(tmp_path, monkeypatch, flag,
     assert main(["run", "--preset", "smoke", "--backend", "tests.fakes:FakeBackend",
                  "--out", str(tmp_path / "run"), "--quiet", *flag]) == 0
     assert given == [expected or len(os.sched_getaffinity(0))]
+
+
+def test_a_trial_not_started_this_time_keeps_the_state_its_directory_shows(tmp_path):
+    from mind_core.sweep.summary import trial_row
+
+    (trial,) = expand(parse_grid("smoke"), METHODS)
+    run = tmp_path / trial.name
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "resume.safetensors").write_bytes(b"")
+    assert trial_row(trial, tmp_path, {"status": "pending"})["status"] == "interrupted"
+    failed = trial_row(trial, tmp_path, {"status": "failed", "error": "Boom: now"})
+    assert failed["status"] == "failed" and failed["error"] == "Boom: now"

@@ -140,3 +140,31 @@ def test_the_sweep_speed_benchmark_measures_a_sweep(ray_session, tmp_path):
     assert len(measured["seconds_inside_tasks"]) == 2
     assert 0 <= measured["ray_task_overhead_s"] == measured["ray_overhead_per_trial_s"]
     assert measured["sweep_s"] >= max(measured["seconds_inside_tasks"])
+
+
+def test_an_aborted_sweep_kills_its_trials_and_a_rerun_resumes_them(ray_session, tmp_path):
+    """The second Ctrl-C (a KeyboardInterrupt in the driver): running trials are killed at
+    once, and resume from their last checkpoint when the sweep runs again."""
+    out = tmp_path / "sweep"
+    grid = parse_grid("smoke", seeds="0,1", backend=f"{FAKES}:SlowBackend")
+    names = [f"smoke-synthetic-mind-seed{s}" for s in range(2)]
+
+    def second_ctrl_c() -> bool:
+        if all(b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
+               for n in names if (out / n / "events.jsonl").exists()) \
+                and all((out / n / "events.jsonl").exists() for n in names):
+            raise KeyboardInterrupt
+        return False
+
+    quiet = Progress(0, quiet=True)
+    result = run_sweep(grid, out, Resources(), should_stop=second_ctrl_c, progress=quiet)
+    assert result.interrupted
+    assert {r["status"] for r in result.rows} == {"interrupted"}
+    for name in names:  # killed: no run_failed event was written
+        assert b"run_failed" not in (out / name / "events.jsonl").read_bytes()
+        assert not is_finished(out / name, 5)
+
+    result = run_sweep(grid, out, Resources(), progress=quiet)
+    assert {r["status"] for r in result.rows} == {"finished"}
+    assert [resumed_flags(out / n) for n in names] == [[False, True], [False, True]]
+    assert_summary_matches_metrics(out)
