@@ -26,7 +26,8 @@ def tag_curves(methods: Mapping[str, Sequence[Sequence[float | None]]], title: s
             values[i, :len(curve)] = [np.nan if v is None else 100 * v for v in curve]
         learned = np.arange(1, tasks + 1)
         mean = np.nanmean(values, axis=0)
-        ax.plot(learned, mean, marker="o", label=f"{method} ({len(curves)} seeds)")
+        seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+        ax.plot(learned, mean, marker="o", label=f"{method} ({seeds})")
         if len(curves) > 1:
             std = np.nanstd(values, axis=0, ddof=1)
             ax.fill_between(learned, mean - std, mean + std, alpha=0.2)
