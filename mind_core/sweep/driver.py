@@ -136,8 +136,12 @@ def connect(ray, resources: Resources) -> bool:
         try:
             ray.init(address=resources.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+                "; a cluster with token authentication (`ray start`'s default) needs "
+                "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)")
             raise SweepError(f"--address {resources.address}: cannot join the Ray cluster "
-                             f"({str(exc).splitlines()[0] if str(exc) else exc})") from None
+                             f"({str(exc).splitlines()[0] if str(exc) else exc}){hint}"
+                             ) from None
     else:
         from mind_core.cli import usable_cpus
 
