@@ -111,7 +111,7 @@ def cmd_sweep(args) -> int:
                   f"(traceback in {result.out / row['trial'] / ERROR_LOG})")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if result.interrupted or finished + failed < len(result.rows):
+    if finished + failed < len(result.rows):  # stopped (or a trial stopped on its own)
         print(f"mind: sweep stopped; run the same command (--out {result.out}) again to "
               "continue it.", file=sys.stderr)
         return EXIT_INTERRUPTED

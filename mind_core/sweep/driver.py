@@ -273,7 +273,8 @@ def _schedule(ray, trials: list[Trial], out: Path, record: Mapping[str, Any],
             ray.cancel(ref, force=True)
             outcomes[trial.name] = {"name": trial.name, "status": INTERRUPTED, "error": None}
         # Until their workers are gone (and with them the trials' run locks), 10 s at most.
-        ray.wait(list(running), num_returns=len(running), timeout=10)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=10)
         running.clear()
         stopping = True
         progress.note("Aborted: the running trials continue from their last checkpoint "
