@@ -148,7 +148,10 @@ def connect(ray, resources: Resources) -> bool:
         # Trials at the priority of `mind run` (Ray's default nices its workers to 15, so on a
         # busy machine every other process would go first).
         os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(num_cpus=resources.cpus or usable_cpus(), include_dashboard=False, **quiet)
+        # address="local": a new Ray of our own, even where `ray start` left a cluster (or
+        # its address file) on this machine, which a plain ray.init() would try to join.
+        ray.init(address="local", num_cpus=resources.cpus or usable_cpus(),
+                 include_dashboard=False, **quiet)
     return True
 
 

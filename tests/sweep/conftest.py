@@ -27,8 +27,8 @@ def ray_session(tmp_path_factory):
     markers = tmp_path_factory.mktemp("markers")
     os.environ[MARKERS] = str(markers)  # before Ray starts: its workers inherit it
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             logging_level=logging.ERROR, log_to_driver=False)
     try:
         yield markers
     finally:
