@@ -9,11 +9,10 @@ import importlib.util
 import json
 import os
 
-import numpy as np
 import pytest
 
 from benchmarks import accuracy
-from benchmarks.baselines import METHODS, method_overrides, single_head_tag
+from benchmarks.baselines import METHODS, method_overrides
 from mind_core.config import resolve_config
 
 # As in tests/backends: tiny models only lose to OpenMP spin-waiting on a busy 2-core runner.
@@ -65,18 +64,6 @@ def test_memory_probe_counts_the_model_state():
     assert out["peak_rss_growth_bytes"] >= 0 and out["numpy_peak_bytes"] > 0
 
 
-def test_single_head_tag_takes_the_argmax_over_all_slices():
-    # 2 tasks x 2 classes; sample 0 (class 1, task 0): its own slice wins -> correct;
-    # sample 1 (class 2, task 1): task 0's slice holds the largest logit -> wrong, routed to 0.
-    logits = np.array([[[0.0, 5.0], [9.0, 1.0]],  # task 0's slice for samples 0 and 1
-                       [[0.0, 4.0], [3.0, 0.0]]], dtype=np.float32)  # task 1's slice
-    out = single_head_tag(logits, np.array([1, 2]), np.array([0, 1]), [(0, 2), (2, 4)])
-    assert out["tag"] == 0.5 and out["routing"] == 0.5
-    assert out["per_task_tag"] == [1.0, 0.0]
-    assert out["confusion"] == [[1, 0], [1, 0]]
-    assert out["tag_entropy"] == out["tag"]
-
-
 def test_scaled_epochs_shrinks_epochs_and_milestones():
     cfg = resolve_config("demo")  # teacher 6 epochs [4], distill 8 epochs [6]
     half = accuracy.make_config(accuracy.Setting("demo"), [], "mind", "torch", 0, 0.5, "cpu")
@@ -92,8 +79,10 @@ def test_every_method_resolves_to_a_valid_config():
         assert cfg.seed == 1
     assert accuracy.make_config(accuracy.Setting("smoke"), [], "packnet", FAKE, 0, 1.0,
                                 "cpu").variant == "packnet"
+    assert accuracy.make_config(accuracy.Setting("smoke"), [], "lwf", FAKE, 0, 1.0,
+                                "cpu").method == "lwf"
     with pytest.raises(ValueError, match="unknown method"):
-        method_overrides("lwf")
+        method_overrides("icarl")
 
 
 def test_accuracy_driver_on_synthetic_with_the_fake_backend(tmp_path):

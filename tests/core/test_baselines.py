@@ -128,3 +128,21 @@ def test_method_settings_are_checked():
     assert set(COMPARISON) <= set(METHODS)
     for name in METHODS:  # every named method is a valid configuration
         resolve_config("smoke", method_settings(name))
+
+
+def test_single_head_tag_takes_the_argmax_over_all_slices():
+    from mind_core.evaluation import single_head_choice, single_head_tag
+
+    # 2 tasks x 2 classes; sample 0 (class 1, task 0): its own slice wins -> correct;
+    # sample 1 (class 2, task 1): task 0's slice holds the largest logit -> wrong, routed to 0.
+    logits = np.array([[[0.0, 5.0], [9.0, 1.0]],  # task 0's slice for samples 0 and 1
+                       [[0.0, 4.0], [3.0, 0.0]]], dtype=np.float32)  # task 1's slice
+    out = single_head_tag(logits, np.array([1, 2]), np.array([0, 1]), [(0, 2), (2, 4)])
+    assert out["tag"] == 0.5 and out["routing"] == 0.5
+    assert out["per_task_tag"] == [1.0, 0.0]
+    assert out["confusion"] == [[1, 0], [1, 0]]
+    assert out["tag_entropy"] == out["tag"]
+    tasks, classes, scores = single_head_choice(logits, [(0, 2), (2, 4)])
+    assert tasks.tolist() == [0, 0] and classes.tolist() == [1, 0]
+    flat = np.array([0.0, 5.0, 0.0, 4.0])
+    assert scores[0] == pytest.approx(np.exp(5) / np.exp(flat).sum())
