@@ -112,9 +112,10 @@ def test_a_stopped_sweep_leaves_every_running_trial_resumable(ray_session, tmp_p
     grid = parse_grid("smoke", seeds="0,1,2", backend=f"{FAKES}:SlowBackend")
     names = [f"smoke-synthetic-mind-seed{s}" for s in range(3)]
 
-    def trained_an_epoch() -> bool:
-        return any(b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
-                   for n in names if (out / n / "events.jsonl").exists())
+    def trained_an_epoch() -> bool:  # both running trials (two slots) are mid-run
+        return all((out / n / "events.jsonl").exists()
+                   and b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
+                   for n in names[:2])
 
     quiet = Progress(0, quiet=True)
     result = run_sweep(grid, out, Resources(), should_stop=trained_an_epoch, progress=quiet)
@@ -150,9 +151,8 @@ def test_an_aborted_sweep_kills_its_trials_and_a_rerun_resumes_them(ray_session,
     names = [f"smoke-synthetic-mind-seed{s}" for s in range(2)]
 
     def second_ctrl_c() -> bool:
-        if all(b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
-               for n in names if (out / n / "events.jsonl").exists()) \
-                and all((out / n / "events.jsonl").exists() for n in names):
+        if all((out / n / "events.jsonl").exists()
+               and b"epoch_ended" in (out / n / "events.jsonl").read_bytes() for n in names):
             raise KeyboardInterrupt
         return False
 

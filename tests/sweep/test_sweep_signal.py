@@ -28,8 +28,9 @@ def test_ctrl_c_stops_the_sweep_at_checkpoints_and_the_same_command_continues_it
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
-                      for n in names if (out / n / "events.jsonl").exists()):
+        while not all((out / n / "events.jsonl").exists()  # both running trials mid-run
+                      and b"epoch_ended" in (out / n / "events.jsonl").read_bytes()
+                      for n in names[:2]):
             assert sweep.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         sweep.send_signal(signal.SIGINT)
