@@ -58,8 +58,9 @@ def backend(session, framework):
 @nox.session
 def parity(session):
     """Both frameworks: same checkpoint -> same logits; train with one, evaluate with the other.
-    Also the benchmark scripts' smoke tests, which need both."""
-    install(session, "torch,tf-cpu")
+    Also the benchmark scripts' smoke tests, which need both, and Ray (benchmarks.accuracy
+    runs its settings as sweeps)."""
+    install(session, "torch,tf-cpu,sweep")
     pytest(session, "tests/parity", "tests/benchmarks")
 
 

@@ -7,10 +7,12 @@ and routing accuracy, written to --out as results.md, results.json and one PNG p
 Settings: demo (built-in fmnist-mini, preset demo), fmnist (full Fashion-MNIST 5x2, preset
 fmnist-quick), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5, small_cnn;
 rendered once into --data-dir), or any preset name, e.g. cifar100 or synbols for the paper's
-settings on a GPU machine. Methods: benchmarks/baselines.py.
-results.json is rewritten after every run; --resume skips the runs it already holds;
---merge combines the results.json of several invocations (other settings, scales or machines)
-into one table."""
+settings on a GPU machine. Methods: mind_core/methods.py (benchmarks/baselines.py).
+Each setting and backend runs as one `mind sweep` (needs the sweep extra) into
+--out/sweeps/<setting>-<backend>/, --threads CPUs a run, runs side by side: run the same
+command again and finished runs are skipped, interrupted ones resumed (--resume also keeps
+earlier invocations in results.json's meta). --merge combines the results.json of several
+invocations (other settings, scales or machines) into one table."""
 
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from benchmarks.baselines import DENSE_METHODS, METHODS, method_overrides, run_method
-from benchmarks.tf_vs_torch import set_threads
+from benchmarks.baselines import DENSE_METHODS, METHODS, method_overrides
 from mind_core.config import RunConfig, list_presets, resolve_config
-from mind_core.data import DatasetError, default_root, load_dataset, prepare_synbols
+from mind_core.data import DatasetError, default_root, prepare_synbols
 from mind_core.registry import get_backend
 from mind_core.routing import PAPER_RULE, ROUTINGS
+from mind_core.sweep.driver import Resources, run_sweep
+from mind_core.sweep.grid import Grid, Trial, expand, safe_part
+from mind_core.sweep.trial import read_metrics
 
 
 @attrs.frozen
@@ -102,51 +106,83 @@ def run_key(row: dict) -> tuple:
     return row["setting"], row["backend"], row["method"], row["seed"]
 
 
+def setting_grid(setting: Setting, extra: list[str], backend: str, args: argparse.Namespace
+                 ) -> Grid:
+    """The sweep of one setting and backend: the setting's own overrides and the scaled
+    epochs are one-valued --set entries; methods and seeds are the grid's."""
+    cfg = make_config(setting, extra, "mind", backend, 0, args.epochs_scale, args.device)
+    fixed = [o for o in [*setting.overrides, *extra] if not o.startswith("data_dir=")]
+    if args.epochs_scale != 1.0:
+        fixed += scaled_epochs(resolve_config(setting.preset, [*setting.overrides, *extra]),
+                               args.epochs_scale)
+    sets = tuple((key, (value,)) for key, _, value in (o.partition("=") for o in fixed))
+    return Grid(presets=(setting.preset,), methods=tuple(args.methods),
+                seeds=tuple(args.seeds), sets=sets, backend=backend, device=args.device,
+                data_dir=cfg.data_dir or args.data_dir)
+
+
 def run_all(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """Every setting x backend as one `mind sweep` (mind_core/sweep: the project's one loop
+    over runs) into out_dir/sweeps/<setting>-<backend>/; its trials become the rows. A sweep
+    run again skips its finished trials and resumes interrupted ones."""
     results_path = out_dir / "results.json"
     rows: list[dict] = []
     earlier: list[dict] = []
     if args.resume and results_path.exists():
         previous = read_results(results_path)
-        rows = [r for r in previous["runs"] if "error" not in r]
         earlier = invocations(previous["meta"])
-    done = {run_key(r) for r in rows}
     this = {"command": " ".join(["python -m benchmarks.accuracy", *sys.argv[1:]]),
             "settings": args.settings, "methods": args.methods, "seeds": args.seeds,
             "backends": args.backends, "epochs_scale": args.epochs_scale,
             "device": args.device, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    backends = {name: get_backend(name, args.device) for name in args.backends}
-    this["versions"] = {name: b.versions() for name, b in backends.items()}
+    this["versions"] = {name: get_backend(name, args.device).versions()
+                        for name in args.backends}
     meta = {"merged": [*earlier, this]} if earlier else this
+    resources = Resources(cpus_per_trial=max(1, args.threads))
     for setting_name in args.settings:
         setting = setting_for(setting_name)
         try:
             extra = setting.prepare(args) if setting.prepare else []
-            base = make_config(setting, extra, "mind", args.backends[0], 0, 1.0, args.device)
-            dataset = load_dataset(base.dataset, base.data_dir or args.data_dir)
         except DatasetError as exc:
             print(f"skipping setting {setting_name}: {exc}", file=sys.stderr)
             rows.append({"setting": setting_name, "backend": "-", "method": "-", "seed": -1,
                          "error": str(exc)})
             continue
-        for backend_name, backend in backends.items():
-            for method in args.methods:
-                for seed in args.seeds:
-                    key = (setting_name, backend_name, method, seed)
-                    if key in done:
-                        continue
-                    cfg = make_config(setting, extra, method, backend_name, seed,
-                                      args.epochs_scale, args.device)
-                    print(f"{setting_name} {backend_name} {method} seed {seed} ...",
-                          file=sys.stderr, flush=True)
-                    rows.append(one_run(key, cfg, method, backend, dataset))
-                    write_json(results_path, {"meta": meta, "runs": rows,
-                                              "summary": summarise(rows)})
+        for backend in args.backends:
+            grid = setting_grid(setting, extra, backend, args)
+            sweep_dir = out_dir / "sweeps" / safe_part(f"{setting_name}-{backend}")
+            result = run_sweep(grid, sweep_dir, resources, command="benchmarks.accuracy")
+            trials = {trial.name: trial for trial in expand(grid)}
+            rows += [trial_result(setting_name, backend, trials[row["trial"]], sweep_dir, row)
+                     for row in result.rows]
+            write_json(results_path, {"meta": meta, "runs": rows, "summary": summarise(rows)})
+            if result.interrupted:
+                raise KeyboardInterrupt
     this["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     results = {"meta": meta, "runs": rows, "summary": summarise(rows)}
     write_json(results_path, results)
     return results
+
+
+def trial_result(setting: str, backend: str, trial: Trial, sweep_dir: Path,
+                 row: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark row from a sweep trial's own metrics.json."""
+    cfg = trial.config
+    out: dict[str, Any] = {"setting": setting, "backend": backend, "method": trial.method,
+                           "seed": trial.seed, "epochs": [cfg.teacher.epochs, cfg.distill.epochs],
+                           "trial": trial.name}
+    metrics = read_metrics(sweep_dir / trial.name)
+    if row["status"] != "finished" or not metrics:
+        out["error"] = row.get("error") or f"trial {row['status']}"
+        return out
+    out["seconds"] = row["seconds"]
+    out.update(routing_rule=metrics.get("routing_rule", PAPER_RULE),
+               final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
+               routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
+               acc_matrix_taw=metrics["acc_matrix_taw"],
+               forgetting_tag=metrics["forgetting"]["tag"]["average"])
+    return out
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -172,28 +208,6 @@ def merge(paths: list[Path]) -> dict[str, Any]:
                 rows[(*run_key(row), tuple(row["epochs"]))] = row
     runs = list(rows.values())
     return {"meta": {"merged": metas}, "runs": runs, "summary": summarise(runs)}
-
-
-def one_run(key: tuple, cfg: RunConfig, method: str, backend, dataset) -> dict[str, Any]:
-    setting, backend_name, _, seed = key
-    row: dict[str, Any] = {"setting": setting, "backend": backend_name, "method": method,
-                           "seed": seed, "epochs": [cfg.teacher.epochs, cfg.distill.epochs]}
-    start = time.time()
-    try:
-        metrics = run_method(method, cfg, backend, dataset)
-    except Exception as exc:  # one failed run must not lose the others' results
-        row["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"  failed: {row['error']}", file=sys.stderr)
-        return row
-    row["seconds"] = round(time.time() - start, 1)
-    row.update(routing_rule=metrics.get("routing_rule", PAPER_RULE),
-               final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
-               routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
-               acc_matrix_taw=metrics["acc_matrix_taw"],
-               forgetting_tag=metrics["forgetting"]["tag"]["average"])
-    print(f"  TAg {row['final']['tag']:.4f}  TAw {row['final']['taw']:.4f}  "
-          f"({row['seconds']} s)", file=sys.stderr)
-    return row
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -381,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="where datasets are (and Synbols goes)")
     parser.add_argument("--synbols-per-class", type=lambda s: [int(v) for v in comma_list(s)],
                         default=[500, 100], help="train,test images per class of the subset")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads per framework (0: the framework's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPUs (and framework threads) per run; runs share the machine's "
+                        "CPUs side by side (mind sweep --cpus-per-trial)")
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
                         help="run nothing: combine these results.json files into --out")
@@ -395,7 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         results = merge(args.merge)
         write_json(args.out / "results.json", results)
     else:
-        set_threads(args.threads, args.backends)
         results = run_all(args, args.out)
     (args.out / "results.md").write_text(markdown(results))
     pngs = plot(results, args.out)
