@@ -205,3 +205,47 @@ def test_a_crash_of_the_app_is_a_non_zero_exit(runs_dir: Path, monkeypatch):
     monkeypatch.setattr(MindApp, "on_mount", crash)
     monkeypatch.setattr(MindApp, "run", functools.partialmethod(App.run, headless=True))
     assert main(["--attach", str(runs_dir / "finished-3tasks")]) == 1
+
+
+def test_a_sweep_whose_record_cannot_be_used_is_one_line_saying_so(runs_dir: Path, catalog):
+    from textual.widgets import DataTable
+
+    from tests.tui.test_tui_runs import rows, runs_screen
+
+    records = {"binary": b"\xff\xfe\x00", "cut-short": '{"format": 1, "trials": [',
+               "a-list": "[1, 2]", "no-trials": json.dumps({"format": 1, "trials": "all of them"}),
+               "outside": json.dumps({"trials": [{"name": "../finished-3tasks"}]}),
+               "twice": json.dumps({"trials": [{"name": "a"}, {"name": "a"}]}),
+               "deep": "[" * 100_000 + "]" * 100_000}  # too deep for the JSON reader
+    for name, text in records.items():
+        (runs_dir / name).mkdir()
+        (runs_dir / name / "sweep.json").write_bytes(text if isinstance(text, bytes)
+                                                     else text.encode())
+    app = MindApp(runs_dir=runs_dir, catalog=catalog)
+
+    async def scenario(pilot):
+        screen = await runs_screen(pilot, app)
+        await wait_for(pilot, lambda: len(rows(screen)) == 11)
+        shown = rows(screen)
+        for name in records:
+            assert shown[name][:3] == ["", name, "unreadable"], name
+        table = screen.query_one(DataTable)
+
+        async def hint(name: str) -> str:
+            table.move_cursor(row=list(rows(screen)).index(name))
+            await pilot.pause()
+            return " ".join(plain(screen.query_one("#runs-hint")).split())
+
+        for name in ("cut-short", "a-list", "binary"):
+            assert await hint(name) == f"{name}: a sweep; its sweep.json cannot be read " \
+                                       "(unreadable, not JSON, or not a table)"
+        assert (await hint("no-trials")).endswith("trials is 'all of them', not a list")
+        assert (await hint("outside")).endswith("trial 1 has no usable name ({'name': "
+                                                "'../finished-3tasks'})")
+        assert (await hint("twice")).endswith("trial 2 repeats the name 'a'")
+        assert (await hint("deep")).startswith("deep: a sweep; its files cannot be read (RecursionError")
+        await pilot.press("enter")  # nothing to expand, nothing to open
+        await pilot.pause()
+        assert len(rows(screen)) == 11 and app.screen is screen
+
+    drive(app, scenario)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from tests.tui.tui_helpers import wait_for
+from tests.tui.tui_helpers import start_running, wait_for, write_sweep
 from tui.app import MindApp
 from tui.screens.compare import CompareScreen
 from tui.screens.launch import LaunchScreen
@@ -86,6 +86,36 @@ def test_monitor_of_a_failed_run(snap_compare, runs_dir: Path, catalog):
 def test_runs_screen(snap_compare, runs_dir: Path, catalog, size):
     app = MindApp(runs_dir=runs_dir, catalog=catalog)
     assert snap_compare(app, terminal_size=size, run_before=runs_ready)
+
+
+def test_runs_screen_with_a_sweep(snap_compare, runs_dir: Path, catalog):
+    """A sweep's row expanded to its trials: recorded runs copied in as one finished, one
+    failed and one interrupted trial; one training now, for 60 s so far; one not started."""
+    import shutil
+
+    from mind_core.rundir import CHECKPOINT_DIR, RESUME_CHECKPOINT
+    from mind_core.sweep.trial import write_error
+
+    beta = runs_dir / "beta"
+    trials, _ = write_sweep(beta, seeds="0,1,2,3,4")  # created after the recorded runs
+    recorded = ("finished-3tasks", "failed-3tasks", "interrupted-4tasks")
+    for trial, run in zip(trials[:3], recorded, strict=True):
+        shutil.copytree(runs_dir / run, beta / trial.name)
+    write_error(beta / trials[1].name, "Traceback ...\nRuntimeError: the fake backend failed\n")
+    (beta / trials[2].name / CHECKPOINT_DIR).mkdir()
+    (beta / trials[2].name / CHECKPOINT_DIR / RESUME_CHECKPOINT).write_bytes(b"")
+    start_running(beta / trials[3].name, 3, started=1_700_000_600.0, trained=60.0)
+
+    async def run_before(pilot):
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: pilot.app.screen.query(DataTable)
+                       and pilot.app.screen.query_one(DataTable).row_count == 5)
+        await pilot.press("enter")  # the cursor starts on the sweep's row
+        await wait_for(pilot, lambda: pilot.app.screen.query_one(DataTable).row_count == 10)
+        await pilot.pause(0.1)
+
+    app = MindApp(runs_dir=runs_dir, catalog=catalog)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
 
 
 def test_compare_screen(snap_compare, runs_dir: Path, catalog):

@@ -175,3 +175,49 @@ def rendered(renderable: Any, width: int = 80) -> str:
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     console.print(renderable)
     return console.export_text()
+
+
+def write_sweep(dest: Path, seeds: str = "0,1,2,3", sets: tuple[str, ...] = (),
+                created: str = "2023-11-15T09:00:00+0000") -> tuple[list, dict]:
+    """A sweep directory as `mind sweep --out dest` starts it, before any trial has run: its
+    sweep.json written by mind_core.sweep's own functions (the smoke preset on the fake
+    backend, a fixed id and creation time). Returns the trials and the record."""
+    from mind_core.events import write_json_atomic
+    from mind_core.sweep.grid import SWEEP_JSON, expand, method_table, parse_grid, sweep_record
+
+    grid = parse_grid("smoke", seeds=seeds, sets=sets, backend="tests.fakes:FakeBackend",
+                      device="cpu")
+    methods = method_table()
+    trials = expand(grid, methods)
+    record = sweep_record(grid, trials, methods, {"cpus_per_trial": 1.0}, "mind sweep",
+                          earlier={"id": "5" * 32, "created": created})
+    dest.mkdir(parents=True)
+    write_json_atomic(dest / SWEEP_JSON, record)
+    return trials, record
+
+
+def run_sweep_trial(sweep: Path, trial: Any, record: dict) -> dict:
+    """One trial run in this process as a sweep's Ray task runs it (mind_core.sweep.trial)."""
+    from mind_core.config import config_to_dict
+    from mind_core.sweep.trial import run_trial
+
+    return run_trial({"name": trial.name, "run_dir": str(sweep / trial.name),
+                      "sweep_dir": str(sweep), "sweep_id": record["id"],
+                      "config": config_to_dict(trial.config), "backend": trial.config.backend,
+                      "threads": 1})
+
+
+def start_running(run_dir: Path, tasks: int, started: float, trained: float) -> None:
+    """A run that is training now: its run_started names this (live) process, and its last
+    event came `trained` seconds after it."""
+    import os
+
+    from mind_core.events import EventLog
+    from tests.fakes import event_fields
+
+    times = iter([started, started + trained])
+    log = EventLog(run_dir / "events.jsonl", clock=lambda: next(times))
+    log.emit("run_started", **event_fields("run_started", tasks=tasks, pid=os.getpid(),
+                                            backend="fake", dataset="synthetic"))
+    log.emit("task_started", **event_fields("task_started", task=0, tasks=tasks))
+    log.close()

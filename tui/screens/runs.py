@@ -1,4 +1,6 @@
-"""Every run under the runs directory, with its status and results; open or compare them."""
+"""Every run under the runs directory, with its status and results; open or compare them.
+A sweep's directory (tui.sweeps) is one group row that expands to its trials, each an
+ordinary run."""
 
 from __future__ import annotations
 
@@ -13,19 +15,25 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from mind_core.sweep.progress import clock
+from mind_core.sweep.trial import FAILED, FINISHED
 from tui.format import STATUS_COLOUR, date, pct
 from tui.rundir import RunSummary, fingerprint, list_run_dirs, summarize
+from tui.sweeps import RUNNING, SweepReader, SweepSummary, is_sweep_dir, list_sweep_dirs
 
 REFRESH_S = 3.0
 ENDED = ("finished", "failed", "interrupted")
 COLUMNS = ("", "run", "status", "backend", "dataset", "tasks", "TAg %", "TAw %", "started")
+TRIAL_INDENT = "  "  # a trial's name under its sweep's row
+Row = RunSummary | SweepSummary
 
 
-def status_text(status: str, colours: dict[str, str]) -> Text:
-    """The status in the current theme's colour for it (running = accent, failed = error...)."""
+def status_text(status: str, colours: dict[str, str], label: str | None = None) -> Text:
+    """The status (or label) in the current theme's colour for the status (running = accent,
+    failed = error...)."""
     variable = STATUS_COLOUR.get(status)
     colour = colours.get(variable, "") if variable else ""
-    return Text(status, style=f"bold {colour}" if colour else "dim")
+    return Text(status if label is None else label, style=f"bold {colour}" if colour else "dim")
 
 
 class RunsScreen(Screen):
@@ -39,17 +47,22 @@ class RunsScreen(Screen):
     ]
 
     class Scanned(Message):
-        def __init__(self, summaries: list[RunSummary]) -> None:
+        def __init__(self, summaries: list[RunSummary], sweeps: list[SweepSummary]) -> None:
             super().__init__()
             self.summaries = summaries
+            self.sweeps = sweeps
 
     def __init__(self) -> None:
         super().__init__()
         self.summaries: list[RunSummary] = []
+        self.sweeps: list[SweepSummary] = []
+        self.expanded: set[Path] = set()  # sweeps whose trials are shown
+        self.rows: list[Row] = []  # the table's rows, in order
         self.marked: list[Path] = []
         # Summaries of ended runs by directory, with the fingerprint of the files they came
         # from: rescanning every few seconds then costs a stat per file, not a read.
         self._ended: dict[Path, tuple[tuple[tuple[int, int], ...], RunSummary]] = {}
+        self._sweep_reader = SweepReader(self._run_summary)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,57 +88,120 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
-        processes = self.app.processes  # type: ignore[attr-defined]
-        summaries = []
-        for run_dir in list_run_dirs(self.app.runs_dir):  # type: ignore[attr-defined]
-            proc = processes.get(run_dir.resolve())
-            stamp = fingerprint(run_dir)
-            cached = self._ended.get(run_dir)
-            if cached is not None and cached[0] == stamp and (proc is None or not proc.alive):
-                summaries.append(cached[1])
-                continue
-            summary = summarize(run_dir, None if proc is None else proc.alive)
-            if summary.status in ENDED:
-                self._ended[run_dir] = (stamp, summary)
-            summaries.append(summary)
-        summaries.sort(key=lambda s: (-(s.started or 0.0), s.name))  # newest first
-        self.post_message(self.Scanned(summaries))
+        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
+        summaries = [self._run_summary(run_dir) for run_dir in list_run_dirs(runs_dir)
+                     if not is_sweep_dir(run_dir)]
+        sweeps = [self._sweep_reader.read(sweep_dir) for sweep_dir in list_sweep_dirs(runs_dir)]
+        self.post_message(self.Scanned(summaries, sweeps))
+
+    def _run_summary(self, run_dir: Path) -> RunSummary:
+        """The run's summary, from the cache while it has ended and its files are unchanged."""
+        proc = self.app.processes.get(run_dir.resolve())  # type: ignore[attr-defined]
+        stamp = fingerprint(run_dir)
+        cached = self._ended.get(run_dir)
+        if cached is not None and cached[0] == stamp and (proc is None or not proc.alive):
+            return cached[1]
+        summary = summarize(run_dir, None if proc is None else proc.alive)
+        if summary.status in ENDED:
+            self._ended[run_dir] = (stamp, summary)
+        return summary
 
     def on_runs_screen_scanned(self, message: Scanned) -> None:
-        if message.summaries == self.summaries:
+        if (message.summaries, message.sweeps) == (self.summaries, self.sweeps):
             return
-        self.summaries = message.summaries
+        self.summaries, self.sweeps = message.summaries, message.sweeps
         self._fill_table()
+
+    def _ordered_rows(self) -> list[Row]:
+        """Runs and sweeps newest first (a sweep by its sweep.json's creation), each expanded
+        sweep followed by its trials in the grid's order."""
+        tops: list[Row] = [*self.summaries, *self.sweeps]
+        tops.sort(key=lambda row: (-(row.started or 0.0), row.name))
+        rows: list[Row] = []
+        for row in tops:
+            rows.append(row)
+            if isinstance(row, SweepSummary) and row.path in self.expanded:
+                rows.extend(row.trials)
+        return rows
+
+    @staticmethod
+    def _named(sweep: SweepSummary) -> str:
+        """What the trials' shortened names leave out, said once on the sweep's hint."""
+        prefix = sweep.shared_prefix
+        return f" ({escape(prefix)}…)" if prefix else ""
+
+    def _sweep_of(self, run: RunSummary) -> SweepSummary | None:
+        """The sweep a trial belongs to (a trial's directory is in its sweep's); None for a
+        run of its own."""
+        return next((sweep for sweep in self.sweeps if run.path.parent == sweep.path
+                     and not sweep.problem), None)
 
     def _fill_table(self) -> None:
         table = self.query_one(DataTable)
-        selected = self._selected()
+        selected = self._summary()
         table.clear()
         colours = self.app.theme_variables
-        for s in self.summaries:
-            done = f"{s.tasks_done}/{s.tasks}" if s.tasks else str(s.tasks_done)
+        self.rows = self._ordered_rows()
+        for row in self.rows:
+            if isinstance(row, SweepSummary):
+                table.add_row(*self._sweep_cells(row, colours), key=str(row.path))
+                continue
+            done = f"{row.tasks_done}/{row.tasks}" if row.tasks else str(row.tasks_done)
+            sweep = self._sweep_of(row)
+            name = TRIAL_INDENT + sweep.short_name(row) if sweep else row.name
             table.add_row(
-                "●" if s.path in self.marked else "",
-                s.name, status_text(s.status, colours), s.backend.split(":")[-1], s.dataset, done,
-                pct(s.tag), pct(s.taw), date(s.started), key=str(s.path))
+                "●" if row.path in self.marked else "",
+                name, status_text(row.status, colours), row.backend.split(":")[-1],
+                row.dataset, done, pct(row.tag), pct(row.taw), date(row.started),
+                key=str(row.path))
         if selected is not None:
-            keys = [str(s.path) for s in self.summaries]
-            if str(selected) in keys:
-                table.move_cursor(row=keys.index(str(selected)))
+            keys = [row.path for row in self.rows]
+            if selected.path in keys:
+                table.move_cursor(row=keys.index(selected.path))
         self._update_hint()
 
+    def _sweep_cells(self, sweep: SweepSummary, colours: dict[str, str]) -> list[object]:
+        """A sweep's row, read left to right: "beta  3/6 done  1 running  1 failed  ETA 4m".
+        Its counts sit in the columns a run's row gives to its status, backend, dataset and
+        tasks: one wide cell would push every row's columns off an 80-column screen."""
+        name = Text(sweep.name, style="bold")
+        if sweep.problem:  # the hint says why
+            return ["", name, status_text("failed", colours, "unreadable"), "", "", "", "", "",
+                    date(sweep.started)]
+        done, total = sweep.count(FINISHED), len(sweep.trials)
+        running, failed = sweep.count(RUNNING), sweep.count(FAILED)
+        return ["▾" if sweep.path in self.expanded else "▸", name,
+                status_text(FINISHED, colours, f"{done}/{total} done") if done == total
+                else Text(f"{done}/{total} done", style="bold"),
+                status_text(RUNNING, colours, f"{running} running") if running else "",
+                status_text(FAILED, colours, f"{failed} failed") if failed else "",
+                "" if sweep.eta_s is None else f"ETA {clock(sweep.eta_s)}",
+                "", "", date(sweep.started)]
+
     def _update_hint(self) -> None:
-        if not self.summaries:
+        selected = self._summary()
+        if not self.rows:
             text = ("No runs yet. Press [b]n[/b] to launch one, or start one with "
                     "[b]mind run --out <runs>/<name>[/b].")
         elif self.marked:
             names = escape(", ".join(p.name for p in self.marked))
             text = f"Marked for comparison: {names}. Mark another or press [b]c[/b]."
+        elif isinstance(selected, SweepSummary):
+            text = f"[b]{escape(selected.name)}[/b]: " + (
+                f"a sweep; {escape(selected.problem)}" if selected.problem else
+                f"{selected.progress()}; [b]enter[/b] "
+                f"{'hides' if selected.path in self.expanded else 'shows'} its "
+                f"{len(selected.trials)} trials{self._named(selected)}")
         else:
-            selected = self._summary()
-            text = f"[b]{escape(selected.name)}[/b]: {escape(selected.message)}" \
-                if selected and selected.message \
-                else "[b]enter[/b] open · [b]space[/b] mark two runs, [b]c[/b] compare them"
+            keys = "[b]enter[/b] open · [b]space[/b] mark two runs, [b]c[/b] compare them"
+            sweep = self._sweep_of(selected) if selected is not None else None
+            if sweep is not None:  # a trial: its name in full, the row shortens it
+                text = f"[b]{escape(selected.name)}[/b]: " + (
+                    escape(selected.message) or f"a trial of {escape(sweep.name)}: {keys}")
+            elif selected is not None and selected.message:
+                text = f"[b]{escape(selected.name)}[/b]: {escape(selected.message)}"
+            else:
+                text = keys
         self.query_one("#runs-hint", Static).update(text)
 
     def on_data_table_row_highlighted(self) -> None:
@@ -135,21 +211,27 @@ class RunsScreen(Screen):
         self.action_open()
 
     def _selected(self) -> Path | None:
-        summary = self._summary()
-        return summary.path if summary else None
+        """The run (or trial) under the cursor; None on a sweep's row."""
+        row = self._summary()
+        return row.path if isinstance(row, RunSummary) else None
 
-    def _summary(self) -> RunSummary | None:
+    def _summary(self) -> Row | None:
         table = self.query_one(DataTable)
-        if not self.summaries or table.cursor_row < 0 or table.cursor_row >= len(self.summaries):
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
             return None
-        return self.summaries[table.cursor_row]
+        return self.rows[table.cursor_row]
 
     def action_open(self) -> None:
+        """Open the run in the monitor; on a sweep's row, show or hide its trials."""
         from tui.screens.monitor import MonitorScreen
 
-        path = self._selected()
-        if path is not None:
-            self.app.push_screen(MonitorScreen(path))
+        row = self._summary()
+        if isinstance(row, SweepSummary):
+            if not row.problem:
+                self.expanded ^= {row.path}
+                self._fill_table()
+        elif row is not None:
+            self.app.push_screen(MonitorScreen(row.path))
 
     def action_mark(self) -> None:
         path = self._selected()
