@@ -18,13 +18,18 @@ from mind_core import __version__
 from mind_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from mind_core.rundir import ERROR_LOG
 
+RUN_STOPPING = ("\nStopping after the current batch and saving a checkpoint (Ctrl-C again to "
+                "abort at once)...")
+
 
 class StopFlag:
-    """First Ctrl-C / SIGTERM asks the run to stop after the current batch and checkpoint;
-    a second Ctrl-C aborts at once."""
+    """First Ctrl-C / SIGTERM asks the run (or a sweep's runs) to stop after the current batch
+    and checkpoint, saying so with `message` (None: silently); a second Ctrl-C aborts at
+    once."""
 
-    def __init__(self):
+    def __init__(self, message: str | None = RUN_STOPPING):
         self.requested = False
+        self.message = message
 
     def __call__(self) -> bool:
         return self.requested
@@ -37,8 +42,8 @@ class StopFlag:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nStopping after the current batch and saving a checkpoint "
-              "(Ctrl-C again to abort at once)...", file=sys.stderr, flush=True)
+        if self.message:
+            print(self.message, file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -45,26 +44,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return sweep
 
 
-class SweepStop:
-    """First Ctrl-C / SIGTERM: every running trial checkpoints and stops, nothing new starts;
-    a second Ctrl-C aborts the running trials at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
 def _positive(flag: str, value: float, zero_ok: bool = False) -> None:
     from mind_core.sweep.driver import SweepError
 
@@ -95,7 +74,11 @@ def cmd_sweep(args) -> int:
     resources = Resources(cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, address=args.address,
                           cpus=args.cpus)
-    stop = SweepStop()
+    from mind_core.cli import StopFlag
+
+    # First Ctrl-C / SIGTERM: every running trial checkpoints and stops, nothing new starts;
+    # a second one aborts the running trials at once. The progress line says which.
+    stop = StopFlag(message=None)
     stop.install()
     command = " ".join(["mind sweep", *sys.argv[2:]]) if sys.argv[1:2] == ["sweep"] \
         else "mind sweep"

@@ -246,7 +246,7 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any] | None:
     """The sweep.json of a sweep directory; None where there is none or it is unreadable."""
     try:
         data = json.loads((Path(sweep_dir) / SWEEP_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON or not UTF-8
         return None
     return data if isinstance(data, dict) else None
 

@@ -144,3 +144,10 @@ def test_a_trial_not_started_this_time_keeps_the_state_its_directory_shows(tmp_p
     assert trial_row(trial, tmp_path, {"status": "pending"})["status"] == "interrupted"
     failed = trial_row(trial, tmp_path, {"status": "failed", "error": "Boom: now"})
     assert failed["status"] == "failed" and failed["error"] == "Boom: now"
+
+
+def test_a_sweep_json_nested_too_deep_reads_as_unreadable(tmp_path):
+    from mind_core.sweep.grid import SWEEP_JSON, read_sweep
+
+    (tmp_path / SWEEP_JSON).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_sweep(tmp_path) is None
