@@ -56,6 +56,10 @@ def test_a_backend_whose_framework_fails_to_import_fails(tmp_path: Path):
     package.mkdir()
     (package / "__init__.py").write_text(
         "raise ImportError('libtensorflow_framework.so.2: cannot open shared object file')\n")
+    # Keras imports TensorFlow first thing: a stand-in does the same, so the broken build is
+    # what the backend meets whether or not the real Keras is installed here.
+    (tmp_path / "keras").mkdir()
+    (tmp_path / "keras" / "__init__.py").write_text("import tensorflow\n")
     out = assert_failed(backend_suite("tf", pythonpath=os.pathsep.join([str(tmp_path), str(ROOT)])),
                         "tf")
     assert "cannot open shared object file" in out
