@@ -236,14 +236,14 @@ def test_a_sweep_whose_record_cannot_be_used_is_one_line_saying_so(runs_dir: Pat
             await pilot.pause()
             return " ".join(plain(screen.query_one("#runs-hint")).split())
 
-        for name in ("cut-short", "a-list", "binary"):
+        # "deep": nested past the parser's recursion limit, which read_sweep takes as unreadable.
+        for name in ("cut-short", "a-list", "binary", "deep"):
             assert await hint(name) == f"{name}: a sweep; its sweep.json cannot be read " \
                                        "(unreadable, not JSON, or not a table)"
         assert (await hint("no-trials")).endswith("trials is 'all of them', not a list")
         assert (await hint("outside")).endswith("trial 1 has no usable name ({'name': "
                                                 "'../finished-3tasks'})")
         assert (await hint("twice")).endswith("trial 2 repeats the name 'a'")
-        assert (await hint("deep")).startswith("deep: a sweep; its files cannot be read (RecursionError")
         await pilot.press("enter")  # nothing to expand, nothing to open
         await pilot.pause()
         assert len(rows(screen)) == 11 and app.screen is screen
