@@ -35,9 +35,10 @@ class DeviceRequest:
 
 
 def parse_device(device: str | None) -> DeviceRequest:
-    """"auto" | "cpu" | "cuda[:N]" | "gpu[:N]", any case; None is "auto". A leading "/" and
-    "cpu:0" are accepted too, so TF's own names ("/GPU:0", "/CPU:0") read back as themselves."""
-    text = str("auto" if device is None else device).strip().lower().lstrip("/")
+    """"auto" | "cpu" | "cuda[:N]" | "gpu[:N]", any case; None or "" is "auto". A leading "/"
+    and "cpu:0" are accepted too, so TF's own names ("/GPU:0", "/CPU:0") read back as
+    themselves."""
+    text = (str(device or "auto")).strip().lower().lstrip("/")
     if text in ("auto", "cpu", "cpu:0"):
         return DeviceRequest("auto" if text == "auto" else "cpu")
     kind, colon, index = text.partition(":")
@@ -135,6 +136,19 @@ def check_shape(array: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     if array.shape != tuple(shape):
         raise ValueError(f"{what} has shape {array.shape}, expected {tuple(shape)}")
     return array
+
+
+BN_KEYS = ("gamma", "beta", "mean", "var")
+
+
+def check_bn_values(name: str, values: Mapping[str, Any], width: int) -> dict[str, np.ndarray]:
+    """One BN layer's state as set_bn takes it: all four vectors, each [width] (a partial
+    state would leave the layer half from another snapshot). Returns them as float32."""
+    missing = [key for key in BN_KEYS if key not in values]
+    if missing:
+        raise ValueError(f"BN state of {name} lacks {missing}")
+    return {key: check_shape(values[key], (width,), f"BN {key} of {name}")
+            .astype(np.float32, copy=False) for key in BN_KEYS}
 
 
 def trainable_masks(trainable: Masks | None, shapes: Shapes) -> dict[str, np.ndarray] | None:

@@ -25,6 +25,7 @@ from backends.torch.models import (
 )
 from backends.torch.trainer import Trainer
 from mind_core.backend_checks import (
+    check_bn_values,
     check_gpu_visible,
     check_known,
     check_shape,
@@ -165,12 +166,10 @@ class TorchBackend:
             check_known(state, layers, "BN state")
             for name, values in state.items():
                 bn = layers[name]
-                missing = set(BN_KEYS) - set(values)
-                if missing:
-                    raise ValueError(f"BN state of {name} lacks {sorted(missing)}")
+                checked = check_bn_values(name, values, bn.num_features)
                 for key, attr in BN_KEYS.items():
                     target = getattr(bn, attr)
-                    target.copy_(self._tensor(values[key], tuple(target.shape),
+                    target.copy_(self._tensor(checked[key], tuple(target.shape),
                                               f"BN {key} of {name}"))
 
     def set_gates(self, model: nn.Module, gates: Masks | None) -> None:
@@ -180,6 +179,8 @@ class TorchBackend:
         with torch.no_grad():
             for name, tensor in tensors.items():
                 gate = gates.get(name)
+                if gate is not None:
+                    gate = check_shape(gate, tuple(tensor.param.shape), f"gate of {name}")
                 if gate is None or np.all(gate):
                     tensor.layer.set_gate(None, tensor.attr)  # all ones: skip the multiply
                 else:
