@@ -113,7 +113,7 @@ class BaselineEngine(Engine):
                               anchor=self.backend.get_weights(self.teacher),
                               importance=self.importance)
         self.backend.set_gates(self.model, None)
-        teacher = self.teacher if spec.kind == "distill" else None
+        teacher = self.teacher if spec.distils else None
         self._run_phase(t, "teacher", spec, self.model, None, teacher, x, y, penalty)
 
     def _update_importance(self, t: int) -> None:

@@ -208,7 +208,7 @@ def _check_state(state: Any, tasks: int) -> None:
         raise CheckpointError("state field 'history' is not a list of evaluations")
 
 
-def _check_contents(ckpt: Checkpoint, tensors: Mapping[str, np.ndarray]) -> None:
+def _check_contents(ckpt: Checkpoint) -> None:
     """What a file must hold whatever the run: weights and ownership that fit each other,
     owner ids within -1..tasks-1 (one owner per entry, so ownership is disjoint by
     construction), finite weights and BN values, complete BN groups, a sane loop state."""
@@ -351,7 +351,7 @@ def from_tensors(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Checkp
         classes_per_task=_meta_count(meta, "classes_per_task", 0),
         state=json.loads(meta.get("state", "{}")),
     )
-    _check_contents(ckpt, tensors)
+    _check_contents(ckpt)
     return ckpt
 
 

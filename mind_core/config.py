@@ -300,12 +300,12 @@ def _build(cls, values: dict[str, Any], prefix: str):
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:
-        field = _failing_field(cls, values, exc)
+        field = _failing_field(cls, values)
         key = f"{prefix}.{field}" if prefix and field else (field or prefix)
         raise ConfigError(key, str(exc)) from None
 
 
-def _failing_field(cls, values: dict[str, Any], exc: Exception) -> str:
+def _failing_field(cls, values: dict[str, Any]) -> str:
     for f in attrs.fields(cls):
         if f.name in values and f.validator is not None and not attrs.has(f.type):
             value = f.converter(values[f.name]) if f.converter else values[f.name]

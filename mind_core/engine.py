@@ -204,9 +204,8 @@ class Engine:
             if st.next_epoch == 0:
                 self.backend.set_bn(self.model, self._bn_before(t))
             self.backend.set_gates(self.model, masks.gates(self.owner, t, self.plan.weight_sharing))
-            distilling = self.cfg.distillation.beta > 0
             self._train(t, "distill", self.model, trainable=masks.trainable(self.owner, t),
-                        teacher=self.teacher if distilling else None)
+                        teacher=self.teacher)
             self.bn_snapshots.append(self.backend.get_bn(self.model))
             self.teacher = None
             st.phase, st.next_epoch = "evaluate", 0
@@ -246,6 +245,7 @@ class Engine:
                           augment=self.dataset.augment, with_teacher=teacher is not None)
         if kind == "teacher":
             self.backend.set_gates(model, None)
+        teacher = teacher if spec.distils else None  # distillation.beta = 0: no teacher
         self._run_phase(t, kind, spec, model, trainable, teacher, task.x_train, task.y_train)
 
     def _run_phase(self, t: int, kind: str, spec: PhaseSpec, model: Any, trainable,

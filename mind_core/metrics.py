@@ -80,9 +80,6 @@ class Evaluation:
     rules: dict[str, dict[str, float]] = attrs.Factory(dict)  # every rule: {routing, tag}
     teacher_taw: float | None = None  # the newest task's teacher on that task's test data
 
-    def as_dict(self) -> dict:
-        return attrs.asdict(self)
-
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarray,
                     class_ranges: list[tuple[int, int]], temperature: float,

@@ -8,6 +8,7 @@ linear [out, in], float32. BatchNorm state is {layer: {"gamma", "beta", "mean", 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +36,7 @@ ARCHS = ("small_cnn", "resnet32")  # built in; CUSTOM_ARCH is a user's network (
 MIN_IMAGE_SIDE = {"small_cnn": 4, "resnet32": 1}
 LOSSES = ("sym_kl", "true_js", "kl", "cosine", "l2")
 MASKINGS = ("zero", "slice")
+PHASE_KINDS = ("teacher", "distill")
 
 
 @attrs.frozen(kw_only=True)
@@ -63,34 +65,106 @@ class Augment:
     brightness: float = 0.0  # add U(-b, b) to normalised pixels, per image
 
 
+def _one_of(choices: tuple[str, ...]):
+    def check(inst, attribute, value):
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; "
+                             f"got {value!r}")
+    return check
+
+
+def _whole(minimum: int):
+    def check(inst, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) \
+                or value < minimum:
+            raise ValueError(f"{attribute.name} must be a whole number >= {minimum}, "
+                             f"got {value!r}")
+    return check
+
+
+def _number(minimum: float, inclusive: bool = True):
+    """A finite real number >= minimum (> minimum when not inclusive); NaN always fails."""
+    def check(inst, attribute, value):
+        ok = (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+              and math.isfinite(value) and (value >= minimum if inclusive else value > minimum))
+        if not ok:
+            raise ValueError(f"{attribute.name} must be a finite number "
+                             f"{'>=' if inclusive else '>'} {minimum}, got {value!r}")
+    return check
+
+
+def _class_range(inst, attribute, value):
+    if value is None and attribute.name == "distill_range":
+        return
+    try:
+        lo, hi = value
+        ok = all(not isinstance(v, bool) and isinstance(v, int | np.integer) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not 0 <= lo < hi:
+        raise ValueError(f"{attribute.name} must be a class range (lo, hi) with "
+                         f"0 <= lo < hi, got {value!r}")
+
+
+def _milestones(inst, attribute, value):
+    if any(isinstance(m, bool) or not isinstance(m, int | np.integer) or m <= 0
+           for m in value) or list(value) != sorted(set(value)):
+        raise ValueError(f"milestones must be increasing positive epochs, got {value!r}")
+
+
+def _std(inst, attribute, value):
+    if len(value) != len(inst.mean):
+        raise ValueError(f"mean {inst.mean!r} and std {value!r} must have the same length "
+                         "(one value per channel, or one for all)")
+    if not all(math.isfinite(s) and s > 0 for s in value):
+        raise ValueError(f"std must be finite numbers > 0, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class PhaseSpec:
-    """One training phase (teacher or distill) of one task, as the backend must run it."""
+    """One training phase (teacher or distill) of one task, as the backend must run it.
 
-    kind: str  # "teacher" | "distill"
-    epochs: int
-    lr: float
-    milestones: tuple[int, ...]  # MultiStep: lr * gamma ** (number of milestones <= epoch)
-    gamma: float
-    weight_decay: float
-    batch_size: int
-    class_range: tuple[int, int]  # [lo, hi): the active task's classes
-    logit_masking: str = "zero"  # "zero": multiply other logits by 0; "slice": keep [lo, hi) only
-    beta: float = 0.0  # distillation weight (distill phase with a teacher only)
-    loss: str = "sym_kl"  # distillation loss name, see LOSSES
+    It checks its values when built (a ValueError naming the field), with the config's bounds
+    where the config has the same setting, so every backend receives a valid spec; only what
+    depends on the model (the ranges against its classes) is left to
+    mind_core.backend_checks.check_phase_fits. lr may be 0 (tests measure losses at lr 0).
+    """
+
+    kind: str = attrs.field(validator=_one_of(PHASE_KINDS))
+    epochs: int = attrs.field(validator=_whole(0))
+    lr: float = attrs.field(validator=_number(0))
+    # MultiStep: lr * gamma ** (number of milestones <= epoch)
+    milestones: tuple[int, ...] = attrs.field(validator=_milestones)
+    gamma: float = attrs.field(validator=_number(0, inclusive=False))
+    weight_decay: float = attrs.field(validator=_number(0))
+    batch_size: int = attrs.field(validator=_whole(1))
+    # [lo, hi): the active task's classes
+    class_range: tuple[int, int] = attrs.field(validator=_class_range)
+    # "zero": multiply other logits by 0; "slice": keep [lo, hi) only
+    logit_masking: str = attrs.field(default="zero", validator=_one_of(MASKINGS))
+    # distillation weight (a distill phase with a teacher only, see distils)
+    beta: float = attrs.field(default=0.0, validator=_number(0))
+    loss: str = attrs.field(default="sym_kl", validator=_one_of(LOSSES))
     train_bn: bool = True  # False: BN parameters and running statistics stay as they are
     # Routing-aware training (distill phase): weight of a loss pushing the student's task
     # logits towards uniform on rotated copies of the batch (see outlier_turns).
-    outlier_weight: float = 0.0
+    outlier_weight: float = attrs.field(default=0.0, validator=_number(0))
     # Which classes' logits the distillation term compares (None: class_range) and the
     # temperature both sides' logits are divided by first; the term is then multiplied by
     # T^2 (Hinton et al. 2015) so its gradients keep their size. LwF distils the old classes
     # (0, lo) at T = 2 while the cross-entropy covers every class seen (0, hi).
-    distill_range: tuple[int, int] | None = None
-    distill_temperature: float = 1.0
+    distill_range: tuple[int, int] | None = attrs.field(default=None, validator=_class_range)
+    distill_temperature: float = attrs.field(default=1.0,
+                                             validator=_number(0, inclusive=False))
     mean: tuple[float, ...] = (0.0,)  # per-channel normalisation of x/255
-    std: tuple[float, ...] = (1.0,)
+    std: tuple[float, ...] = attrs.field(default=(1.0,), validator=_std)
     augment: Augment = Augment()
+
+    @property
+    def distils(self) -> bool:
+        """Whether the phase has a distillation term, hence needs a teacher: the one rule
+        the engine, the baselines and every backend go by."""
+        return self.kind == "distill" and self.beta > 0
 
     def lr_at(self, epoch: int) -> float:
         return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
@@ -195,8 +269,10 @@ class Backend(Protocol):
         """Prepare a trainer (optimiser, data placement happens per epoch). Only entries where
         trainable is True may change; every other entry of a gated weight must be bit-for-bit
         unchanged after any number of epochs (weight decay and momentum included). None =
-        everything trains; a layer missing from the dict is frozen. teacher: a model run in eval mode without gradient for the
-        distillation term (only used when phase.kind == "distill" and phase.beta > 0).
+        everything trains; a layer missing from the dict is frozen. teacher: a model run in
+        eval mode without gradient for the distillation term (used only when phase.distils;
+        then required, and not the student itself). Inputs are checked by
+        mind_core.backend_checks, the same rules and messages in every backend.
         penalty: an EWC-style quadratic term added to every batch's loss (None: none)."""
 
     def train_epoch(self, trainer: Any, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,

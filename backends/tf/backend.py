@@ -6,17 +6,25 @@ variables; everything crossing the boundary is numpy in the canonical layout.
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.augment import normalise
 from backends.tf.convert import adopt, build_converted
+from backends.tf.ewc import fisher
 from backends.tf.losses import distill_loss_fn
 from backends.tf.models import build_network
-from backends.tf.penalty import fisher
-from backends.tf.training import Trainer, make_predict_fn
+from backends.tf.trainer import JIT_COMPILE, Trainer, image_spec
+from mind_core.backend_checks import (
+    check_bn_values,
+    check_gpu_visible,
+    check_known,
+    check_shape,
+    parse_device,
+    subnet_width,
+)
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
 from mind_core.protocol import (
     BNState,
@@ -30,33 +38,22 @@ from mind_core.protocol import (
     StopFn,
     Subnet,
     Weights,
-    outlier_count,
-    outlier_turns,
 )
 
 tf, keras = tf_import()
 
 
-def resolve_device(device: str) -> str:
-    """"auto" | "cpu" | "cuda" | "cuda:i" | "gpu" | "gpu:i" | "/GPU:i" -> a TF device string."""
-    gpus = tf.config.list_physical_devices("GPU")
-    text = str(device).strip().lower().lstrip("/")
-    if text == "auto":
-        return "/GPU:0" if gpus else "/CPU:0"
-    if text in ("cpu", "cpu:0"):
+def resolve_device(device: str | None) -> str:
+    """A device string (mind_core.backend_checks.parse_device) -> a TF device string."""
+    request = parse_device(device)
+    if request.kind == "cpu":
         return "/CPU:0"
-    kind, _, index = text.partition(":")
-    if kind in ("cuda", "gpu") and (index == "" or index.isdigit()):
-        i = int(index or 0)
-        if i >= len(gpus):
-            raise ValueError(
-                f"device {device!r} is not available: TensorFlow sees {len(gpus)} GPU(s)"
-                + (" (is tensorflow-cpu installed instead of tensorflow[and-cuda]?)"
-                   if not gpus else "")
-                + "; use device='cpu' or 'auto'"
-            )
-        return f"/GPU:{i}"
-    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'gpu'")
+    gpus = tf.config.list_physical_devices("GPU")
+    if request.kind == "auto":
+        return "/GPU:0" if gpus else "/CPU:0"
+    check_gpu_visible(device, request, f"TensorFlow {tf.__version__}", len(gpus),
+                      " (is tensorflow-cpu installed instead of tensorflow[and-cuda]?)")
+    return f"/GPU:{request.index}"
 
 
 def set_threads(threads: int | None) -> None:
@@ -139,9 +136,10 @@ class TFBackend:
 
     def set_weights(self, model, weights: Weights) -> None:
         gated = model.gated
+        check_known(weights, gated, "weights")
         for name, value in weights.items():
-            layer = _lookup(gated, name, "gated layer")
-            value = _canonical(value, layer.canonical_shape, name, np.float32)
+            layer = gated[name]
+            value = _canonical(value, layer.canonical_shape, f"weights of {name}")
             layer.kernel.assign(layer.from_canonical(value))
 
     def get_bn(self, model) -> BNState:
@@ -149,17 +147,18 @@ class TFBackend:
 
     def set_bn(self, model, state: BNState) -> None:
         bn = model.bn
+        check_known(state, bn, "BN state")
         for name, values in state.items():
-            _lookup(bn, name, "BatchNorm layer").set_state(values)
+            layer = bn[name]
+            layer.set_state(check_bn_values(name, values, int(layer.gamma.shape[0])))
 
     def set_gates(self, model, gates: Masks | None) -> None:
         """None or a missing layer = dense (all ones)."""
         gates = gates or {}
-        for name in gates:
-            _lookup(model.gated, name, "gated layer")
+        check_known(gates, model.gated, "gates")
         for name, layer in model.gated.items():
             if name in gates:
-                g = _canonical(gates[name], layer.canonical_shape, name, np.float32)
+                g = _canonical(gates[name], layer.canonical_shape, f"gate of {name}")
                 layer.gate.assign(layer.from_canonical(g))
             else:
                 layer.gate.assign(tf.ones(layer.gate.shape))
@@ -167,54 +166,13 @@ class TFBackend:
     # -- training ------------------------------------------------------------------------------
     def start_phase(self, model, phase: PhaseSpec, trainable: Masks | None,
                     teacher=None, penalty: Penalty | None = None) -> Trainer:
-        if trainable is not None:
-            for name in trainable:
-                _lookup(model.gated, name, "gated layer")
         with tf.device(self.device):
             return Trainer(model, phase, trainable, teacher, self.device, penalty)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
                     should_stop: StopFn | None = None) -> EpochResult:
-        start_time = time.perf_counter()
-        n = len(x)
-        batch_size = trainer.phase.batch_size
-        batches = -(-n // batch_size)
-        order = np.random.default_rng(seed).permutation(n).astype(np.int32)
-        trainer.optimizer.lr.assign(trainer.phase.lr_at(epoch))
-        seed64 = int(seed) % (2**63)
-        # Reading the loss back stalls a GPU's queue, so there it happens every 16 batches.
-        sync_every = 16 if self.device.startswith("/GPU") else 1
-        totals = np.zeros(4)
-        pending: list = []
-        seen = 0
-        stopped = False
-        with tf.device(self.device):
-            # The epoch's data goes to the device once; batches are gathered there.
-            x_dev = tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.uint8))
-            y_dev = tf.convert_to_tensor(np.asarray(y, dtype=np.int64))
-            order_dev = tf.convert_to_tensor(order)
-            for b in range(batches):
-                if should_stop is not None and should_stop():
-                    stopped = True
-                    break
-                lo = b * batch_size
-                count = min(batch_size, n - lo)
-                outliers = [outlier_turns(b, *trainer.model.input_hwc[:2]),
-                            outlier_count(count)]
-                pending.append((trainer.step(x_dev, y_dev, order_dev[lo:lo + count],
-                                             tf.constant([seed64, b], tf.int64),
-                                             tf.constant(outliers, tf.int32)), count))
-                seen += count
-                if b == 0 or (b + 1) % sync_every == 0 or b + 1 == batches:
-                    totals += _drain(pending)
-                if progress is not None:
-                    progress(b + 1, batches, float(totals[0] / max(seen - _count(pending), 1)))
-        totals += _drain(pending)
-        mean = totals / max(seen, 1)
-        return EpochResult(loss=float(mean[0]), ce=float(mean[1]), distill=float(mean[2]),
-                           accuracy=float(mean[3]), images=seen,
-                           seconds=time.perf_counter() - start_time, stopped=stopped)
+        return trainer.train_epoch(x, y, epoch, seed, progress, should_stop)
 
     def trainer_state(self, trainer: Trainer) -> dict[str, np.ndarray]:
         return trainer.optimizer.state()
@@ -226,11 +184,9 @@ class TFBackend:
     def predict(self, model, x: np.ndarray, subnets: list[Subnet], batch_size: int,
                 mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        widths = {hi - lo for lo, hi in (s.class_range for s in subnets)}
-        if len(widths) > 1:
-            raise ValueError(f"sub-networks have different class counts {sorted(widths)}")
+        width = subnet_width([s.class_range for s in subnets])
         n = len(x)
-        out = np.zeros((len(subnets), n, widths.pop() if widths else 0), np.float32)
+        out = np.zeros((len(subnets), n, width), np.float32)
         feats = (np.zeros((len(subnets), n, model.classifier.canonical_shape[1]), np.float32)
                  if features else None)
         fn = predict_fn(model)
@@ -254,7 +210,7 @@ class TFBackend:
 
     def fisher(self, model, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
                batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
-        """Diagonal empirical Fisher of every gated tensor (backends.tf.penalty.fisher)."""
+        """Diagonal empirical Fisher of every gated tensor (backends.tf.ewc.fisher)."""
         with tf.device(self.device):
             return fisher(model, x, y, class_range, batch_size, mean, std)
 
@@ -267,6 +223,26 @@ class TFBackend:
         return float(fn(t, s).numpy())
 
 
+def make_predict_fn(model):
+    """Inference forward on uint8 images with precomputed effective kernels: (logits over
+    every class, penultimate features). Its input signature's batch dimension is None, so
+    the last, smaller batch does not retrace it."""
+    kernel_specs = {name: tf.TensorSpec(layer.kernel.shape, tf.float32)
+                    for name, layer in model.gated.items()}
+    channels = model.input_hwc[2]
+
+    @tf.function(
+        input_signature=[image_spec(model), kernel_specs, tf.TensorSpec([channels], tf.float32),
+                         tf.TensorSpec([channels], tf.float32)],
+        jit_compile=JIT_COMPILE, autograph=False,
+    )
+    def forward(x, kernels, mean, std):
+        hidden = model.features(normalise(x, mean, std), training=False, kernels=kernels)
+        return model.classify(hidden, kernels), hidden
+
+    return forward
+
+
 def predict_fn(model):
     """The model's compiled inference forward, built on first use and kept on the model (a
     cache keyed by model elsewhere would keep every model alive through the function)."""
@@ -277,30 +253,5 @@ def predict_fn(model):
     return fn
 
 
-def _drain(pending: list) -> np.ndarray:
-    """Sum of (loss, ce, distill) weighted by batch size, and correct counts; empties pending."""
-    totals = np.zeros(4)
-    for stats, count in pending:
-        values = stats.numpy()
-        totals[:3] += values[:3] * count
-        totals[3] += values[3]
-    pending.clear()
-    return totals
-
-
-def _count(pending: list) -> int:
-    return sum(count for _, count in pending)
-
-
-def _lookup(layers: dict, name: str, what: str):
-    try:
-        return layers[name]
-    except KeyError:
-        raise ValueError(f"no {what} named {name!r}; known: {', '.join(layers)}") from None
-
-
-def _canonical(value, shape, name: str, dtype) -> np.ndarray:
-    array = np.asarray(value, dtype=dtype)
-    if array.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {array.shape}")
-    return array
+def _canonical(value, shape, what: str) -> np.ndarray:
+    return check_shape(value, shape, what).astype(np.float32, copy=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +24,14 @@ from backends.torch.models import (
     logits_and_features,
 )
 from backends.torch.trainer import Trainer
+from mind_core.backend_checks import (
+    check_bn_values,
+    check_gpu_visible,
+    check_known,
+    check_shape,
+    parse_device,
+    subnet_width,
+)
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
 from mind_core.protocol import (
     BNState,
@@ -44,25 +51,14 @@ BN_KEYS = {"gamma": "weight", "beta": "bias", "mean": "running_mean", "var": "ru
 
 
 def resolve_device(device: str | None) -> str:
-    """"auto" | "cpu" | "cuda" | "cuda:i" (also "gpu", "gpu:i") -> a torch device string."""
-    requested = (device or "auto").strip().lower()
-    if requested == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if requested == "cpu":
+    """A device string (mind_core.backend_checks.parse_device) -> a torch device string."""
+    request = parse_device(device)
+    if request.kind == "cpu" or (request.kind == "auto" and not torch.cuda.is_available()):
         return "cpu"
-    kind, _, index = requested.partition(":")
-    if kind not in ("cuda", "gpu"):
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but PyTorch {torch.__version__} sees no "
-                         "CUDA GPU here (CPU-only build or no driver): use --device cpu or auto")
-    if index and not index.isdigit():
-        raise ValueError(f"bad device {device!r}: the GPU index must be a number, e.g. cuda:0")
-    number, count = int(index or 0), torch.cuda.device_count()
-    if number >= count:
-        raise ValueError(f"device {device!r} asked for, but only {count} CUDA GPU(s) are "
-                         f"visible (cuda:0 .. cuda:{count - 1})")
-    return f"cuda:{number}"
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    check_gpu_visible(device, request, f"PyTorch {torch.__version__}", visible,
+                      " (a CPU-only build or no driver)")
+    return f"cuda:{request.index}"
 
 
 def set_threads(threads: int | None) -> None:
@@ -155,8 +151,9 @@ class TorchBackend:
     def set_weights(self, model: nn.Module, weights: Weights) -> None:
         tensors = gated_tensors(model)
         with torch.no_grad():
+            check_known(weights, tensors, "weights")
             for name, array in weights.items():
-                param = self._lookup(tensors, name, "weights").param
+                param = tensors[name].param
                 param.copy_(self._tensor(array, tuple(param.shape), f"weights of {name}"))
 
     def get_bn(self, model: nn.Module) -> BNState:
@@ -166,23 +163,24 @@ class TorchBackend:
     def set_bn(self, model: nn.Module, state: BNState) -> None:
         layers = bn_layers(model)
         with torch.no_grad():
+            check_known(state, layers, "BN state")
             for name, values in state.items():
-                bn = self._lookup(layers, name, "BN state")
-                missing = set(BN_KEYS) - set(values)
-                if missing:
-                    raise ValueError(f"BN state of {name} lacks {sorted(missing)}")
+                bn = layers[name]
+                checked = check_bn_values(name, values, bn.num_features)
                 for key, attr in BN_KEYS.items():
                     target = getattr(bn, attr)
-                    target.copy_(self._tensor(values[key], tuple(target.shape),
+                    target.copy_(self._tensor(checked[key], tuple(target.shape),
                                               f"BN {key} of {name}"))
 
     def set_gates(self, model: nn.Module, gates: Masks | None) -> None:
         tensors = gated_tensors(model)
         gates = gates or {}
-        self._check_names(tensors, gates, "gates")
+        check_known(gates, tensors, "gates")
         with torch.no_grad():
             for name, tensor in tensors.items():
                 gate = gates.get(name)
+                if gate is not None:
+                    gate = check_shape(gate, tuple(tensor.param.shape), f"gate of {name}")
                 if gate is None or np.all(gate):
                     tensor.layer.set_gate(None, tensor.attr)  # all ones: skip the multiply
                 else:
@@ -211,11 +209,7 @@ class TorchBackend:
                 mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         n = len(x)
-        widths = {hi - lo for lo, hi in (s.class_range for s in subnets)}
-        if len(widths) > 1:
-            raise ValueError(f"sub-networks have different class counts {sorted(widths)}: "
-                             "their logits cannot be stacked")
-        width = widths.pop() if widths else 0
+        width = subnet_width([s.class_range for s in subnets])
         gated = list(gated_layers(model).values())
         feature_width = gated_layers(model)[classifier_name(model)].weight.shape[1]
         normalise = Normaliser(mean, std, self._device, channels_last=is_builtin(model))
@@ -261,23 +255,6 @@ class TorchBackend:
             return float(get_loss(name)(teacher, student))
 
     # -- helpers --------------------------------------------------------------------------
-    @staticmethod
-    def _check_names(layers: dict[str, Any], given: dict[str, Any], what: str) -> None:
-        unknown = sorted(set(given) - set(layers))
-        if unknown:
-            raise ValueError(f"{what} for unknown layers {unknown}; the model has "
-                             f"{list(layers)}")
-
-    @staticmethod
-    def _lookup(layers: dict[str, Any], name: str, what: str) -> Any:
-        try:
-            return layers[name]
-        except KeyError:
-            raise ValueError(f"{what} for unknown layer {name!r}; the model has "
-                             f"{list(layers)}") from None
-
     def _tensor(self, array: np.ndarray, shape: tuple[int, ...], what: str) -> torch.Tensor:
-        array = np.asarray(array)
-        if array.shape != shape:
-            raise ValueError(f"{what} has shape {array.shape}, expected {shape}")
+        array = check_shape(array, shape, what)
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)

@@ -4,8 +4,6 @@ the core turns into the next task's importance (fisher)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,6 +11,7 @@ from torch import nn
 
 from backends.torch.augment import Normaliser
 from backends.torch.models import gated_tensors, is_builtin
+from mind_core.backend_checks import check_fisher_inputs, check_penalty
 from mind_core.protocol import Penalty, Weights
 
 
@@ -26,30 +25,13 @@ class DevicePenalty:
     """
 
     def __init__(self, model: nn.Module, penalty: Penalty, device: torch.device) -> None:
-        weight = float(penalty.weight)
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"the penalty weight must be a finite number >= 0, got {weight}")
         tensors = gated_tensors(model)
-        unknown = sorted((set(penalty.anchor) | set(penalty.importance)) - set(tensors))
-        if unknown:
-            raise ValueError(f"penalty for unknown tensors {unknown}; the model has "
-                             f"{list(tensors)}")
-        missing = sorted(set(penalty.anchor) - set(penalty.importance))
-        if missing:
-            raise ValueError(f"penalty anchors without an importance: {missing}")
-        self.half_weight = 0.5 * weight
-        self.params: list[nn.Parameter] = []
-        self.anchors: list[torch.Tensor] = []
-        self.importances: list[torch.Tensor] = []
-        for name, tensor in tensors.items():  # model order, whatever the dict's order
-            if name not in penalty.anchor:
-                continue
-            param = tensor.param
-            self.params.append(param)
-            self.anchors.append(_on_device(penalty.anchor[name], param, f"anchor of {name}",
-                                           device))
-            self.importances.append(_on_device(penalty.importance[name], param,
-                                               f"importance of {name}", device))
+        anchored = check_penalty(penalty, {name: tuple(tensor.param.shape)
+                                           for name, tensor in tensors.items()})
+        self.half_weight = 0.5 * float(penalty.weight)
+        self.params = [tensors[name].param for name in anchored]  # model order
+        self.anchors = [_on_device(penalty.anchor[name], device) for name in anchored]
+        self.importances = [_on_device(penalty.importance[name], device) for name in anchored]
 
     def __call__(self) -> torch.Tensor:
         total = sum((imp * (param - anchor).square()).sum()
@@ -58,11 +40,7 @@ class DevicePenalty:
         return self.half_weight * total
 
 
-def _on_device(array: np.ndarray, param: nn.Parameter, what: str,
-               device: torch.device) -> torch.Tensor:
-    array = np.asarray(array)
-    if array.shape != tuple(param.shape):
-        raise ValueError(f"{what} has shape {array.shape}, the tensor has {tuple(param.shape)}")
+def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     # A copy even on the CPU (where from_numpy would share memory): the phase must not
     # change if the caller later reuses its arrays.
     return torch.tensor(np.asarray(array, dtype=np.float32), device=device)
@@ -90,19 +68,7 @@ def fisher(model: nn.Module, x: np.ndarray, y: np.ndarray, class_range: tuple[in
     a trainer sets per phase) and train/eval modes are put back as they were.
     """
     n = len(x)
-    lo, hi = (int(v) for v in class_range)
-    classes = model.spec.num_classes
-    if not 0 <= lo < hi <= classes:
-        raise ValueError(f"class range [{lo}, {hi}) outside the model's {classes} classes")
-    if len(y) != n:
-        raise ValueError(f"{n} images but {len(y)} labels")
-    if n == 0:
-        raise ValueError("the Fisher information needs at least one sample")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if np.min(y) < lo or np.max(y) >= hi:
-        raise ValueError(f"labels span [{np.min(y)}, {np.max(y)}], outside the classes "
-                         f"[{lo}, {hi})")
+    lo, hi = check_fisher_inputs(x, y, class_range, batch_size, model.spec.num_classes)
     tensors = gated_tensors(model)
     params = [tensor.param for tensor in tensors.values()]
     requires = [param.requires_grad for param in params]

@@ -10,7 +10,6 @@ gradient is masked like every other.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -22,6 +21,12 @@ from backends.torch.augment import EpochAugmenter, Normaliser
 from backends.torch.ewc import make_penalty
 from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
 from backends.torch.models import bn_layers, gated_tensors, is_builtin
+from mind_core.backend_checks import (
+    check_labelled,
+    check_phase_fits,
+    phase_teacher,
+    trainable_masks,
+)
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -38,21 +43,15 @@ class Trainer:
     def __init__(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
                  teacher: nn.Module | None, device: torch.device,
                  penalty: Penalty | None = None) -> None:
-        if phase.kind not in ("teacher", "distill"):
-            raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
+        check_phase_fits(phase, model.spec.num_classes)
         self.model, self.phase, self.device = model, phase, device
-        uses_teacher = phase.kind == "distill" and phase.beta > 0
-        if uses_teacher and teacher is None:
-            raise ValueError("a distill phase with beta > 0 needs a teacher model")
-        if uses_teacher and teacher is model:
-            # The teacher runs in eval mode: sharing the module would put the student there too.
-            raise ValueError("the teacher must be a separate model, not the student itself")
-        self.teacher = teacher if uses_teacher else None
+        self.teacher = phase_teacher(phase, model, teacher)
         self.loss_fn = get_loss(phase.loss)
         self.mask = LogitMask(phase.logit_masking, phase.class_range,
                               model.spec.num_classes, device)
-        self.distill_range = _distill_range(phase, model.spec.num_classes)
-        self.temperature = _temperature(phase)
+        self.distill_range = (None if phase.distill_range is None
+                              else tuple(int(v) for v in phase.distill_range))
+        self.temperature = float(phase.distill_temperature)
         self.penalty = make_penalty(model, penalty, device)
         self.bns = list(bn_layers(model).values())
         self.channels_last = is_builtin(model)  # see Normaliser
@@ -62,23 +61,14 @@ class Trainer:
 
     def _build_optimizer(self, trainable: Masks | None) -> None:
         tensors = gated_tensors(self.model)
-        if trainable is not None:
-            unknown = sorted(set(trainable) - set(tensors))
-            if unknown:
-                raise ValueError(f"trainable masks for unknown layers: {unknown}")
+        masks = trainable_masks(trainable, {name: tuple(tensor.param.shape)
+                                            for name, tensor in tensors.items()})
         full: list[tuple[str, nn.Parameter]] = []
         masked: list[tuple[str, nn.Parameter]] = []
         self.keep: list[torch.Tensor] = []
         for name, tensor in tensors.items():
             param = tensor.param
-            mask = None if trainable is None else trainable.get(name)
-            if trainable is not None and mask is None:
-                mask = np.zeros(param.shape, dtype=bool)  # not listed: frozen
-            if mask is not None:
-                mask = np.asarray(mask, dtype=bool)
-                if mask.shape != tuple(param.shape):
-                    raise ValueError(f"trainable mask of {name} has shape {mask.shape}, "
-                                     f"the tensor has {tuple(param.shape)}")
+            mask = None if masks is None else masks[name]
             if mask is None or mask.all():
                 full.append((tensor.param_name, param))
             elif mask.any():
@@ -188,12 +178,7 @@ class Trainer:
                     progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:
         start_time = time.perf_counter()
         phase, n = self.phase, len(x)
-        if len(y) != n:
-            raise ValueError(f"{n} images but {len(y)} labels")
-        lo, hi = phase.class_range
-        if n and (np.min(y) < lo or np.max(y) >= hi):
-            raise ValueError(f"labels span [{np.min(y)}, {np.max(y)}], outside the phase's "
-                             f"classes [{lo}, {hi})")
+        check_labelled(x, y, phase.class_range)
         self._prepare_modes()
         decay = self._set_lr(phase.lr_at(epoch)) if self.optimizer is not None else []
         order = np.random.default_rng(seed).permutation(n)
@@ -252,19 +237,3 @@ class Trainer:
         self.optimizer.load_state_dict({"state": per_param,
                                         "param_groups": current["param_groups"]})
 
-
-def _distill_range(phase: PhaseSpec, num_classes: int) -> tuple[int, int] | None:
-    if phase.distill_range is None:
-        return None
-    lo, hi = (int(v) for v in phase.distill_range)
-    if not 0 <= lo < hi <= num_classes:
-        raise ValueError(f"distill_range [{lo}, {hi}) outside the model's {num_classes} classes")
-    return lo, hi
-
-
-def _temperature(phase: PhaseSpec) -> float:
-    t = float(phase.distill_temperature)
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"distill_temperature must be a positive number, got "
-                         f"{phase.distill_temperature!r}")
-    return t

@@ -31,7 +31,6 @@ from mind_core.protocol import Augment
 FOLDER = "core50_128x128"
 IMAGE_SHAPE = (64, 64, 3)
 NUM_CLASSES = 50
-NUM_SESSIONS = 11
 TEST_SESSIONS = (3, 7, 10)  # 1-based, as in the folder names
 FRAMES_TEST_FRACTION = 0.2
 CATEGORIES = ("plug_adapter", "mobile_phone", "scissors", "light_bulb", "can", "glasses",

@@ -39,16 +39,6 @@ def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return roots
 
 
-def first_existing(roots: Sequence[Path], relative: Sequence[str]) -> Path | None:
-    """The first ``root / rel`` that exists, trying every rel under a root before the next."""
-    for root in roots:
-        for rel in relative:
-            path = root / rel if rel else root
-            if path.exists():
-                return path
-    return None
-
-
 def describe_roots(roots: Sequence[Path]) -> str:
     return ", ".join(str(r) for r in roots)
 

@@ -17,9 +17,9 @@ pytest.importorskip("tensorflow")
 
 from backends.tf.augment import augment_batch  # noqa: E402
 from backends.tf.backend import TFBackend, keras, predict_fn, resolve_device, tf  # noqa: E402
+from backends.tf.ewc import fisher_fn  # noqa: E402
 from backends.tf.layers import BatchNorm, GatedConv2D  # noqa: E402
 from backends.tf.optim import MaskedAdamW  # noqa: E402
-from backends.tf.penalty import fisher_fn  # noqa: E402
 from mind_core.protocol import Augment, ModelSpec, Penalty, PhaseSpec, Subnet  # noqa: E402
 
 SMALL = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)

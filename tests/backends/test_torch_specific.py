@@ -28,7 +28,7 @@ def tb():
 
 def test_cuda_without_cuda_is_a_readable_value_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="no CUDA GPU"):
+    with pytest.raises(ValueError, match="sees 0 GPU"):
         TorchBackend("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         TorchBackend("tpu")
@@ -41,7 +41,7 @@ def test_cuda_index_is_checked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert backend_module.resolve_device("cuda") == "cuda:0"
-    with pytest.raises(ValueError, match="only 1 CUDA"):
+    with pytest.raises(ValueError, match="sees 1 GPU"):
         backend_module.resolve_device("cuda:3")
 
 

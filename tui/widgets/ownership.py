@@ -44,12 +44,12 @@ class OwnershipBars:
         bar_width = max(10, options.max_width - name_width - 14)
         for name, owned, free, total in self.layers:
             line = Text(f"{name[-name_width:]:<{name_width}} ", no_wrap=True)
-            line.append_text(_bar(owned, free, total, bar_width))
+            line.append_text(_bar(owned, total, bar_width))
             line.append(f" {100 * free / max(1, total):5.1f}% free")
             yield line
 
 
-def _bar(owned: tuple[int, ...], free: int, total: int, width: int) -> Text:
+def _bar(owned: tuple[int, ...], total: int, width: int) -> Text:
     total = max(1, total)
     bar, used, cumulative = Text(), 0, 0
     for t, count in enumerate(owned):

@@ -1,18 +1,20 @@
-"""The compiled train step (one per phase) and the compiled inference forward (one per model).
+"""One training phase of one model: the compiled train step and the epoch loop around it.
 
-Both are tf.functions with an input signature whose batch dimension is None, so neither the
-last, smaller batch nor a new epoch retraces them.
+The step is a tf.function with an input signature whose batch dimension is None, so neither
+the last, smaller batch nor a new epoch retraces it. Exact freezing is MaskedAdamW's
+(optim.py); an EWC penalty (ewc.py) is part of the loss.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import time
 
 import numpy as np
 
 from backends.tf import tf_import
 from backends.tf.augment import augment_batch, normalise
+from backends.tf.ewc import make_penalty
 from backends.tf.losses import (
     cross_entropy,
     distill_loss_fn,
@@ -20,8 +22,22 @@ from backends.tf.losses import (
     uniform_cross_entropy,
 )
 from backends.tf.optim import MaskedAdamW
-from backends.tf.penalty import penalty_term
-from mind_core.protocol import MASKINGS, Masks, Penalty, PhaseSpec
+from mind_core.backend_checks import (
+    check_labelled,
+    check_phase_fits,
+    phase_teacher,
+    trainable_masks,
+)
+from mind_core.protocol import (
+    EpochResult,
+    Masks,
+    Penalty,
+    PhaseSpec,
+    ProgressFn,
+    StopFn,
+    outlier_count,
+    outlier_turns,
+)
 
 tf, _ = tf_import()
 
@@ -30,20 +46,15 @@ tf, _ = tf_import()
 JIT_COMPILE = os.environ.get("MIND_TF_JIT", "0") == "1"
 
 
-def _image_spec(model):
+def image_spec(model):
     return tf.TensorSpec([None, *model.input_hwc], tf.uint8)
 
 
-def _frozen_or_masked(layer, trainable: Masks | None, name: str):
-    """(train?, mask) for one gated layer: mask None means every entry trains."""
-    if trainable is None:
+def _frozen_or_masked(layer, canonical: np.ndarray | None):
+    """(train?, mask) for one gated layer from its checked canonical trainable mask (None:
+    everything trains); mask None means every entry trains."""
+    if canonical is None:
         return True, None
-    if name not in trainable:
-        return False, None
-    canonical = np.asarray(trainable[name], dtype=bool)
-    if canonical.shape != tuple(layer.canonical_shape):
-        raise ValueError(f"trainable[{name!r}]: expected shape {tuple(layer.canonical_shape)}, "
-                         f"got {canonical.shape}")
     if not canonical.any():
         return False, None
     if canonical.all():
@@ -56,18 +67,16 @@ class Trainer:
 
     def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str,
                  penalty: Penalty | None = None):
-        if phase.kind not in ("teacher", "distill"):
-            raise ValueError(f"unknown phase kind {phase.kind!r}: use 'teacher' or 'distill'")
-        if phase.kind == "distill" and phase.beta > 0 and teacher is None:
-            raise ValueError("a distill phase with beta > 0 needs a teacher model")
-        _check_distill_options(phase, model.num_classes)
+        check_phase_fits(phase, model.num_classes)
         self.model, self.phase, self.device = model, phase, device
-        self.teacher = teacher if phase.kind == "distill" and phase.beta > 0 else None
+        self.teacher = phase_teacher(phase, model, teacher)
+        canonical = trainable_masks(trainable, {name: tuple(layer.canonical_shape)
+                                                for name, layer in model.gated.items()})
         # Device constants made once here, captured by the compiled step.
-        self.penalty = penalty_term(model, penalty)
+        self.penalty = make_penalty(model, penalty)
         variables, masks, keys, layouts = [], [], [], []
         for name, layer in model.gated.items():
-            train, mask = _frozen_or_masked(layer, trainable, name)
+            train, mask = _frozen_or_masked(layer, None if canonical is None else canonical[name])
             if train:
                 variables.append(layer.kernel)
                 masks.append(mask)
@@ -98,8 +107,6 @@ class Trainer:
         std = tf.constant(np.broadcast_to(np.asarray(phase.std, np.float32), (channels,)))
         aug = phase.augment
         augmenting = aug.crop_pad > 0 or aug.hflip or aug.brightness > 0
-        if phase.logit_masking not in MASKINGS:
-            raise ValueError(f"unknown logit masking {phase.logit_masking!r}; use {MASKINGS}")
         outliers = phase.outlier_weight > 0
 
         def outlier_loss(x, outlier_plan):
@@ -110,7 +117,7 @@ class Trainer:
             return uniform_cross_entropy(model(turned, training=False)[:, lo:hi])
 
         @tf.function(
-            input_signature=[_image_spec(model), tf.TensorSpec([None], tf.int64),
+            input_signature=[image_spec(model), tf.TensorSpec([None], tf.int64),
                              tf.TensorSpec([None], tf.int32), tf.TensorSpec([2], tf.int64),
                              tf.TensorSpec([2], tf.int32)],
             jit_compile=JIT_COMPILE, autograph=False,
@@ -146,19 +153,62 @@ class Trainer:
         return step
 
 
-def _check_distill_options(phase: PhaseSpec, num_classes: int) -> None:
-    try:
-        temperature = float(phase.distill_temperature)
-    except (TypeError, ValueError):
-        temperature = math.nan
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError("distill_temperature must be a finite number > 0, got "
-                         f"{phase.distill_temperature!r}")
-    if phase.distill_range is not None:
-        lo, hi = phase.distill_range
-        if not 0 <= lo < hi <= num_classes:
-            raise ValueError(f"distill_range {tuple(phase.distill_range)} is not a non-empty "
-                             f"range within the model's {num_classes} classes")
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
+                    progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:
+        start_time = time.perf_counter()
+        check_labelled(x, y, self.phase.class_range)
+        n = len(x)
+        batch_size = self.phase.batch_size
+        batches = -(-n // batch_size)
+        order = np.random.default_rng(seed).permutation(n).astype(np.int32)
+        self.optimizer.lr.assign(self.phase.lr_at(epoch))
+        seed64 = int(seed) % (2**63)
+        # Reading the loss back stalls a GPU's queue, so there it happens every 16 batches.
+        sync_every = 16 if self.device.startswith("/GPU") else 1
+        totals = np.zeros(4)
+        pending: list = []
+        seen = 0
+        stopped = False
+        with tf.device(self.device):
+            # The epoch's data goes to the device once; batches are gathered there.
+            x_dev = tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.uint8))
+            y_dev = tf.convert_to_tensor(np.asarray(y, dtype=np.int64))
+            order_dev = tf.convert_to_tensor(order)
+            for b in range(batches):
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+                lo = b * batch_size
+                count = min(batch_size, n - lo)
+                outliers = [outlier_turns(b, *self.model.input_hwc[:2]), outlier_count(count)]
+                pending.append((self.step(x_dev, y_dev, order_dev[lo:lo + count],
+                                          tf.constant([seed64, b], tf.int64),
+                                          tf.constant(outliers, tf.int32)), count))
+                seen += count
+                if b == 0 or (b + 1) % sync_every == 0 or b + 1 == batches:
+                    totals += _drain(pending)
+                if progress is not None:
+                    progress(b + 1, batches, float(totals[0] / max(seen - _count(pending), 1)))
+        totals += _drain(pending)
+        mean = totals / max(seen, 1)
+        return EpochResult(loss=float(mean[0]), ce=float(mean[1]), distill=float(mean[2]),
+                           accuracy=float(mean[3]), images=seen,
+                           seconds=time.perf_counter() - start_time, stopped=stopped)
+
+
+def _drain(pending: list) -> np.ndarray:
+    """Sum of (loss, ce, distill) weighted by batch size, and correct counts; empties pending."""
+    totals = np.zeros(4)
+    for stats, count in pending:
+        values = stats.numpy()
+        totals[:3] += values[:3] * count
+        totals[3] += values[3]
+    pending.clear()
+    return totals
+
+
+def _count(pending: list) -> int:
+    return sum(count for _, count in pending)
 
 
 def _distill_logits(phase: PhaseSpec):
@@ -182,22 +232,3 @@ def _distill_logits(phase: PhaseSpec):
     if temperature == 1.0:
         return select
     return lambda logits, masked: select(logits, masked) / temperature
-
-
-def make_predict_fn(model):
-    """Inference forward on uint8 images with precomputed effective kernels: (logits over
-    every class, penultimate features)."""
-    kernel_specs = {name: tf.TensorSpec(layer.kernel.shape, tf.float32)
-                    for name, layer in model.gated.items()}
-    channels = model.input_hwc[2]
-
-    @tf.function(
-        input_signature=[_image_spec(model), kernel_specs, tf.TensorSpec([channels], tf.float32),
-                         tf.TensorSpec([channels], tf.float32)],
-        jit_compile=JIT_COMPILE, autograph=False,
-    )
-    def forward(x, kernels, mean, std):
-        hidden = model.features(normalise(x, mean, std), training=False, kernels=kernels)
-        return model.classify(hidden, kernels), hidden
-
-    return forward

@@ -7,32 +7,20 @@ layout inside and canonical layout at the boundary.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from backends.tf import tf_import
 from backends.tf.augment import normalise
 from backends.tf.losses import cross_entropy
+from mind_core.backend_checks import check_fisher_inputs, check_penalty
 from mind_core.protocol import Penalty, Weights
 
 tf, _ = tf_import()
 
 
-def _gated(model, name: str, what: str):
-    try:
-        return model.gated[name]
-    except KeyError:
-        raise ValueError(f"penalty {what} names {name!r}, which is no gated tensor of this "
-                         f"model; known: {', '.join(model.gated)}") from None
-
-
-def _keras_constant(layer, value, name: str, what: str):
-    array = np.asarray(value, np.float32)
-    if array.shape != tuple(layer.canonical_shape):
-        raise ValueError(f"penalty {what}[{name!r}]: expected shape "
-                         f"{tuple(layer.canonical_shape)}, got {array.shape}")
-    return tf.constant(layer.from_canonical(array))
+def _keras_constant(layer, canonical):
+    """A checked canonical array (backend_checks.check_penalty) as a Keras-layout constant."""
+    return tf.constant(layer.from_canonical(np.asarray(canonical, np.float32)))
 
 
 class PenaltyTerm:
@@ -43,24 +31,14 @@ class PenaltyTerm:
     """
 
     def __init__(self, model, penalty: Penalty):
-        weight = float(penalty.weight)
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"penalty weight must be a finite number >= 0, got {weight}")
-        self.half_weight = 0.5 * weight
-        for name in penalty.importance:
-            _gated(model, name, "importance")
-        for name in penalty.anchor:
-            _gated(model, name, "anchor")
-            if name not in penalty.importance:
-                raise ValueError(f"penalty anchor {name!r} has no importance")
-        self.items = []  # (kernel variable, anchor, importance) in Keras layout, model order
-        for name, layer in model.gated.items():
-            if name not in penalty.anchor:
-                continue
-            anchor = penalty.anchor[name]
-            self.items.append((layer.kernel, _keras_constant(layer, anchor, name, "anchor"),
-                               _keras_constant(layer, penalty.importance[name], name,
-                                               "importance")))
+        anchored = check_penalty(penalty, {name: tuple(layer.canonical_shape)
+                                           for name, layer in model.gated.items()})
+        self.half_weight = 0.5 * float(penalty.weight)
+        # (kernel variable, anchor, importance) in Keras layout, model order
+        self.items = [(model.gated[name].kernel,
+                       _keras_constant(model.gated[name], penalty.anchor[name]),
+                       _keras_constant(model.gated[name], penalty.importance[name]))
+                      for name in anchored]
 
     def __call__(self):
         """The term's value; call inside the step's GradientTape so its gradient flows."""
@@ -69,7 +47,7 @@ class PenaltyTerm:
         return self.half_weight * tf.add_n(terms)
 
 
-def penalty_term(model, penalty: Penalty | None) -> PenaltyTerm | None:
+def make_penalty(model, penalty: Penalty | None) -> PenaltyTerm | None:
     """The phase's penalty, or None when it adds nothing (no penalty, weight 0, nothing
     anchored), so such a phase compiles exactly the step it compiled before penalties existed.
     """
@@ -119,21 +97,10 @@ def fisher(model, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
            batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
     """Backend.fisher: F = sum_b n_b * g_b ** 2 / len(x), canonical float32 per gated tensor.
     Only gradients are taken: weights, BN statistics and any optimiser are untouched."""
-    lo, hi = (int(c) for c in class_range)
-    if not 0 <= lo < hi <= model.num_classes:
-        raise ValueError(f"class_range {class_range} is not within the model's "
-                         f"{model.num_classes} classes")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lo, hi = check_fisher_inputs(x, y, class_range, batch_size, model.num_classes)
     y = np.asarray(y, np.int64)
-    if len(y) != len(x):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    if len(y) and (y.min() < lo or y.max() >= hi):
-        raise ValueError(f"labels must lie in class_range [{lo}, {hi}), got {y.min()}..{y.max()}")
     layers = list(model.gated.items())
     n = len(x)
-    if n == 0:
-        raise ValueError("the Fisher information needs at least one sample")
     channels = model.input_hwc[2]
     mean_t = tf.constant(np.broadcast_to(np.asarray(mean, np.float32), (channels,)))
     std_t = tf.constant(np.broadcast_to(np.asarray(std, np.float32), (channels,)))
