@@ -99,3 +99,27 @@ def test_only_the_zero_init_leaves_dead_channels(tmp_path, backend, init):
         assert min(dead) >= 1  # the orphan row: zero weights, zero output, zero gradient
     else:
         assert dead == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("method", ["lwf", "ewc"])
+def test_lwf_and_ewc_train_end_to_end_and_resume_exactly(tmp_path, backend, method):
+    """The baselines through this backend: their own loss terms (LwF's distillation of the
+    old classes, EWC's penalty) from task 1 on, and a stop in task 1 resumed to the numbers of
+    an uninterrupted run."""
+    settings = [*SMOKE, "tasks=2", f"method={method}", "teacher.epochs=2"]
+    whole = start_run(resolve_config("smoke", settings), tmp_path / "whole")
+    assert whole["tasks_done"] == 2 and whole["routing_rule"] == "single_head"
+    assert whole["final"]["taw"] > 0.6  # 2 classes per task: chance is 0.5
+    events = [json.loads(line) for line in (tmp_path / "whole" / "events.jsonl").open()]
+    task1 = [e for e in events if e["type"] == "epoch_ended" and e["task"] == 1]
+    if method == "lwf":
+        assert all(e["distill"] > 0 for e in task1)
+    else:
+        assert task1[-1]["loss"] > task1[-1]["ce"]  # the penalty, once weights have moved
+    if "deterministic" not in backend.capabilities:
+        return
+    with pytest.raises(Interrupted):
+        start_run(resolve_config("smoke", settings), tmp_path / "cut",
+                  should_stop=StopAfter(calls=12))
+    resumed = resume_run(tmp_path / "cut")
+    assert resumed["final"] == whole["final"]
