@@ -298,7 +298,7 @@ def _cmd_datasets(args) -> int:
 def _cmd_predict(args) -> int:
     from mind_core.config import parse_overrides
     from mind_core.inference import Predictor
-    from mind_core.prediction_files import predictions_csv, read_images, write_text_atomic
+    from mind_core.prediction_files import predictions_csv, read_images, save_csv
 
     predictor = Predictor(args.run_dir, args.backend, args.device,
                           overrides=parse_overrides(args.overrides))
@@ -307,7 +307,7 @@ def _cmd_predict(args) -> int:
     if args.csv_out is None:
         sys.stdout.write(text)
         return 0
-    write_text_atomic(args.csv_out, text)
+    save_csv(args.csv_out, text)
     print(f"{len(ids)} predictions ({predictor.rule_name} routing) written to {args.csv_out}")
     return 0
 

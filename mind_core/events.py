@@ -169,11 +169,20 @@ def read_events(path: Path, types: Collection[str] | None = None) -> Iterator[di
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write via a temp file + rename, so a reader or a crash never sees half a file."""
-    text = dumps(data, indent=2)  # before the temp file: a failure leaves nothing behind
+    """write_text_atomic of the data as strict JSON."""
+    write_text_atomic(path, dumps(data, indent=2))  # dumps first: a failure leaves nothing
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file + rename, so a reader or a crash never sees half a file; a failed
+    write removes its temp file and raises the OSError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

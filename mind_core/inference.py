@@ -29,11 +29,10 @@ from mind_core.rundir import CONFIG, RunDirError
 from mind_core.runner import (
     STATS_MISSING,
     adopt,
-    check_task_files,
     eval_config,
+    finished_tasks,
     load_dataset,
     read_run_config,
-    task_checkpoints,
     trusted_backend,
 )
 from mind_core.schedule import class_ranges, original_labels
@@ -71,17 +70,8 @@ class Predictor:
         run_dir = Path(run_dir)
         self.cfg = cfg = eval_config(read_run_config(run_dir), overrides)
         backend_name = trusted_backend(cfg, run_dir, backend, "predict")
-        paths = task_checkpoints(run_dir)
-        check_task_files(run_dir, paths)
-        if not paths:
-            raise RunDirError(f"{run_dir} has no finished task to predict with yet")
-        path = paths[-1]
-        ckpt = checkpoint.load(path)
-        checkpoint.check_run(ckpt, path, cfg.tasks)
-        learned = len(paths)
-        if len(ckpt.bn_snapshots) != learned:
-            raise checkpoint.CheckpointError(f"{path}: holds {len(ckpt.bn_snapshots)} BN "
-                                             f"snapshots; task {learned - 1}'s needs {learned}")
+        paths, (ckpt,) = finished_tasks(run_dir, cfg, "predict with", last_only=True)
+        path, learned = paths[-1], len(paths)
         self.single_head = cfg.method != "mind"  # a baseline: one head, no routing rule
         self.rule = check_rule(cfg.inference.routing)
         self.rule_name = SINGLE_HEAD if self.single_head else self.rule.name

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mind_core.data.base import DatasetError
 from mind_core.data.images import IMAGE_SUFFIXES, decode_into
+from mind_core.events import write_text_atomic
 from mind_core.inference import Predictions
 
 NPZ_KEYS = ("x", "images", "x_test")
@@ -73,12 +73,9 @@ def predictions_csv(ids: list[str], found: Predictions) -> str:
     return out.getvalue()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """The whole file or none of it: a temp file beside it, then a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def save_csv(path: Path, text: str) -> None:
+    """The whole file or none of it (events.write_text_atomic); a failure is one line."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None

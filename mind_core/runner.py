@@ -314,6 +314,27 @@ STATS_MISSING = ("this run's checkpoints hold no routing statistics (it was made
                  "use the statistics rules")
 
 
+def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool = False
+                   ) -> tuple[list[Path], list[checkpoint.Checkpoint]]:
+    """The task checkpoints of a run (all, or only the last one's, loaded), each checked to
+    belong to the run and to hold its task's BN snapshots: a RunDirError when none is finished
+    yet, a CheckpointError naming the file otherwise."""
+    paths = task_checkpoints(run_dir)
+    check_task_files(run_dir, paths)
+    if not paths:
+        raise RunDirError(f"{run_dir} has no finished task to {purpose} yet")
+    first = len(paths) - 1 if last_only else 0
+    checkpoints = [checkpoint.load(path) for path in paths[first:]]
+    for t, (path, ckpt) in enumerate(zip(paths[first:], checkpoints, strict=True), first):
+        checkpoint.check_run(ckpt, path, cfg.tasks)
+        done = ckpt.state.get("tasks_done", t + 1)
+        if len(ckpt.bn_snapshots) != t + 1 or done != t + 1:
+            raise checkpoint.CheckpointError(
+                f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
+                f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
+    return paths, checkpoints
+
+
 def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None) -> RunConfig:
     """The run's config with inference settings changed for a re-evaluation; training
     settings cannot change without retraining, so any other key is refused."""
@@ -336,18 +357,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     run_dir = Path(run_dir)
     cfg = eval_config(read_run_config(run_dir), overrides)
     backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
-    paths = task_checkpoints(run_dir)
-    check_task_files(run_dir, paths)
-    if not paths:
-        raise RunDirError(f"{run_dir} has no finished task to evaluate yet")
-    checkpoints = [checkpoint.load(path) for path in paths]
-    for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
-        checkpoint.check_run(ckpt, path, cfg.tasks)
-        done = ckpt.state.get("tasks_done", t + 1)
-        if len(ckpt.bn_snapshots) != t + 1 or done != t + 1:
-            raise checkpoint.CheckpointError(
-                f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
-                f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
+    paths, checkpoints = finished_tasks(run_dir, cfg, "evaluate")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
     if cfg.method == "mind" and check_rule(cfg.inference.routing).needs_stats \
             and not has_stats:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mind_core.events import write_text_atomic
 from mind_core.sweep.grid import Trial, safe_part
 from mind_core.sweep.trial import (
     FAILED,
@@ -57,12 +57,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else repr(value)
     return str(value)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def summary_csv(rows: Sequence[Mapping[str, Any]], set_keys: Sequence[str]) -> str:
