@@ -13,8 +13,9 @@ a one-line message before anything is written. docs/python-api.md documents it a
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +91,8 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
                       dataset=data.name if isinstance(data, Dataset) else data)
         run_dir = Path(out) if out is not None else default_run_dir(cfg)
         check_out_writable(run_dir)
-        observers: list[Callable] = [on_event] if on_event is not None else []
-        logger = _tensorboard(tensorboard) if tensorboard is not None else None
-        if logger is not None:
-            observers.append(logger)
-        try:
+        with _observers(on_event, tensorboard) as observers:
             start_run(cfg, run_dir, observers, load=_loader(data), network=model)
-        finally:
-            if logger is not None:
-                logger.close()
     # The backend the user named (or the model implies) stays trusted for this Run.
     return Run(run_dir, model=model, backend=cfg.backend, device=device,
                data=data if isinstance(data, Dataset) else None)
@@ -115,16 +109,9 @@ def resume(run_dir: str | Path, model: Any = None, data: Dataset | None = None, 
     with _as_mind_errors():
         if model is not None:
             backend = _backend_of(model, backend)
-        observers: list[Callable] = [on_event] if on_event is not None else []
-        logger = _tensorboard(tensorboard) if tensorboard is not None else None
-        if logger is not None:
-            observers.append(logger)
-        try:
+        with _observers(on_event, tensorboard) as observers:
             resume_run(Path(run_dir), observers, load=_loader(data), backend=backend,
                        network=model)
-        finally:
-            if logger is not None:
-                logger.close()
     return Run(Path(run_dir), model=model, backend=backend, data=data)
 
 
@@ -220,10 +207,23 @@ def _loader(data: Dataset | str | None) -> Callable:
     return load_dataset
 
 
-def _tensorboard(log_dir: str | Path):
-    from mind_core.tensorboard import TensorBoardLogger
+@contextlib.contextmanager
+def _observers(on_event: Observer | None, tensorboard: str | Path | None
+               ) -> Iterator[list[Callable]]:
+    """The run's observers: the user's callback and a TensorBoard logger, closed afterwards
+    whether the run finished or raised."""
+    observers: list[Callable] = [on_event] if on_event is not None else []
+    logger = None
+    if tensorboard is not None:
+        from mind_core.tensorboard import TensorBoardLogger
 
-    return TensorBoardLogger(log_dir)
+        logger = TensorBoardLogger(tensorboard)
+        observers.append(logger)
+    try:
+        yield observers
+    finally:
+        if logger is not None:
+            logger.close()
 
 
 class _as_mind_errors:
