@@ -86,19 +86,51 @@ def seed_with_an_orphan_conv1_row(backend) -> int:
 
 @pytest.mark.parametrize("init", INITS)
 def test_only_the_zero_init_leaves_dead_channels(tmp_path, backend, init):
+    """Dead channels of sub-networks 1..4 after the run, counted twice: structurally (rows
+    whose used weights are all zero) and on data (used conv channels that are exactly 0 after
+    BN and ReLU on every pixel of every test image)."""
     from mind_core import checkpoint, masks
+    from mind_core.evaluation import subnets_for
+    from mind_core.plan import Plan, derive_seed, model_spec
+    from mind_core.runner import load_dataset
+    from mind_core.schedule import make_tasks, test_set
+    from tests.backends.activations import CONVS, dead_channels
 
     seed = seed_with_an_orphan_conv1_row(backend)
     cfg = resolve_config("smoke", [*SMOKE[:2], "device=cpu", f"seed={seed}",
                                    f"allocation.init={init}"])
     start_run(cfg, tmp_path / "run")
     final = checkpoint.load(tmp_path / "run" / "checkpoint" / "task-4.safetensors")
-    dead = [sum(masks.dead_rows(final.weights, masks.gates(final.owner, t)).values())
-            for t in range(1, 5)]
+    structural = [masks.dead_rows(final.weights, masks.gates(final.owner, t))
+                  for t in range(1, 5)]
+    dead = [sum(rows.values()) for rows in structural]
     if init == "zero":
         assert min(dead) >= 1  # the orphan row: zero weights, zero output, zero gradient
     else:
         assert dead == [0, 0, 0, 0]
+
+    # The same sub-networks on data, set up as evaluation sets them (mind_core/runner.py),
+    # each on the images evaluation runs it on: every task's test set (task t's own among
+    # them). On task t's images alone, a trained channel can be silent because it responds to
+    # other tasks' classes (torch, init=teacher: two conv3 channels of sub-network 3 with
+    # hundreds of weights); that is not a dead channel.
+    dataset = load_dataset(cfg.dataset, cfg.data_dir or None)
+    tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
+    model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
+                                derive_seed(cfg.seed, "model"))
+    backend.set_weights(model, final.weights)
+    subnets = subnets_for(final.owner, final.bn_snapshots, Plan.from_config(cfg),
+                          [task.class_range for task in tasks])
+    images = test_set(tasks)[0]
+    on_data = [dead_channels(backend, model, subnets[t], images, dataset.mean, dataset.std)
+               for t in range(1, 5)]
+    for rows, seen in zip(structural, on_data, strict=True):
+        # A structurally dead row is dead on any data (its BN beta never moves off 0).
+        assert all(seen[conv] >= rows[conv] for conv in CONVS), (structural, on_data)
+    if init == "zero":
+        assert max(seen["conv1"] for seen in on_data) >= 1, on_data  # the orphan conv1 row
+    else:
+        assert all(sum(seen.values()) == 0 for seen in on_data), on_data
 
 
 @pytest.mark.parametrize("method", ["lwf", "ewc"])
