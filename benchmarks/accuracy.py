@@ -5,7 +5,8 @@ and routing accuracy, written to --out as results.md, results.json and one PNG p
         --backends torch --epochs-scale 0.35 --out benchmarks/results
 
 Settings: demo (built-in fmnist-mini, preset demo), fmnist (full Fashion-MNIST 5x2, preset
-fmnist-quick), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5, small_cnn;
+fmnist-quick), fmnist-resnet32 (Fashion-MNIST 5x2 with ResNet-32 on issue 12's 4+4-epoch protocol,
+where students can collapse), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5, small_cnn;
 rendered once into --data-dir), or any preset name, e.g. cifar100 or synbols for the paper's
 settings on a GPU machine. Methods: mind_core/methods.py (benchmarks/baselines.py).
 Each setting and backend runs as one `mind sweep` (needs the sweep extra) into
@@ -63,9 +64,16 @@ def synbols_subset(args: argparse.Namespace) -> list[str]:
 SYNBOLS_SUBSET = ("tasks=10", "model=small_cnn", "teacher.epochs=8", "distill.epochs=8",
                   "teacher.batch_size=64", "distill.batch_size=64", "distill.lr=0.01")
 
+# Issue 12's protocol for collapsed students: ResNet-32 on Fashion-MNIST 5x2, 4+4 epochs, lr
+# 0.005 / 0.035, batch 256, the lr halved for the last epoch of each phase.
+FMNIST_RESNET32 = ("model=resnet32", "teacher.epochs=4", "distill.epochs=4", "teacher.lr=0.005",
+                   "distill.lr=0.035", "teacher.milestones=[3]", "distill.milestones=[3]",
+                   "teacher.batch_size=256", "distill.batch_size=256")
+
 SETTINGS = {
     "demo": Setting("demo"),
     "fmnist": Setting("fmnist-quick"),
+    "fmnist-resnet32": Setting("fmnist", FMNIST_RESNET32),
     "synbols-subset": Setting("synbols-quick", SYNBOLS_SUBSET, synbols_subset),
 }
 
@@ -181,8 +189,18 @@ def trial_result(setting: str, backend: str, trial: Trial, sweep_dir: Path,
                final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
                routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
                acc_matrix_taw=metrics["acc_matrix_taw"],
-               forgetting_tag=metrics["forgetting"]["tag"]["average"])
+               forgetting_tag=metrics["forgetting"]["tag"]["average"],
+               teacher_taw=metrics.get("teacher_taw"), student_taw=metrics.get("student_taw"))
     return out
+
+
+def worst_student_gap(runs: list[dict]) -> float | None:
+    """The largest (teacher - student) test accuracy on a task, over every task of every run;
+    None where no run recorded its teachers (variants without one, older runs)."""
+    gaps = [teacher - student for r in runs if r.get("teacher_taw") and r.get("student_taw")
+            for teacher, student in zip(r["teacher_taw"], r["student_taw"], strict=True)
+            if teacher is not None and student is not None]
+    return max(gaps) if gaps else None
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -231,6 +249,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
                 [r["final"][metric] for r in runs])
         entry["forgetting_tag_mean"] = mean_std([r["forgetting_tag"] for r in runs])[0]
+        entry["worst_student_gap"] = worst_student_gap(runs)
         entry["rules"] = rule_summary(runs)
         entry["routing_rule"] = ", ".join(sorted({run_rule(r) for r in runs}))
         if method in DENSE_METHODS:
@@ -272,7 +291,9 @@ def markdown(results: dict) -> str:
              "use each run's own routing rule (column `rule`: runs made before the default "
              "became mahalanobis used the paper's max_prob), TAg (entropy) the paper's entropy "
              "rule; the table under a setting scores every rule on the same runs. Forgetting "
-             "is the TAg average; epochs are teacher+distill per task. Made by:", ""]
+             "is the TAg average; worst gap is the most a task's student ended below its "
+             "teacher (TAw on its test data, any task of any seed; – where not recorded); "
+             "epochs are teacher+distill per task. Made by:", ""]
     for m in metas:
         where = ", ".join(str(m[k]) for k in ("device", "machine", "started") if k in m)
         lines.append(f"- `{m['command']}` ({where})")
@@ -282,15 +303,18 @@ def markdown(results: dict) -> str:
         by_table.setdefault((entry["setting"], entry["backend"]), []).append(entry)
     for (setting, backend), entries in by_table.items():
         lines += [f"## {setting} ({backend})", "",
-                  "| method | rule | TAg | TAw | routing | TAg (entropy) | forgetting | epochs "
-                  "| runs | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| method | rule | TAg | TAw | routing | TAg (entropy) | forgetting | worst gap "
+                  "| epochs | runs | s/run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for e in entries:
             cells = [f"{100 * e[f'{m}_mean']:.2f} ± {100 * e[f'{m}_std']:.2f}"
                      for m in ("tag", "taw", "routing", "tag_entropy")]
             epochs = "+".join(str(v) for v in e["epochs"])
+            gap = e.get("worst_student_gap")
+            gap_cell = "–" if gap is None else f"{100 * gap:.1f}"
             lines.append(f"| {e['method']} | {e.get('routing_rule', '')} | "
                          f"{' | '.join(cells)} | "
-                         f"{100 * e['forgetting_tag_mean']:.2f} | {epochs} | {e['runs']} | "
+                         f"{100 * e['forgetting_tag_mean']:.2f} | {gap_cell} | {epochs} | "
+                         f"{e['runs']} | "
                          f"{e['seconds_mean']} |")
         lines.append("")
         lines += rules_markdown(entries)

@@ -35,6 +35,8 @@ METHODS: dict[str, dict[str, Any]] = {
     # Students (beyond the paper): where newly owned weights start, routing-aware training.
     "init_teacher": {"allocation.init": "teacher"},
     "init_scaled_normal": {"allocation.init": "scaled_normal"},
+    # PackNet's start (the teacher's largest free weights, at their values), then distillation.
+    "magnitude_teacher": {"allocation.mode": "magnitude", "allocation.init": "teacher"},
     "outliers": {"distillation.outlier_weight": OUTLIER_WEIGHT},
     "teacher_outliers": {"allocation.init": "teacher",
                          "distillation.outlier_weight": OUTLIER_WEIGHT},

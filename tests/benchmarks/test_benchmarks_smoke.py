@@ -101,6 +101,10 @@ def test_accuracy_driver_on_synthetic_with_the_fake_backend(tmp_path):
     assert {e["method"] for e in results["summary"]} == set(methods)
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {m} |" in table for m in methods)
+    # MIND records its teachers: its row has a worst gap; the dense baselines' rows have none.
+    by_method = {e["method"]: e for e in results["summary"]}
+    assert by_method["mind"]["worst_student_gap"] is not None
+    assert by_method["finetune"]["worst_student_gap"] is None
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "smoke-tests.fakes_FakeBackend.png").stat().st_size > 0
 
@@ -120,6 +124,25 @@ def test_synbols_subset_is_the_cpu_setting_and_synbols_the_papers():
     assert (paper.model, paper.teacher.epochs, paper.distill.epochs) == ("resnet32", 25, 25)
     with pytest.raises(SystemExit, match="unknown setting"):
         accuracy.setting_for("cifar10")
+
+
+def test_fmnist_resnet32_is_issue_12s_protocol():
+    cfg = accuracy.make_config(accuracy.setting_for("fmnist-resnet32"), [], "mind", FAKE, 0, 1.0,
+                               "cpu")
+    assert (cfg.dataset, cfg.tasks, cfg.model) == ("fmnist", 5, "resnet32")
+    assert (cfg.teacher.epochs, cfg.teacher.lr, cfg.teacher.milestones) == (4, 0.005, (3,))
+    assert (cfg.distill.epochs, cfg.distill.lr, cfg.distill.milestones) == (4, 0.035, (3,))
+    assert cfg.teacher.batch_size == cfg.distill.batch_size == 256
+
+
+def test_worst_student_gap_is_the_largest_over_tasks_and_seeds():
+    runs = [{"teacher_taw": [0.9, 0.95], "student_taw": [0.88, 0.5]},
+            {"teacher_taw": [None, 1.0], "student_taw": [0.7, 0.97]}]
+    assert accuracy.worst_student_gap(runs) == pytest.approx(0.45)
+    # A student above its teacher is a negative gap, not hidden as 0.
+    assert accuracy.worst_student_gap([{"teacher_taw": [0.8], "student_taw": [0.9]}]) == (
+        pytest.approx(-0.1))
+    assert accuracy.worst_student_gap([{"final": {}}]) is None  # runs made before it existed
 
 
 def test_merge_combines_invocations_and_keeps_other_epochs_apart(tmp_path, capsys):
