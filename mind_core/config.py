@@ -26,6 +26,8 @@ from mind_core.schedule import SCENARIOS
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS.
 VARIANTS = ("mind", "self_distill", "packnet")
+# The variants whose teacher is the MIND network itself, training only its free weights.
+SELF_TEACHER_VARIANTS = ("self_distill", "packnet")
 # The loop a run trains with: MIND's (engine.py) or a single-head baseline's (baselines.py).
 METHOD_LOOPS = ("mind", "finetune", "joint", "lwf", "ewc")
 BN_MODES = ("per_task", "shared", "frozen_after_first")
@@ -83,6 +85,9 @@ class AllocationConfig:
     weight_sharing: bool = True
     # Values of newly owned weights: see masks.INITS and docs/algorithm.md.
     init: str = attrs.field(default="zero", validator=_one_of(*INITS))
+    # A teacher trained inside the network (self_distill, packnet) starts task t >= 1 with the
+    # still-free weights re-drawn He-normal (PackNet) instead of at 0, where allocation left them.
+    redraw_free: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -161,7 +166,8 @@ VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "mind": {},
     "self_distill": {"allocation.mode": "magnitude", "allocation.init": "teacher"},
     "packnet": {"allocation.mode": "magnitude", "allocation.init": "teacher",
-                "distillation.beta": 0.0, "bn": "frozen_after_first"},
+                "allocation.redraw_free": True, "distillation.beta": 0.0,
+                "bn": "frozen_after_first"},
 }
 
 _SECTIONS = {f.name: f.type for f in attrs.fields(RunConfig) if attrs.has(f.type)}
@@ -317,6 +323,9 @@ def _failing_field(cls, values: dict[str, Any]) -> str:
 
 
 def _check_consistency(cfg: RunConfig) -> None:
+    if cfg.allocation.redraw_free and cfg.variant not in SELF_TEACHER_VARIANTS:
+        raise ConfigError("allocation.redraw_free", "applies to a teacher trained inside the "
+                          f"network: variant {' or '.join(SELF_TEACHER_VARIANTS)}")
     if cfg.teacher.epochs == 0 and cfg.variant == "mind" and cfg.distillation.beta > 0:
         raise ConfigError("teacher.epochs", "must be > 0 when distilling from a fresh teacher")
     if cfg.distill.epochs == 0 and cfg.distillation.beta > 0:
@@ -366,6 +375,7 @@ def _preset_files() -> dict[str, Any]:
 # Settings that go beyond the paper, with the paper's own value: a preset that changes none
 # reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
 PAPER_VALUES: dict[str, Any] = {"inference.routing": PAPER_RULE, "allocation.init": "zero",
+                                "allocation.redraw_free": False,
                                 "distillation.outlier_weight": 0.0}
 
 

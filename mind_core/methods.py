@@ -37,6 +37,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "init_scaled_normal": {"allocation.init": "scaled_normal"},
     # PackNet's start (the teacher's largest free weights, at their values), then distillation.
     "magnitude_teacher": {"allocation.mode": "magnitude", "allocation.init": "teacher"},
+    # The teacher trained inside the network from redrawn free weights (PackNet's teacher, so it
+    # builds on earlier tasks' frozen weights), then distillation with per-task BN.
+    "self_distill_redraw": {"variant": "self_distill", "allocation.redraw_free": True},
     "outliers": {"distillation.outlier_weight": OUTLIER_WEIGHT},
     "teacher_outliers": {"allocation.init": "teacher",
                          "distillation.outlier_weight": OUTLIER_WEIGHT},

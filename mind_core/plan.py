@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mind_core.config import ConfigError, PhaseConfig, RunConfig
+from mind_core.config import SELF_TEACHER_VARIANTS, ConfigError, PhaseConfig, RunConfig
 from mind_core.protocol import MIN_IMAGE_SIDE, Augment, ModelSpec, PhaseSpec
 
 _STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
@@ -33,8 +33,8 @@ class Plan:
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> Plan:
-        return cls(self_teacher=cfg.variant in ("self_distill", "packnet"),
-                   reinit_free=cfg.variant == "packnet",
+        return cls(self_teacher=cfg.variant in SELF_TEACHER_VARIANTS,
+                   reinit_free=cfg.allocation.redraw_free,
                    bn_mode=cfg.bn,
                    weight_sharing=cfg.allocation.weight_sharing,
                    allocation=cfg.allocation.mode, init=cfg.allocation.init)

@@ -56,6 +56,18 @@ def test_variant_defaults_apply_before_explicit_overrides():
     assert resolve_config("demo", ["variant=packnet", "beta=2"]).distillation.beta == 2.0
 
 
+def test_redraw_free_is_packnets_and_only_for_a_teacher_inside_the_network():
+    from mind_core.plan import Plan
+
+    assert Plan.from_config(resolve_config("demo", ["variant=packnet"])).reinit_free
+    assert not Plan.from_config(resolve_config("demo", ["variant=self_distill"])).reinit_free
+    assert Plan.from_config(resolve_config(
+        "demo", ["variant=self_distill", "allocation.redraw_free=true"])).reinit_free
+    # A fresh teacher never sees the network's free weights: the setting would do nothing.
+    with pytest.raises(ConfigError, match="allocation.redraw_free: applies to a teacher"):
+        resolve_config("demo", ["allocation.redraw_free=true"])
+
+
 @pytest.mark.parametrize("override, key", [
     ("foo=1", "foo"), ("tasks=-2", "tasks"), ("teacher.epochs=-1", "teacher.epochs"),
     ("distill.beta=-0.5", "distillation.beta"), ("backend=jax", "backend"),

@@ -123,6 +123,33 @@ def test_earlier_tasks_weights_survive_later_tasks(tmp_path, init, sharing):
             assert np.array_equal(value, saved[-1].bn_snapshots[0][layer][key])
 
 
+@pytest.mark.parametrize("redraw", [False, True])
+def test_a_self_teacher_starts_its_free_weights_at_zero_or_redrawn(tmp_path, redraw):
+    """self_distill's teacher trains the network's free weights: at 0 after task 0 (where
+    allocation left them, the paper), or re-drawn as PackNet does (allocation.redraw_free).
+    Either way the entries earlier tasks own stay bit-identical."""
+    engine = make_engine(tmp_path, ["variant=self_distill",
+                                    f"allocation.redraw_free={str(redraw).lower()}"])
+    starts = {}
+    original = engine._new_teacher
+
+    def spy(t):
+        teacher = original(t)
+        starts[t] = (engine.backend.get_weights(teacher), masks.free(engine.owner))
+        return teacher
+    engine._new_teacher = spy
+    engine.run()
+    for t in (1, 2):
+        weights, free = starts[t]
+        values = np.concatenate([weights[name][free[name]] for name in free])
+        assert values.size and (np.any(values != 0) if redraw else np.all(values == 0))
+    saved = [checkpoint.load(tmp_path / "checkpoint" / f"task-{t}.safetensors")
+             for t in range(3)]
+    for name, owner in saved[0].owner.items():
+        mine = owner == 0
+        assert np.array_equal(saved[0].weights[name][mine], saved[-1].weights[name][mine])
+
+
 @pytest.mark.parametrize("init, starts_at_zero", [("zero", True), ("teacher", False),
                                                   ("scaled_normal", False)])
 def test_newly_owned_weights_start_from_the_chosen_init(tmp_path, init, starts_at_zero):
