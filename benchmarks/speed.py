@@ -12,6 +12,9 @@ better; targets in TARGETS):
   eval_ratio_vs_limit  backend.predict with 10 sub-networks / 10 x one plain dense forward
   train_ratio_outliers_vs_paper  (teacher step + distill step with routing-aware training) /
                        (teacher step + distill step): a run's cost with outlier_weight > 0
+  train_ratio_self_teacher_vs_paper  (self-teacher step + distill step) / (teacher step +
+                       distill step): a run's cost with a teacher trained inside the network
+                       (variant self_distill: only the free weights of task 5 of 10 train)
   eval_ratio_stats_vs_maxprob  evaluation routed by `mahalanobis` (predict with features +
                        standardised distances to 10 tasks' statistics) / evaluation routed by
                        the paper's `max_prob` (predict + max softmax), same images
@@ -44,13 +47,14 @@ SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=NUM_CLASS
 LAST = TASKS - 1  # the distill phase timed is the last task's: the most frozen weights
 TARGETS = {"teacher_step_ratio": 1.10, "eval_ratio_vs_limit": 1.3, "tf_vs_torch_train": 1.5,
            "tf_vs_torch_eval": 1.5, "eval_ratio_stats_vs_maxprob": 1.2,
-           "train_ratio_outliers_vs_paper": 1.3}
+           "train_ratio_outliers_vs_paper": 1.3, "train_ratio_self_teacher_vs_paper": 1.3}
 
 
-def simulated_ownership(layers) -> dict[str, np.ndarray]:
-    """Ownership after allocating all 10 tasks at random (classifier rows by class)."""
+def simulated_ownership(layers, tasks: int = TASKS) -> dict[str, np.ndarray]:
+    """Ownership after allocating the first `tasks` of 10 at random (classifier rows by
+    class)."""
     owner, rng = masks.new_ownership(layers, TASKS), np.random.default_rng(0)
-    for t in range(TASKS):
+    for t in range(tasks):
         owner = masks.allocate(owner, t, layers=layers, num_tasks=TASKS, rng=rng,
                                class_range=(10 * t, 10 * t + 10))
     return owner
@@ -68,6 +72,11 @@ class BackendBench:
         backend.set_gates(self.teacher, None)
         self.teacher_trainer = backend.start_phase(
             self.teacher, PhaseSpec(kind="teacher", **common), None)
+        # A self-teacher (self_distill) is the same dense forward training only the entries
+        # no task owns yet: at task 5 of 10, half of them.
+        halfway = simulated_ownership(backend.layers(self.teacher), TASKS // 2)
+        self.self_teacher_trainer = backend.start_phase(
+            self.teacher, PhaseSpec(kind="teacher", **common), masks.free(halfway))
         self.student = backend.build_model(SPEC, seed=0)
         owner = simulated_ownership(backend.layers(self.student))
         self.gates = masks.gates(owner, LAST)
@@ -86,9 +95,10 @@ class BackendBench:
         self.stats = [fit_task_stats(rng.random((500, width)), rng.integers(0, 10, 500),
                                      (0, 10), seed=j) for j in range(TASKS)]
 
-    def teacher_epoch(self, x, y) -> None:
+    def teacher_epoch(self, x, y, inside: bool = False) -> None:
         self.epoch += 1
-        self.backend.train_epoch(self.teacher_trainer, x, y, epoch=0, seed=self.epoch)
+        trainer = self.self_teacher_trainer if inside else self.teacher_trainer
+        self.backend.train_epoch(trainer, x, y, epoch=0, seed=self.epoch)
 
     def distill_epoch(self, x, y, outliers: bool = False) -> None:
         self.epoch += 1
@@ -177,6 +187,8 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
             "dense_forward": Job(lambda: plain.forward(x_eval))}
     for name, bench in benches.items():
         jobs[f"{name}_teacher_step"] = Job(lambda b=bench: b.teacher_epoch(x, y), batches)
+        jobs[f"{name}_self_teacher_step"] = Job(lambda b=bench: b.teacher_epoch(x, y, True),
+                                                batches)
         jobs[f"{name}_distill_step"] = Job(lambda b=bench: b.distill_epoch(x, y), batches,
                                            setup=bench.restore_gates)
         jobs[f"{name}_distill_outlier_step"] = Job(lambda b=bench: b.distill_epoch(x, y, True),
@@ -221,12 +233,16 @@ def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
             "train_ratio_outliers_vs_paper": round(
                 (raw[f"{name}_teacher_step"] + raw[f"{name}_distill_outlier_step"])
                 / (raw[f"{name}_teacher_step"] + raw[f"{name}_distill_step"]), 3),
+            "train_ratio_self_teacher_vs_paper": round(
+                (raw[f"{name}_self_teacher_step"] + raw[f"{name}_distill_step"])
+                / (raw[f"{name}_teacher_step"] + raw[f"{name}_distill_step"]), 3),
             "teacher_images_per_s": round(batch_size / raw[f"{name}_teacher_step"], 1),
             "distill_images_per_s": round(batch_size / raw[f"{name}_distill_step"], 1),
             "eval_images_per_s": round(eval_images / raw[f"{name}_predict"], 1)}
     main = "torch" if "torch" in backends else next(iter(backends), None)
     for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
-                "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper"):
+                "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper",
+                "train_ratio_self_teacher_vs_paper"):
         out[key] = out["per_backend"][main][key] if main else None
     both = {"tf", "torch"} <= set(backends)
     for key, parts in (("teacher", ["teacher_step"]), ("distill", ["distill_step"]),

@@ -30,7 +30,8 @@ def test_speed_returns_documented_keys():
     out = run_speed(["torch"], batch_size=2, batches=1, repeats=1, eval_images=2,
                     eval_batch=2, threads=0)
     for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
-                "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper"):
+                "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper",
+                "train_ratio_self_teacher_vs_paper"):
         assert out[key] > 0
         assert out[key] == out["per_backend"]["torch"][key]
     for key in ("tf_vs_torch_train", "tf_vs_torch_eval"):
@@ -41,7 +42,8 @@ def test_speed_returns_documented_keys():
                                                   "torch_teacher_step", "torch_distill_step",
                                                   "torch_predict", "torch_eval_max_prob",
                                                   "torch_eval_mahalanobis",
-                                                  "torch_distill_outlier_step"}
+                                                  "torch_distill_outlier_step",
+                                                  "torch_self_teacher_step"}
     assert out["eval_limit_seconds"] == pytest.approx(
         10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
     assert out["meets_targets"]["tf_vs_torch_eval"] is None
