@@ -40,6 +40,10 @@ METHODS: dict[str, dict[str, Any]] = {
     # The teacher trained inside the network from redrawn free weights (PackNet's teacher, so it
     # builds on earlier tasks' frozen weights), then distillation with per-task BN.
     "self_distill_redraw": {"variant": "self_distill", "allocation.redraw_free": True},
+    # The teacher trained inside the network, then a student that leans on the labels more than
+    # on that teacher (beta 1, or none at all: PackNet's fine-tuning with per-task BN).
+    "self_distill_beta1": {"variant": "self_distill", "distillation.beta": 1.0},
+    "self_distill_beta0": {"variant": "self_distill", "distillation.beta": 0.0},
     "outliers": {"distillation.outlier_weight": OUTLIER_WEIGHT},
     "teacher_outliers": {"allocation.init": "teacher",
                          "distillation.outlier_weight": OUTLIER_WEIGHT},

@@ -5,6 +5,7 @@ No timing is asserted: only that the documented keys come back with sane values.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -126,6 +127,24 @@ def test_synbols_subset_is_the_cpu_setting_and_synbols_the_papers():
     assert (paper.model, paper.teacher.epochs, paper.distill.epochs) == ("resnet32", 25, 25)
     with pytest.raises(SystemExit, match="unknown setting"):
         accuracy.setting_for("cifar10")
+
+
+def test_synbols_selection_renders_other_images_of_the_same_setting(tmp_path, monkeypatch):
+    rendered = {}
+
+    def fake_render(path, classes, per_class_train, per_class_test, seed):
+        rendered[seed] = path
+        return path
+
+    monkeypatch.setattr(accuracy, "prepare_synbols", fake_render)
+    args = argparse.Namespace(synbols_per_class=(500, 100), data_dir=str(tmp_path))
+    folders = {name: accuracy.setting_for(name).prepare(args)
+               for name in ("synbols-subset", "synbols-selection")}
+    assert set(rendered) == {0, 1}  # one rendering each, from different seeds
+    assert folders["synbols-subset"] != folders["synbols-selection"]
+    configs = [accuracy.make_config(accuracy.setting_for(name), [], "mind", FAKE, 0, 1.0, "cpu")
+               for name in ("synbols-subset", "synbols-selection")]
+    assert configs[0] == configs[1]  # the same training recipe; only the images differ
 
 
 def test_fmnist_resnet32_is_issue_12s_protocol():
