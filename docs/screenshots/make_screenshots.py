@@ -30,6 +30,8 @@ if shutil.which("rsvg-convert") is None:
 
 from textual.widgets import DataTable
 
+from mind_core import rundir
+from mind_core.events import read_events
 from tui.app import MindApp
 from tui.screens.compare import CompareScreen
 from tui.screens.launch import LaunchScreen
@@ -43,15 +45,15 @@ RUNS = {
     "smoke-torch": ["--preset", "smoke"],
     "smoke-diverged": ["--preset", "smoke", "--set", "distill.lr=1e30"],
 }
-COPIED = ("config.json", "events.jsonl", "metrics.json", "output.log")  # no checkpoints
+COPIED = (rundir.CONFIG, rundir.EVENTS, rundir.METRICS, rundir.OUTPUT_LOG)  # no checkpoints
 
 
 def make_runs(work: Path) -> None:
     """Each run once: a run whose events end in run_finished or run_failed is reused."""
     for name, args in RUNS.items():
-        events = work / name / "events.jsonl"
-        last = events.read_text().splitlines()[-1:] if events.exists() else []
-        if last and json.loads(last[0])["type"] in ("run_finished", "run_failed"):
+        events = work / name / rundir.EVENTS
+        last = list(read_events(events))[-1:] if events.exists() else []
+        if last and last[0]["type"] in ("run_finished", "run_failed"):
             continue
         shutil.rmtree(work / name, ignore_errors=True)
         print(f"mind run {' '.join(args)} --out {work / name}", flush=True)
@@ -78,15 +80,15 @@ def cut_live(run: Path) -> None:
     """Turn a finished copy into a run caught mid-way (task 3, half-way through its
     distillation): its events up to that point, and run_started naming this process, which
     is alive, so the monitor shows it running (elapsed and ETA come from the events' times)."""
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    events = list(read_events(run / rundir.EVENTS))
     steps = [i for i, e in enumerate(events) if e["type"] == "progress"
              and e.get("task") == 2 and e.get("phase") == "distill"]
     kept = events[: steps[len(steps) // 2] + 1]
     for event in kept:
         if event["type"] == "run_started":
             event["pid"] = os.getpid()
-    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
-    (run / "metrics.json").unlink(missing_ok=True)  # it would tell the end of the story
+    (run / rundir.EVENTS).write_text("".join(json.dumps(e) + "\n" for e in kept))
+    (run / rundir.METRICS).unlink(missing_ok=True)  # it would tell the end of the story
 
 
 async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 30.0) -> None:
