@@ -6,9 +6,10 @@ and routing accuracy, written to --out as results.md, results.json and one PNG p
 
 Settings: demo (built-in fmnist-mini, preset demo), fmnist (full Fashion-MNIST 5x2, preset
 fmnist-quick), fmnist-resnet32 (Fashion-MNIST 5x2 with ResNet-32 on issue 12's 4+4-epoch protocol,
-where students can collapse), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5, small_cnn;
-rendered once into --data-dir), synbols-selection (the same classes rendered with another seed:
-where settings are chosen, so that none is chosen on the subset's test split), or any preset name, e.g. cifar100 or synbols for the paper's
+where students can collapse), synbols-subset (a generated 50-class Synbols subset, 10 tasks x 5,
+small_cnn; rendered once into --data-dir), synbols-selection (the same classes rendered with
+another seed: where settings are chosen, so that none is chosen on the subset's test split), or
+any preset name, e.g. cifar100 or synbols for the paper's
 settings on a GPU machine. Methods: mind_core/methods.py (benchmarks/baselines.py).
 Each setting and backend runs as one `mind sweep` (needs the sweep extra) into
 --out/sweeps/<setting>-<backend>/, --threads CPUs a run, runs side by side: run the same
