@@ -25,14 +25,13 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the speed benchmark's reference model is torch")
 def test_speed_returns_documented_keys():
-    from benchmarks.speed import run_speed
+    from benchmarks.speed import BACKEND_RATIOS, run_speed
 
     # threads=0 leaves the process's thread settings alone for the tests that follow.
     out = run_speed(["torch"], batch_size=2, batches=1, repeats=1, eval_images=2,
                     eval_batch=2, threads=0)
-    for key in ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
-                "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper",
-                "train_ratio_self_teacher_vs_paper"):
+    assert "train_ratio_teacher_slice_vs_paper" in BACKEND_RATIOS
+    for key in BACKEND_RATIOS:
         assert out[key] > 0
         assert out[key] == out["per_backend"]["torch"][key]
     for key in ("tf_vs_torch_train", "tf_vs_torch_eval"):
@@ -44,7 +43,8 @@ def test_speed_returns_documented_keys():
                                                   "torch_predict", "torch_eval_max_prob",
                                                   "torch_eval_mahalanobis",
                                                   "torch_distill_outlier_step",
-                                                  "torch_self_teacher_step"}
+                                                  "torch_self_teacher_step",
+                                                  "torch_distill_labels_step"}
     assert out["eval_limit_seconds"] == pytest.approx(
         10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
     assert out["meets_targets"]["tf_vs_torch_eval"] is None

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from mind_core.config import (
+    DEFAULT_VARIANT,
     FIELD_TYPES,
     ConfigError,
     beyond_paper,
@@ -38,6 +39,7 @@ def test_paper_presets_carry_the_papers_hyperparameters(preset):
     assert cfg.inference.temperature == temp
     assert cfg.model == "resnet32" and cfg.tasks == 10 and cfg.teacher.batch_size == 256
     assert cfg.distillation.beta == 5 and cfg.teacher.weight_decay == 0
+    assert cfg.variant == "mind" and cfg.allocation.init == "zero"
 
 
 def test_overrides_use_dotted_field_names_and_aliases():
@@ -65,7 +67,7 @@ def test_redraw_free_is_packnets_and_only_for_a_teacher_inside_the_network():
         "demo", ["variant=self_distill", "allocation.redraw_free=true"])).reinit_free
     # A fresh teacher never sees the network's free weights: the setting would do nothing.
     with pytest.raises(ConfigError, match="allocation.redraw_free: applies to a teacher"):
-        resolve_config("demo", ["allocation.redraw_free=true"])
+        resolve_config("demo", ["variant=mind", "allocation.redraw_free=true"])
 
 
 @pytest.mark.parametrize("override, key", [
@@ -109,7 +111,8 @@ def test_paper_presets_keep_the_papers_recipe_and_presets_say_what_departs():
         {"inference.routing": "mahalanobis", "allocation.init": "teacher"}
     assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero",
                                                  paper_rule])) == {"allocation.init": "zero"}
-    assert beyond_paper(resolve_config("demo")) == {"inference.routing": "mahalanobis"}
+    assert beyond_paper(resolve_config("demo")) == {"variant": DEFAULT_VARIANT,
+                                                    "inference.routing": "mahalanobis"}
 
 
 FLOAT_KEYS = sorted(key for key, kind in FIELD_TYPES.items() if kind is float)
@@ -149,9 +152,10 @@ def test_non_finite_floats_in_a_saved_config_are_refused():
 
 def test_distill_epochs_zero_is_refused_unless_nothing_is_distilled():
     with pytest.raises(ConfigError) as err:
-        resolve_config("demo", ["distill.epochs=0"])
+        resolve_config("demo", ["variant=mind", "distill.epochs=0"])
     assert err.value.key == "distill.epochs" and "distillation.beta" in str(err.value)
     with pytest.raises(ConfigError):
         resolve_config("demo", ["variant=self_distill", "distill.epochs=0"])
     assert resolve_config("demo", ["distill.epochs=0", "beta=0"]).distill.epochs == 0
     assert resolve_config("demo", ["variant=packnet", "distill.epochs=0"]).distill.epochs == 0
+    assert resolve_config("demo", ["distill.epochs=0"]).distill.epochs == 0  # teacher_slice

@@ -7,6 +7,7 @@ import json
 
 from mind_core.cli import main
 from mind_core.config import resolve_config
+from mind_core.methods import method_settings
 from mind_core.runner import start_run
 from mind_core.sweep.driver import Resources, run_sweep
 from mind_core.sweep.grid import parse_grid
@@ -51,7 +52,7 @@ def test_two_seeds_by_two_values_run_four_trials_summarised_from_their_metrics(
     record = json.loads((out / "sweep.json").read_text())
     assert record["grid"]["seeds"] == [0, 1] and record["grid"]["sets"] == {
         "distill.beta": ["1", "5"]}
-    assert record["grid"]["methods"] == {"mind": {}}
+    assert record["grid"]["methods"] == {"mind": method_settings("mind")}
     assert [t["name"] for t in record["trials"]] == NAMES
     # summary.md: mean and sample std over the two seeds of each configuration.
     md = (out / "summary.md").read_text()

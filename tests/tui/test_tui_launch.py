@@ -194,3 +194,27 @@ def test_the_core_catalog_checks_own_data_and_its_class_split(tmp_path: Path):
     with pytest.raises(ConfigProblem) as missing:
         catalog.user_dataset(f"npz:{tmp_path / 'other.npz'}")
     assert missing.value.key == "own_data" and "does not exist" in missing.value.message
+
+
+def test_another_variant_shows_its_own_defaults_where_nothing_was_changed(tmp_path: Path):
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)  # the demo: teacher_slice, a student without beta
+        beta = screen.query_one("#f-distillation-beta", Input)
+        assert beta.value == "0"
+        # The paper's MIND distils (beta 5): the form shows what the run will get.
+        screen.query_one("#f-variant", Select).value = "mind"
+        await wait_for(pilot, lambda: beta.value == "5")
+        assert "--set variant=mind" in plain(screen.query_one("#launch-command"))
+        screen.query_one("#f-variant", Select).value = "teacher_slice"
+        await wait_for(pilot, lambda: beta.value == "0")
+        assert "distillation.beta" not in plain(screen.query_one("#launch-command"))
+        # A value the user typed stays as typed when the variant changes.
+        await type_into(pilot, screen, "f-distillation-beta", "2")
+        screen.query_one("#f-variant", Select).value = "mind"
+        await wait_for(pilot, lambda: "--set variant=mind" in plain(
+            screen.query_one("#launch-command")))
+        assert beta.value == "2"
+
+    drive(app, scenario)

@@ -81,6 +81,8 @@ class LaunchScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.preset_values: dict[str, str] = {}
+        # What the chosen variant filled in: a field still showing it follows the next variant.
+        self.variant_values: dict[str, str] = {}
         self.datasets: dict[str, DatasetChoice] = {}
         self.presets: dict[str, str] = {}
         self.listed_for: str = ""  # the data dir self.datasets was listed for
@@ -162,14 +164,9 @@ class LaunchScreen(Screen):
             self.validation = Validation("preset", problem.message)
             return
         self.preset_values = {s.key: format_value(lookup(config, s.key)) for s in SETTINGS}
+        self.variant_values = dict(self.preset_values)
         for setting in SETTINGS:
-            widget = self.query_one(f"#{field_id(setting.key)}")
-            value = self.preset_values[setting.key]
-            if isinstance(widget, Select):
-                if value in setting.choices:
-                    widget.value = value
-            elif isinstance(widget, Input):
-                widget.value = value
+            self._show(setting, self.preset_values[setting.key])
         dataset = lookup(config, "dataset")
         if dataset in self.datasets:
             self.query_one(f"#{field_id('dataset')}", Select).value = dataset
@@ -178,8 +175,35 @@ class LaunchScreen(Screen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == field_id("preset"):
             self._load_preset(event.value)
+        elif event.select.id == field_id("variant"):
+            self._apply_variant(event.value)
         else:
             self._validate()
+
+    def _apply_variant(self, variant: Any) -> None:
+        """A variant brings its own defaults (beta, allocation) over the preset's: show the
+        values the run will get, in every field the user has not changed."""
+        try:
+            config = self.catalog.resolve(self._value("preset"), [f"variant={variant}"])
+        except ConfigProblem:
+            self._validate()
+            return
+        for setting in SETTINGS:
+            if setting.key == "variant" or \
+                    self._value(setting.key) != self.variant_values.get(setting.key):
+                continue
+            value = format_value(lookup(config, setting.key))
+            self.variant_values[setting.key] = value
+            self._show(setting, value)
+        self._validate()
+
+    def _show(self, setting: Setting, value: str) -> None:
+        widget = self.query_one(f"#{field_id(setting.key)}")
+        if isinstance(widget, Select):
+            if value in setting.choices:
+                widget.value = value
+        elif isinstance(widget, Input):
+            widget.value = value
 
     def on_input_changed(self) -> None:
         self._validate()
