@@ -168,17 +168,17 @@ for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig,
     attrs.resolve_types(_cls)
 
 # What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
+# A teacher trained inside the network hands over its own largest weights, at their values.
+_SELF_TEACHER_START = {"allocation.mode": "magnitude", "allocation.init": "teacher"}
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "mind": {},
-    "self_distill": {"allocation.mode": "magnitude", "allocation.init": "teacher"},
-    "packnet": {"allocation.mode": "magnitude", "allocation.init": "teacher",
-                "allocation.redraw_free": True, "distillation.beta": 0.0,
-                "bn": "frozen_after_first"},
+    "self_distill": {**_SELF_TEACHER_START},
+    "packnet": {**_SELF_TEACHER_START, "allocation.redraw_free": True,
+                "distillation.beta": 0.0, "bn": "frozen_after_first"},
     # The self-distillation teacher's largest weights become the task's slice and are
     # fine-tuned on the labels alone, with per-task BN: PackNet's student without its redraw
     # or its frozen BN (the benchmarks' method self_distill_beta0).
-    "teacher_slice": {"allocation.mode": "magnitude", "allocation.init": "teacher",
-                      "distillation.beta": 0.0},
+    "teacher_slice": {**_SELF_TEACHER_START, "distillation.beta": 0.0},
 }
 
 _SECTIONS = {f.name: f.type for f in attrs.fields(RunConfig) if attrs.has(f.type)}
