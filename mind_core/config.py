@@ -19,12 +19,14 @@ from mind_core.masks import INITS, MODES
 from mind_core.network import CUSTOM_ARCH
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
 from mind_core.registry import BACKENDS
-from mind_core.routing import PAPER_RULE, ROUTINGS
+from mind_core.routing import PAPER_RULE, ROUTINGS, RULES
 from mind_core.schedule import SCENARIOS
+from mind_core.spaces import COVARIANCES, TRANSFORMS
 
 # The loop's variants (what each sets: VARIANT_DEFAULTS, plan.Plan) and BatchNorm modes
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
-# BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS.
+# BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS, COVARIANCES,
+# TRANSFORMS.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
 # The variants the paper defines (MIND-SPEC.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
@@ -116,6 +118,21 @@ class InferenceConfig:
 
 
 @attrs.frozen(kw_only=True)
+class StatsConfig:
+    """Routing statistics fitted at the end of each task (docs/routing.md)."""
+
+    # Beyond the paper: besides its own, the first `spaces` sub-networks' feature spaces a
+    # task's statistics are fitted in (mind_core.spaces; the rule `pairwise` reads them). 0:
+    # its own space only (the paper presets: no extra forward passes). 16 covers every task of
+    # the paper's sequences and bounds storage and fitting for longer ones.
+    spaces: int = attrs.field(default=16, validator=_non_negative)
+    # How each (space, task) is modelled: chosen on the synbols-selection rendering
+    # (docs/routing.md), where each beat its alternative.
+    covariance: str = attrs.field(default="per_class", validator=_one_of(*COVARIANCES))
+    transform: str = attrs.field(default="fecam", validator=_one_of(*TRANSFORMS))
+
+
+@attrs.frozen(kw_only=True)
 class LwfConfig:
     """Learning without Forgetting (method=lwf): weight and temperature of its distillation
     of the old classes' logits (docs/baselines.md: Li and Hoiem 2016, lambda 1, T 2)."""
@@ -159,12 +176,13 @@ class RunConfig:
     allocation: AllocationConfig = AllocationConfig()
     distillation: DistillationConfig = DistillationConfig()
     inference: InferenceConfig = InferenceConfig()
+    stats: StatsConfig = StatsConfig()
     lwf: LwfConfig = LwfConfig()
     ewc: EwcConfig = EwcConfig()
 
 
-for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, LwfConfig,
-             EwcConfig, RunConfig):
+for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, StatsConfig,
+             LwfConfig, EwcConfig, RunConfig):
     attrs.resolve_types(_cls)
 
 # What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
@@ -334,6 +352,9 @@ def _failing_field(cls, values: dict[str, Any]) -> str:
 
 
 def _check_consistency(cfg: RunConfig) -> None:
+    if RULES[cfg.inference.routing].needs == "spaces" and cfg.stats.spaces == 0:
+        raise ConfigError("inference.routing", f"{cfg.inference.routing} needs statistics in "
+                          "other sub-networks' spaces: set stats.spaces >= 1")
     if cfg.allocation.redraw_free and cfg.variant not in SELF_TEACHER_VARIANTS:
         raise ConfigError("allocation.redraw_free", "applies to a teacher trained inside the "
                           f"network: variant {' or '.join(SELF_TEACHER_VARIANTS)}")

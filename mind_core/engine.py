@@ -31,7 +31,7 @@ from mind_core.routing import (
     RoutingError,
     TaskStats,
     check_enough_samples,
-    fit_task_stats,
+    fit_stats,
 )
 from mind_core.rundir import (
     CHECKPOINT_DIR,
@@ -42,6 +42,7 @@ from mind_core.rundir import (
     task_checkpoint,
 )
 from mind_core.schedule import make_tasks
+from mind_core.spaces import space_ids
 
 
 class Interrupted(Exception):
@@ -331,19 +332,24 @@ class Engine:
         return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
 
     def _fit_stats(self, t: int) -> None:
-        """Routing statistics of sub-network t, from task t's training data while it is at
-        hand. A run resumed from a checkpoint written before statistics existed has none for
-        its earlier tasks (their data is gone), so it goes on without them."""
+        """Routing statistics of task t, from its training data while it is at hand: in
+        sub-network t's own space, and in the first stats.spaces sub-networks' (all frozen
+        now, so these never go stale; mind_core.spaces). A run resumed from a checkpoint
+        written before statistics existed has none for its earlier tasks (their data is
+        gone), so it goes on without them."""
         task = self.task_data[t]
         if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
             return
-        subnet = subnets_for(self.owner, self.bn_snapshots, self.plan,
-                             [task.class_range for task in self.task_data[:t + 1]])[t]
-        _, features = self.backend.predict(self.model, task.x_train, [subnet],
+        spaces = sorted({*space_ids(t, self.cfg.stats.spaces), t})
+        subnets = subnets_for(self.owner, self.bn_snapshots, self.plan,
+                              [task.class_range for task in self.task_data[:t + 1]])
+        _, features = self.backend.predict(self.model, task.x_train, [subnets[j] for j in spaces],
                                            self.cfg.inference.batch_size, self.dataset.mean,
                                            self.dataset.std, features=True)
-        self.stats.append(fit_task_stats(features[0], task.y_train, task.class_range,
-                                         derive_seed(self.cfg.seed, "stats", t)))
+        self.stats.append(fit_stats(features, spaces, t, task.y_train, task.class_range,
+                                    derive_seed(self.cfg.seed, "stats", t),
+                                    self.cfg.stats.spaces, self.cfg.stats.covariance,
+                                    self.cfg.stats.transform))
 
     def _evaluate(self, t: int) -> None:
         self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)

@@ -105,7 +105,7 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
     inputs = RoutingInputs(logits=logits, temperature=temperature,
                            features=features if has_stats else None,
                            stats=list(stats) if has_stats else None)
-    routes = {name: route(name, inputs) for name in available(has_stats)}
+    routes = {name: route(name, inputs) for name in available(inputs.stats)}
     routed = routes[routing] if routing in routes else route(routing, inputs)  # raises why
 
     tag_ok = predicted[routed, samples] == labels

@@ -15,12 +15,24 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
+from mind_core.gaussians import (  # noqa: F401  (oas_covariance, whitening re-exported)
+    CALIBRATION_FRACTION,
+    as_stored,
+    class_means,
+    held_out_split,
+    min_distance,
+    oas_covariance,
+    whitening,
+)
 from mind_core.numerics import log_softmax
-
-CALIBRATION_FRACTION = 0.2
-"""Share of a task's training samples held out of the statistics fit to calibrate its scores
-(the rest fits the class means and covariance)."""
-
+from mind_core.spaces import (
+    SpaceStats,
+    SpaceStatsError,
+    fit_space_stats,
+    has_spaces,
+    pairwise_scores,
+    space_ids,
+)
 
 MIN_SAMPLES = 10
 """Fewest training samples of a task that routing statistics are fitted from (the held-out
@@ -38,25 +50,34 @@ class TaskStats:
     means: [c, d] class means; whiten: [d, d] W with W W^T = inverse of the shrunk tied
     covariance, so a squared Mahalanobis distance is a squared Euclidean one after x @ W;
     calibration: [4] mean and std of the minimum squared distance, and of its logarithm, on
-    the held-out slice of the task's training data.
+    the held-out slice of the task's training data; spaces: the task's statistics in other
+    sub-networks' feature spaces too, by sub-network (mind_core.spaces; empty where the run
+    fits none).
     """
 
     means: np.ndarray
     whiten: np.ndarray
     calibration: np.ndarray
+    spaces: dict[int, SpaceStats] = attrs.field(factory=dict)
 
     ARRAYS = ("means", "whiten", "calibration")
+    SPACE = "space"  # tensors of a space: space/<sub-network>/<name>
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in self.ARRAYS}
+        out = {name: getattr(self, name) for name in self.ARRAYS}
+        for space, stats in sorted(self.spaces.items()):
+            out.update({f"{self.SPACE}/{space}/{k}": v for k, v in stats.arrays().items()})
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "statistics") -> TaskStats:
         """Checked: shapes that fit together and finite values; errors name the tensor."""
+        own = {k: v for k, v in arrays.items() if not k.startswith(cls.SPACE + "/")}
+        spaces = _spaces_from_arrays(arrays, where, cls.SPACE)
         missing = [name for name in cls.ARRAYS if name not in arrays]
         if missing:
             raise RoutingError(f"{where}: missing tensor {missing[0]!r}")
-        means, whiten, calibration = (np.asarray(arrays[n], np.float64) for n in cls.ARRAYS)
+        means, whiten, calibration = (np.asarray(own[n], np.float64) for n in cls.ARRAYS)
         shapes_ok = (means.ndim == 2 and whiten.shape == (means.shape[1],) * 2
                      and calibration.shape == (4,) and means.shape[0] > 0)
         if not shapes_ok:
@@ -68,38 +89,32 @@ class TaskStats:
                 raise RoutingError(f"{where}: tensor {name!r} holds non-finite values")
         if calibration[1] <= 0 or calibration[3] <= 0:
             raise RoutingError(f"{where}: tensor 'calibration' has a non-positive spread")
-        return cls(means=means, whiten=whiten, calibration=calibration)
+        if spaces and means.shape[1] != {s.means.shape[1] for s in spaces.values()}.pop():
+            raise RoutingError(f"{where}: its spaces' features are not {means.shape[1]}-wide")
+        return cls(means=means, whiten=whiten, calibration=calibration, spaces=spaces)
 
     @property
     def dim(self) -> int:
         return int(self.means.shape[1])
 
 
+def _spaces_from_arrays(arrays: dict[str, np.ndarray], where: str, prefix: str
+                        ) -> dict[int, SpaceStats]:
+    grouped: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        if key.startswith(prefix + "/"):
+            index, _, name = key[len(prefix) + 1:].partition("/")
+            if not index.isdigit() or str(int(index)) != index:
+                raise RoutingError(f"{where}: tensor {key!r} has no sub-network number")
+            grouped.setdefault(int(index), {})[name] = value
+    try:
+        return {space: SpaceStats.from_arrays(group, f"{where}/{prefix}/{space}")
+                for space, group in sorted(grouped.items())}
+    except SpaceStatsError as exc:
+        raise RoutingError(str(exc)) from None
+
+
 # --------------------------------------------------------------------------- fitting
-def oas_covariance(centered: np.ndarray) -> np.ndarray:
-    """Oracle Approximating Shrinkage (Chen, Wiesel, Eldar, Hero 2010) of the covariance of
-    rows already centred: a closed-form blend of the sample covariance with a scaled identity,
-    well conditioned even with dead (constant) features or fewer samples than dimensions."""
-    n, d = centered.shape
-    sample = centered.T @ centered / max(n, 1)
-    mu = np.trace(sample) / d
-    alpha = np.mean(sample ** 2)
-    denominator = (n + 1.0) * (alpha - mu ** 2 / d)
-    shrinkage = 1.0 if denominator <= 0 else min(1.0, (alpha + mu ** 2) / denominator)
-    shrunk = (1.0 - shrinkage) * sample
-    shrunk[np.diag_indices(d)] += shrinkage * mu
-    if mu <= 0:  # every feature constant: any positive scale keeps distances finite
-        shrunk[np.diag_indices(d)] += 1.0
-    return shrunk
-
-
-def whitening(covariance: np.ndarray) -> np.ndarray:
-    """W with W W^T = covariance^-1 (from the eigendecomposition; robust to near-singular)."""
-    values, vectors = np.linalg.eigh(covariance)
-    floor = max(values.max(), 1e-12) * 1e-9
-    return vectors / np.sqrt(np.maximum(values, floor))
-
-
 def fit_task_stats(features: np.ndarray, labels: np.ndarray, class_range: tuple[int, int],
                    seed: int) -> TaskStats:
     """Statistics of one sub-network's features [n, d] on its own task's training data.
@@ -112,36 +127,31 @@ def fit_task_stats(features: np.ndarray, labels: np.ndarray, class_range: tuple[
     local = np.asarray(labels, np.int64) - lo
     if len(features) != len(local) or features.ndim != 2:
         raise ValueError(f"features {features.shape} and labels {local.shape} do not match")
-    order = np.random.default_rng(seed).permutation(len(features))
-    calib_count = int(round(len(order) * CALIBRATION_FRACTION))
-    calib, fit = order[:calib_count], order[calib_count:]
-    classes = hi - lo
     if len(features) < MIN_SAMPLES:
         raise ValueError(f"{len(features)} samples are too few to fit routing statistics "
                          f"(at least {MIN_SAMPLES})")
-    means = np.zeros((classes, features.shape[1]))
-    present = np.zeros(classes, bool)
-    for c in range(classes):
-        rows = features[fit][local[fit] == c]
-        if len(rows):
-            means[c], present[c] = rows.mean(axis=0), True
-    if not present.all():  # a class with no fit sample: use the overall mean for it
-        means[~present] = features[fit].mean(axis=0)
-    centered = features[fit] - means[local[fit]]
-    whiten = whitening(oas_covariance(centered))
+    calib, fit = held_out_split(len(features), seed)
+    means = as_stored(class_means(features[fit], local[fit], hi - lo))
+    whiten = as_stored(whitening(oas_covariance(features[fit] - means[local[fit]])))
     distance = min_distance(features[calib], means, whiten)
     log_distance = np.log(distance + 1e-12)
-    calibration = np.array([distance.mean(), max(distance.std(), 1e-12),
-                            log_distance.mean(), max(log_distance.std(), 1e-12)])
+    calibration = as_stored(np.array([distance.mean(), max(distance.std(), 1e-12),
+                                      log_distance.mean(), max(log_distance.std(), 1e-12)]))
     return TaskStats(means=means, whiten=whiten, calibration=calibration)
 
 
-def min_distance(features: np.ndarray, means: np.ndarray, whiten: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance of each row to its nearest class mean, [n]."""
-    z = np.asarray(features, np.float64) @ whiten
-    m = means @ whiten
-    squared = (z ** 2).sum(1)[:, None] - 2.0 * z @ m.T + (m ** 2).sum(1)[None, :]
-    return np.maximum(squared.min(axis=1), 0.0)
+def fit_stats(features: np.ndarray, spaces: list[int], task: int, labels: np.ndarray,
+              class_range: tuple[int, int], seed: int, fit_spaces: int,
+              covariance: str = "per_class", transform: str = "fecam") -> TaskStats:
+    """A task's statistics from its training features in several sub-networks' spaces
+    ([len(spaces), n, d], in the order of `spaces`, which holds the task's own): its own-space
+    TaskStats, with SpaceStats (covariance, transform: the settings stats.*) in each space of
+    space_ids(task, fit_spaces)."""
+    by_space = dict(zip(spaces, features, strict=True))
+    own = fit_task_stats(by_space[task], labels, class_range, seed)
+    return attrs.evolve(own, spaces={
+        j: fit_space_stats(by_space[j], labels, class_range, seed, covariance, transform)
+        for j in space_ids(task, fit_spaces)})
 
 
 # --------------------------------------------------------------------------- rules
@@ -156,12 +166,21 @@ class RoutingInputs:
     stats: list[TaskStats] | None = None
 
 
+NEEDS = ("logits", "stats", "spaces")
+"""What a rule reads: the logits alone; also features and each task's statistics in its own
+sub-network; also each task's statistics in other sub-networks' spaces (mind_core.spaces)."""
+
+
 @attrs.frozen(kw_only=True)
 class Rule:
     name: str
-    needs_stats: bool
+    needs: str  # one of NEEDS
     summary: str
     route: Callable[[RoutingInputs], np.ndarray]  # -> routed task per sample, int [n]
+
+    @property
+    def needs_stats(self) -> bool:
+        return self.needs != "logits"
 
 
 def _argmax(scores: np.ndarray) -> np.ndarray:
@@ -206,26 +225,45 @@ def standardised_distances(inputs: RoutingInputs) -> np.ndarray:
     return out
 
 
+def _route_pairwise(inputs: RoutingInputs) -> np.ndarray:
+    if inputs.features is None or not inputs.stats or not stats_support(inputs.stats, "spaces"):
+        raise RoutingError("this rule needs every task's statistics in the spaces it shares "
+                           "with the others")
+    return _argmax(pairwise_scores(inputs.features, [s.spaces for s in inputs.stats]))
+
+
 RULES: dict[str, Rule] = {rule.name: rule for rule in (
-    Rule(name="max_prob", needs_stats=False,
+    Rule(name="max_prob", needs="logits",
          summary="highest max softmax(logits / T) (the paper's rule)",
          route=lambda i: _argmax(_confidence(i))),
-    Rule(name="entropy", needs_stats=False,
+    Rule(name="entropy", needs="logits",
          summary="of the two most confident tasks, the lower entropy (the paper's alternative)",
          route=_route_entropy),
-    Rule(name="max_logit", needs_stats=False, summary="highest maximum logit",
+    Rule(name="max_logit", needs="logits", summary="highest maximum logit",
          route=lambda i: _argmax(i.logits.max(axis=-1))),
-    Rule(name="energy", needs_stats=False, summary="highest T * logsumexp(logits / T)",
+    Rule(name="energy", needs="logits", summary="highest T * logsumexp(logits / T)",
          route=lambda i: _argmax(_energy(i))),
-    Rule(name="mahalanobis", needs_stats=True,
+    Rule(name="mahalanobis", needs="stats",
          summary="lowest standardised distance to the nearest class mean (feature statistics)",
          route=lambda i: _argmax(-standardised_distances(i))),
+    Rule(name="pairwise", needs="spaces",
+         summary="round robin of task pairs, each decided by likelihoods in a space both share",
+         route=_route_pairwise),
 )}
 ROUTINGS = tuple(RULES)
 # The paper's rule, and so the one a run routed with when its files name none (runs made
 # before the rule was recorded).
 PAPER_RULE = "max_prob"
-SCORE_ONLY = tuple(name for name, rule in RULES.items() if not rule.needs_stats)
+SCORE_ONLY = tuple(name for name, rule in RULES.items() if rule.needs == "logits")
+
+
+def stats_support(stats: list[TaskStats] | None, needs: str) -> bool:
+    """Whether a run's statistics (one TaskStats per task, or None) give a rule what it needs."""
+    if needs == "logits":
+        return True
+    if not stats:
+        return False
+    return needs == "stats" or has_spaces([s.spaces for s in stats])
 
 
 def check_rule(name: str) -> Rule:
@@ -237,14 +275,21 @@ def check_rule(name: str) -> Rule:
 
 def route(name: str, inputs: RoutingInputs) -> np.ndarray:
     rule = check_rule(name)
-    if rule.needs_stats and (inputs.stats is None or inputs.features is None):
-        raise RoutingError(f"routing rule {name!r} needs per-task feature statistics, "
+    if rule.needs_stats and (inputs.features is None
+                             or not stats_support(inputs.stats, rule.needs)):
+        raise RoutingError(f"routing rule {name!r} needs {MISSING[rule.needs]}, "
                            "which this run's checkpoints do not hold")
     return np.asarray(rule.route(inputs), dtype=np.int64)
 
 
-def available(has_stats: bool) -> tuple[str, ...]:
-    return ROUTINGS if has_stats else SCORE_ONLY
+MISSING = {"stats": "per-task feature statistics",
+           "spaces": "every task's statistics in every sub-network's feature space (stats.spaces)"}
+"""What a rule lacks when a run's checkpoints do not give it what it needs."""
+
+
+def available(stats: list[TaskStats] | None) -> tuple[str, ...]:
+    """The rules a run's statistics (one TaskStats per task, or None) let it score."""
+    return tuple(name for name, rule in RULES.items() if stats_support(stats, rule.needs))
 
 
 def unavailable_rules(scored: dict) -> list[str]:

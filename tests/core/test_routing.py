@@ -9,6 +9,7 @@ import pytest
 from mind_core import checkpoint
 from mind_core.config import ConfigError, resolve_config
 from mind_core.metrics import evaluate_logits
+from mind_core.spaces import space_ids
 from mind_core.routing import (
     ROUTINGS,
     RULES,
@@ -16,6 +17,8 @@ from mind_core.routing import (
     RoutingError,
     RoutingInputs,
     TaskStats,
+    available,
+    fit_stats,
     fit_task_stats,
     min_distance,
     oas_covariance,
@@ -58,15 +61,21 @@ def test_whitening_turns_mahalanobis_into_euclidean():
     np.testing.assert_allclose(min_distance(x, means, w), direct, rtol=1e-8)
 
 
-def make_tasks_features(seed=0, tasks=3, classes=2, dim=8, n=300):
+def make_tasks_features(seed=0, tasks=3, classes=2, dim=8, n=300, spaces=0):
     """Per-task statistics and test features of sub-networks whose feature spaces differ:
-    task j's data sits at centre j in sub-network j's space and elsewhere in the others."""
+    task j's data sits at centre j in sub-network j's space and elsewhere in the others.
+    spaces: stats.spaces, the earlier sub-networks' spaces each task is also fitted in."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4, (tasks, tasks, dim))  # [network, data task, dim]
     stats = []
-    for j in range(tasks):
-        x, y = clusters(rng, centres[j, j], n, classes, j * classes)
-        stats.append(fit_task_stats(x, y, (j * classes, (j + 1) * classes), seed=j))
+    for t in range(tasks):
+        ids = sorted({*space_ids(t, spaces), t})
+        labels = rng.integers(0, classes, n)
+        noise = rng.normal(0, 0.5, (len(ids), n, dim))
+        x = np.stack([centres[j, t] + np.eye(classes, dim)[labels] + noise[i]
+                      for i, j in enumerate(ids)])
+        stats.append(fit_stats(x, ids, t, labels + t * classes,
+                               (t * classes, (t + 1) * classes), seed=t, fit_spaces=spaces))
     test_tasks = [np.full(50, t) for t in range(tasks)]
     features = np.stack([
         np.concatenate([clusters(np.random.default_rng(100 + 10 * j + t), centres[j, t], 50,
@@ -105,13 +114,18 @@ def test_unknown_rule_and_missing_statistics_are_refused_with_the_reason():
 
 
 def test_evaluation_scores_every_available_rule():
-    stats, features, true_tasks = make_tasks_features(tasks=2)
+    stats, features, true_tasks = make_tasks_features(tasks=2, spaces=1)
     rng = np.random.default_rng(3)
     logits = rng.normal(0, 1, features.shape[:2] + (2,))
     labels = true_tasks * 2 + logits[true_tasks, np.arange(len(true_tasks))].argmax(-1)
     with_stats = evaluate_logits(logits, labels, true_tasks, [(0, 2), (2, 4)], 1.0,
                                  "mahalanobis", features, stats)
     assert set(with_stats.rules) == set(ROUTINGS)
+    own_only = [attrs.evolve(s, spaces={}) for s in stats]  # stats.spaces = 0
+    assert available(own_only) == tuple(r for r in ROUTINGS if r != "pairwise")
+    scored = evaluate_logits(logits, labels, true_tasks, [(0, 2), (2, 4)], 1.0,
+                             "mahalanobis", features, own_only)
+    assert set(scored.rules) == set(available(own_only))
     assert with_stats.routing == with_stats.rules["mahalanobis"]["routing"] > 0.95
     assert with_stats.taw == 1.0 and with_stats.tag == with_stats.rules["mahalanobis"]["tag"]
     without = evaluate_logits(logits, labels, true_tasks, [(0, 2), (2, 4)], 1.0)
