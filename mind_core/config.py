@@ -369,12 +369,16 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
                         if isinstance(val, tuple) else val)
 
 
+# A saved config without a variant was written before variants existed: it trained the
+# paper's MIND, whatever the default is now.
+SAVED_VARIANT = "mind"
+
+
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     """A saved config; a key it lacks (written by an older version) takes its variant's
     default before the field default, so a run resumes as it started."""
-    flat = flatten(data)
-    variant = VARIANT_DEFAULTS.get(str(flat.get("variant", DEFAULT_VARIANT)), {})
-    return build_config({**variant, **flat})
+    flat = {"variant": SAVED_VARIANT, **flatten(data)}
+    return build_config({**VARIANT_DEFAULTS.get(str(flat["variant"]), {}), **flat})
 
 
 # ----------------------------------------------------------------------------- presets
@@ -445,8 +449,9 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
                    *, base: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
     """preset (or base in its place: a flat or nested dict, e.g. a file's or a run's) ->
     variant defaults -> overrides (strings "key=value" or a mapping) -> fields. The variant's
-    defaults override the preset's settings when the overrides change the variant; else they
-    only fill what it leaves out, so a saved config comes back exactly as it was."""
+    defaults fill what the source leaves out; when the overrides change the variant, they
+    also replace what the old variant implied (follow_variant), so a saved config with its
+    own variant comes back exactly as it was."""
     flat = _unalias(flatten(load_preset(preset) if base is None else base))
     if base is None:
         flat.setdefault("name", preset)
@@ -460,7 +465,23 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
     if variant not in VARIANTS:
         raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}; "
                           f"got {variant!r}")
-    defaults = VARIANT_DEFAULTS[variant]
-    flat = {**flat, **defaults} if variant != own else {**defaults, **flat}
-    flat.update(given)
-    return build_config(flat)
+    return build_config({**follow_variant(flat, own, variant), **given})
+
+
+def implied_settings(variant: str) -> dict[str, Any]:
+    """Every setting some variant implies, at this variant's value (the field's default where
+    it implies nothing for it, as mind does for all of them)."""
+    keys = dict.fromkeys(key for implied in VARIANT_DEFAULTS.values() for key in implied)
+    default = flatten(attrs.asdict(_DEFAULT))
+    return {key: VARIANT_DEFAULTS.get(variant, {}).get(key, default[key]) for key in keys}
+
+
+def follow_variant(flat: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    """flat (a preset's, a file's or a saved run's settings, variant old) as variant new: a
+    setting it leaves out, or holds at what old implies, takes what new implies; any other
+    value was chosen, and stays. A full saved config carries every implied setting, so only
+    their values can tell what the old variant chose (docs/algorithm.md "Variants")."""
+    before, after = implied_settings(old), implied_settings(new)
+    chosen = {key: value for key, value in flat.items()
+              if key not in before or _parse_value(key, value) != before[key]}
+    return {**after, **chosen, "variant": new}
