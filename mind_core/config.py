@@ -339,9 +339,12 @@ def _check_consistency(cfg: RunConfig) -> None:
                           f"network: variant {' or '.join(SELF_TEACHER_VARIANTS)}")
     if cfg.teacher.epochs == 0 and cfg.variant == "mind" and cfg.distillation.beta > 0:
         raise ConfigError("teacher.epochs", "must be > 0 when distilling from a fresh teacher")
-    if cfg.distill.epochs == 0 and cfg.distillation.beta > 0:
-        raise ConfigError("distill.epochs", "must be > 0 when distilling (distillation.beta > "
-                          "0); set distillation.beta=0 for a run without distillation")
+    # The distill phase trains each task's slice and estimates its BatchNorm statistics,
+    # with distillation or without (beta 0: teacher_slice, packnet); skipped, every sub-network
+    # would be evaluated with BN statistics it never had. The baselines have no such phase.
+    if cfg.distill.epochs == 0 and cfg.method == "mind":
+        raise ConfigError("distill.epochs", "must be > 0: the distill phase trains each task's "
+                          "weights and BatchNorm statistics, also with distillation.beta=0")
     for phase in ("teacher", "distill"):
         pc: PhaseConfig = getattr(cfg, phase)
         if pc.milestones and pc.epochs and pc.milestones[-1] > pc.epochs:
