@@ -26,7 +26,7 @@ from mind_core.schedule import SCENARIOS
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
-# The variants the paper defines (MIND-SPEC.md "Variants"); teacher_slice is this project's.
+# The variants the paper defines (docs/algorithm.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
 # Beyond the paper, the variant a run gets unless a preset or the user names one: it beat MIND
 # (with the same routing rule) on every CPU setting over 3 seeds (docs/algorithm.md); the paper
@@ -91,7 +91,7 @@ class AllocationConfig:
     weight_sharing: bool = True
     # Values of newly owned weights: see masks.INITS and docs/algorithm.md.
     init: str = attrs.field(default="zero", validator=_one_of(*INITS))
-    # A teacher trained inside the network (self_distill, packnet) starts task t >= 1 with the
+    # A teacher trained inside the network (SELF_TEACHER_VARIANTS) starts task t >= 1 with the
     # still-free weights re-drawn He-normal (PackNet) instead of at 0, where allocation left them.
     redraw_free: bool = False
 
@@ -167,7 +167,7 @@ for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig,
              EwcConfig, RunConfig):
     attrs.resolve_types(_cls)
 
-# What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
+# What each variant means, applied before the user's own overrides (docs/algorithm.md "Variants").
 # A teacher trained inside the network hands over its own largest weights, at their values.
 _SELF_TEACHER_START = {"allocation.mode": "magnitude", "allocation.init": "teacher"}
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
