@@ -381,7 +381,8 @@ def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     """A saved config; a key it lacks (written by an older version) takes its variant's
     default before the field default, so a run resumes as it started."""
     flat = {"variant": SAVED_VARIANT, **flatten(data)}
-    return build_config({**VARIANT_DEFAULTS.get(str(flat["variant"]), {}), **flat})
+    variant = str(flat["variant"])
+    return build_config(follow_variant(flat, variant, variant))
 
 
 # ----------------------------------------------------------------------------- presets
@@ -420,11 +421,8 @@ def list_presets() -> list[PresetInfo]:
     """Every preset, sorted by name, with its routing rule and what departs from the paper."""
     out = []
     for name in sorted(_preset_files()):
-        preset = load_preset(name)
-        cfg = build_config({**VARIANT_DEFAULTS.get(preset.get("variant", DEFAULT_VARIANT), {}),
-                            **flatten({k: v for k, v in preset.items()
-                                       if k != "description"})})
-        out.append(PresetInfo(name=name, description=preset.get("description", ""),
+        cfg = resolve_config(name)
+        out.append(PresetInfo(name=name, description=cfg.description,
                               routing=cfg.inference.routing, beyond_paper=beyond_paper(cfg)))
     return out
 
