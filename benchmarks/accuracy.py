@@ -68,7 +68,7 @@ def synbols_subset(args: argparse.Namespace) -> list[str]:
 
 def synbols_selection(args: argparse.Namespace) -> list[str]:
     """The same 50 classes, other images: settings are chosen here, never on the benchmark's
-    own test split (MIND-SPEC "Beyond the paper")."""
+    own test split (docs/algorithm.md, rules every improvement follows)."""
     return _synbols_rendering(args, render_seed=1)
 
 

@@ -20,6 +20,9 @@ from mind_core.rundir import ERROR_LOG
 
 RUN_STOPPING = ("\nStopping after the current batch and saving a checkpoint (Ctrl-C again to "
                 "abort at once)...")
+# --threads of run and resume: what each backend bounds with it.
+THREADS_HELP = ("the framework's threads: torch's intra-op pool, tf's intra-op and inter-op pools "
+                "(default: the CPUs this process may use)")
 
 
 class StopFlag:
@@ -69,8 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<backend>-<time>)")
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
-    run.add_argument("--threads", type=_threads, metavar="N", help="the framework's intra-op "
-                     "threads (default: the CPUs this process may use)")
+    run.add_argument("--threads", type=_threads, metavar="N", help=THREADS_HELP)
     run.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log losses and "
                      "accuracies as TensorBoard scalars in DIR (pip install -e '.[tensorboard]')")
 
@@ -80,8 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--backend", help="the run's backend, needed again when it is a "
                         "module:Class (never imported from config.json on its own)")
     resume.add_argument("--quiet", action="store_true")
-    resume.add_argument("--threads", type=_threads, metavar="N", help="the framework's "
-                        "intra-op threads (default: the CPUs this process may use)")
+    resume.add_argument("--threads", type=_threads, metavar="N", help=THREADS_HELP)
     resume.add_argument("--tensorboard", type=Path, metavar="DIR", help="log TensorBoard "
                         "scalars in DIR (the run's earlier log directory continues its curves)")
 

@@ -28,7 +28,7 @@ from mind_core.spaces import COVARIANCES, TRANSFORMS
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS, COVARIANCES,
 # TRANSFORMS.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
-# The variants the paper defines (MIND-SPEC.md "Variants"); teacher_slice is this project's.
+# The variants the paper defines (docs/algorithm.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
 # Beyond the paper, the variant a run gets unless a preset or the user names one: it beat MIND
 # (with the same routing rule) on every CPU setting over 3 seeds (docs/algorithm.md); the paper
@@ -93,7 +93,7 @@ class AllocationConfig:
     weight_sharing: bool = True
     # Values of newly owned weights: see masks.INITS and docs/algorithm.md.
     init: str = attrs.field(default="zero", validator=_one_of(*INITS))
-    # A teacher trained inside the network (self_distill, packnet) starts task t >= 1 with the
+    # A teacher trained inside the network (SELF_TEACHER_VARIANTS) starts task t >= 1 with the
     # still-free weights re-drawn He-normal (PackNet) instead of at 0, where allocation left them.
     redraw_free: bool = False
 
@@ -185,7 +185,7 @@ for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig,
              LwfConfig, EwcConfig, RunConfig):
     attrs.resolve_types(_cls)
 
-# What each variant means, applied before the user's own overrides (MIND-SPEC.md "Variants").
+# What each variant means, applied before the user's own overrides (docs/algorithm.md "Variants").
 # A teacher trained inside the network hands over its own largest weights, at their values.
 _SELF_TEACHER_START = {"allocation.mode": "magnitude", "allocation.init": "teacher"}
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -360,9 +360,12 @@ def _check_consistency(cfg: RunConfig) -> None:
                           f"network: variant {' or '.join(SELF_TEACHER_VARIANTS)}")
     if cfg.teacher.epochs == 0 and cfg.variant == "mind" and cfg.distillation.beta > 0:
         raise ConfigError("teacher.epochs", "must be > 0 when distilling from a fresh teacher")
-    if cfg.distill.epochs == 0 and cfg.distillation.beta > 0:
-        raise ConfigError("distill.epochs", "must be > 0 when distilling (distillation.beta > "
-                          "0); set distillation.beta=0 for a run without distillation")
+    # The distill phase trains each task's slice and estimates its BatchNorm statistics,
+    # with distillation or without (beta 0: teacher_slice, packnet); skipped, every sub-network
+    # would be evaluated with BN statistics it never had. The baselines have no such phase.
+    if cfg.distill.epochs == 0 and cfg.method == "mind":
+        raise ConfigError("distill.epochs", "must be > 0: the distill phase trains each task's "
+                          "weights and BatchNorm statistics, also with distillation.beta=0")
     for phase in ("teacher", "distill"):
         pc: PhaseConfig = getattr(cfg, phase)
         if pc.milestones and pc.epochs and pc.milestones[-1] > pc.epochs:
@@ -390,12 +393,17 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
                         if isinstance(val, tuple) else val)
 
 
+# A saved config without a variant was written before variants existed: it trained the
+# paper's MIND, whatever the default is now.
+SAVED_VARIANT = "mind"
+
+
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     """A saved config; a key it lacks (written by an older version) takes its variant's
     default before the field default, so a run resumes as it started."""
-    flat = flatten(data)
-    variant = VARIANT_DEFAULTS.get(str(flat.get("variant", DEFAULT_VARIANT)), {})
-    return build_config({**variant, **flat})
+    flat = {"variant": SAVED_VARIANT, **flatten(data)}
+    variant = str(flat["variant"])
+    return build_config(follow_variant(flat, variant, variant))
 
 
 # ----------------------------------------------------------------------------- presets
@@ -434,11 +442,8 @@ def list_presets() -> list[PresetInfo]:
     """Every preset, sorted by name, with its routing rule and what departs from the paper."""
     out = []
     for name in sorted(_preset_files()):
-        preset = load_preset(name)
-        cfg = build_config({**VARIANT_DEFAULTS.get(preset.get("variant", DEFAULT_VARIANT), {}),
-                            **flatten({k: v for k, v in preset.items()
-                                       if k != "description"})})
-        out.append(PresetInfo(name=name, description=preset.get("description", ""),
+        cfg = resolve_config(name)
+        out.append(PresetInfo(name=name, description=cfg.description,
                               routing=cfg.inference.routing, beyond_paper=beyond_paper(cfg)))
     return out
 
@@ -466,8 +471,9 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
                    *, base: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
     """preset (or base in its place: a flat or nested dict, e.g. a file's or a run's) ->
     variant defaults -> overrides (strings "key=value" or a mapping) -> fields. The variant's
-    defaults override the preset's settings when the overrides change the variant; else they
-    only fill what it leaves out, so a saved config comes back exactly as it was."""
+    defaults fill what the source leaves out; when the overrides change the variant, they
+    also replace what the old variant implied (follow_variant), so a saved config with its
+    own variant comes back exactly as it was."""
     flat = _unalias(flatten(load_preset(preset) if base is None else base))
     if base is None:
         flat.setdefault("name", preset)
@@ -481,7 +487,23 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
     if variant not in VARIANTS:
         raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}; "
                           f"got {variant!r}")
-    defaults = VARIANT_DEFAULTS[variant]
-    flat = {**flat, **defaults} if variant != own else {**defaults, **flat}
-    flat.update(given)
-    return build_config(flat)
+    return build_config({**follow_variant(flat, own, variant), **given})
+
+
+def implied_settings(variant: str) -> dict[str, Any]:
+    """Every setting some variant implies, at this variant's value (the field's default where
+    it implies nothing for it, as mind does for all of them)."""
+    keys = dict.fromkeys(key for implied in VARIANT_DEFAULTS.values() for key in implied)
+    default = flatten(attrs.asdict(_DEFAULT))
+    return {key: VARIANT_DEFAULTS.get(variant, {}).get(key, default[key]) for key in keys}
+
+
+def follow_variant(flat: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    """flat (a preset's, a file's or a saved run's settings, variant old) as variant new: a
+    setting it leaves out, or holds at what old implies, takes what new implies; any other
+    value was chosen, and stays. A full saved config carries every implied setting, so only
+    their values can tell what the old variant chose (docs/algorithm.md "Variants")."""
+    before, after = implied_settings(old), implied_settings(new)
+    chosen = {key: value for key, value in flat.items()
+              if key not in before or _parse_value(key, value) != before[key]}
+    return {**after, **chosen, "variant": new}

@@ -1,5 +1,5 @@
 """The MIND loop over the Backend protocol: per task teacher -> allocate -> distill -> BN
-snapshot -> evaluate -> checkpoint (MIND-SPEC.md "Per task t").
+snapshot -> evaluate -> checkpoint (docs/algorithm.md "One task, step by step").
 
 The engine never opens a model: it moves numpy weights, ownership arrays, gates and BN
 snapshots across the protocol. A resume checkpoint is written at every epoch boundary and after

@@ -1,4 +1,4 @@
-"""Ownership arrays, allocation and gates (MIND-SPEC.md "Allocation" and "Distillation").
+"""Ownership arrays, allocation and gates (docs/algorithm.md, steps 2 to 4 of one task).
 
 An ownership array has the canonical shape of its gated weight: -1 = free, t >= 0 = owned by
 task t. Every function here returns new arrays and never modifies its inputs, so the engine can

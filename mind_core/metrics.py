@@ -58,7 +58,7 @@ LOSS_ORACLES = {
 }
 
 
-# --- Metrics (MIND-SPEC.md "Inference" and "Metrics") ---------------------------------------
+# --- Metrics (docs/algorithm.md "Inference" and "Metrics") ---------------------------------
 
 Matrix = list[list[float]]
 """Accuracy matrix, lower-triangular: row t holds accuracy on tasks 0..t after task t."""

@@ -22,7 +22,8 @@ SUPPORTED_LAYERS = {
     "tf": "Conv2D (groups=1, channels_last) and Dense with a linear or relu activation, "
           "BatchNormalization (center and scale, axis -1) and parameter-free layers",
 }
-"""What each backend converts, as printed in errors and docs/own-network.md."""
+"""What each backend converts, as printed in errors; docs/models.md ("Your own network")
+says the same for users."""
 
 
 NO_NETWORK = (f"model={CUSTOM_ARCH} trains your own network, which only Python can pass: "

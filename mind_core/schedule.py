@@ -1,7 +1,8 @@
 """Class order and task splits: class-incremental (disjoint classes) and domain-incremental.
 
 Class-incremental relabels classes so task t owns the contiguous label range [t*c, (t+1)*c)
-(MIND-SPEC.md "Notation"); every later part of the run works in that relabelled space.
+(docs/algorithm.md "Terms": class range); every later part of the run works in that
+relabelled space.
 """
 
 from __future__ import annotations

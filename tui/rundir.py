@@ -1,6 +1,6 @@
 """Reading run directories: events, config, metrics, output log, and a run's status.
 
-A run directory is the one interface between runs, the CLI and the TUI (see DESIGN.md). Every
+A run directory is the one interface between runs, the CLI and the TUI (see docs/design.md). Every
 function here tolerates missing or half-written files: a run may be starting, crashing or
 living on another machine's disk.
 """

@@ -6,8 +6,6 @@ variables; everything crossing the boundary is numpy in the canonical layout.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from backends.tf import tf_import
@@ -16,6 +14,7 @@ from backends.tf.convert import adopt, build_converted
 from backends.tf.ewc import fisher
 from backends.tf.losses import distill_loss_fn
 from backends.tf.models import build_network
+from backends.tf.runtime import enable_memory_growth, set_threads
 from backends.tf.trainer import JIT_COMPILE, Trainer, image_spec
 from mind_core.backend_checks import (
     check_bn_values,
@@ -56,40 +55,16 @@ def resolve_device(device: str | None) -> str:
     return f"/GPU:{request.index}"
 
 
-def set_threads(threads: int | None) -> None:
-    """TensorFlow's intra-op threads for this process (None: leave TF's default, every core).
-
-    TF fixes them when its runtime starts (the first op or tensor), for the whole process.
-    Asked for before that, they are set. Asked for again with the value in force (a sweep's
-    trials that share a worker process all ask for the same), nothing happens. Asked for
-    afterwards with another value (e.g. a user's Keras model built before the backend, which
-    starts TF), TF cannot change them: a one-line RuntimeWarning says so and the process keeps
-    the threads it has.
-    """
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise ValueError(f"threads must be a positive whole number or None, got {threads!r}")
-    threads = int(threads)
-    current = tf.config.threading.get_intra_op_parallelism_threads()
-    if current == threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:  # "cannot be modified after initialization"
-        kept = f"{current} intra-op threads" if current else "its default intra-op threads"
-        warnings.warn(f"threads={threads} ignored: TensorFlow already started in this process "
-                      f"with {kept}, which it keeps until the process ends",
-                      RuntimeWarning, stacklevel=3)
-
-
 class TFBackend:
     """The MIND backend for TensorFlow 2 / Keras 3."""
 
     name = "tf"
 
     def __init__(self, device: str = "auto", threads: int | None = None):
-        set_threads(threads)  # first: resolving the device must not be what starts TF
+        # First: both are refused once TF has started, and resolving the device does not
+        # start it (listing devices does not).
+        set_threads(threads)
+        enable_memory_growth()
         self.device = resolve_device(device)
         on_gpu = self.device.startswith("/GPU")
         # On CPU every op TF runs here is deterministic already (checked by the conformance

@@ -97,6 +97,9 @@ def test_own_network_is_trained_and_needed_again_to_load(tmp_path):
      "do not split into 4 equal tasks"),
     (lambda d, out: mind.fit(None, d, tasks=3, backend=FAKE, preset="smoke", out=out,
                              settings={"distill.betta": 1}), "unknown setting"),
+    *[(lambda d, out, v=variant: mind.fit(None, d, tasks=3, backend=FAKE, out=out, settings={
+        "variant": v, "distill.epochs": 0}), "distill.epochs: must be > 0")
+      for variant in ("teacher_slice", "packnet")],
     (lambda d, out: mind.fit(object(), d, out=out), "torch nn.Module or a Keras model"),
     (lambda d, out: mind.fit(FakeNetwork(outputs=6), d, backend="tf", out=out),
      "backend='tf'"),

@@ -218,7 +218,7 @@ def test_threads_are_set_before_tf_starts_and_a_late_change_is_one_warning():
                          check=True, cwd=Path(__file__).resolve().parents[2])
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "2" and lines[1] == "1 RuntimeWarning" and lines[3] == "2"
-    assert "threads=3 ignored" in lines[2] and "2 intra-op threads" in lines[2]
+    assert "threads=3 ignored" in lines[2] and "2 intra-op threads and 2 inter-op" in lines[2]
 
 
 L = keras.layers

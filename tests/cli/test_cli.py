@@ -439,6 +439,18 @@ def test_non_finite_settings_and_a_distillation_without_epochs_are_exit_2(tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("variant", ["teacher_slice", "packnet"])
+def test_a_variant_without_distillation_still_needs_distill_epochs(tmp_path, capsys, variant):
+    # Issue 24: beta 0 does not make the distill phase optional: it trains the task's slice
+    # and estimates its BatchNorm statistics.
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, "--set", f"variant={variant}", "--set",
+                 "distill.epochs=0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mind: error: distill.epochs: must be > 0") and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_a_flipped_bit_in_a_checkpoint_is_exit_2_naming_file_and_tensor(tmp_path, capsys):
     out = tmp_path / "run"
     main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet"])

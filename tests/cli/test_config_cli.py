@@ -64,6 +64,27 @@ def test_from_reruns_a_runs_config_with_a_new_seed(tmp_path, monkeypatch):
     assert made.name.startswith("smoke-FakeBackend-") and saved_config(made) == before
 
 
+def test_set_variant_on_a_saved_run_or_a_shown_toml_brings_the_variants_settings(tmp_path,
+                                                                                 capsys):
+    # Issue 24: a teacher_slice run (beta 0, magnitude, teacher init) switched to mind is the
+    # paper's MIND, as the same switch on the demo preset gives, not mind with beta 0.
+    paper_mind = (5.0, "random", "zero")
+    source = tmp_path / "slice"
+    assert main(["run", "--preset", "demo", *FAKE, *TINY, "--out", str(source), "--quiet"]) == 0
+    assert saved_config(source).variant == "teacher_slice"
+    again = tmp_path / "mind"
+    assert main(["run", "--from", str(source), "--set", "variant=mind", "--backend", FAKE[1],
+                 "--out", str(again), "--quiet"]) == 0
+    cfg = saved_config(again)
+    assert (cfg.distillation.beta, cfg.allocation.mode, cfg.allocation.init) == paper_mind
+    capsys.readouterr()
+    assert main(["presets", "--show", "demo"]) == 0
+    path = tmp_path / "demo.toml"
+    path.write_text(capsys.readouterr().out)
+    cfg = run_config(config_file=path, overrides=["variant=mind"])
+    assert (cfg.distillation.beta, cfg.allocation.mode, cfg.allocation.init) == paper_mind
+
+
 def file_with(text: str):
     def make(tmp_path):
         path = tmp_path / "my.toml"

@@ -1,4 +1,5 @@
-"""Allocation and gates, for all layer shapes, task counts and seeds (MIND-SPEC.md step 2-3)."""
+"""Allocation and gates, for all layer shapes, task counts and seeds
+(docs/algorithm.md, steps 2-3)."""
 
 from __future__ import annotations
 
