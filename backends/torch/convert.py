@@ -75,6 +75,8 @@ def _convert_leaf(name: str, module: nn.Module) -> nn.Module | None:
     # Exact types: a subclass may compute something else in its forward, which the gated
     # layer would silently drop; it falls through to "parameters of its own" below.
     kind = type(module)
+    if kind in (nn.Conv2d, nn.Linear, *BATCHNORMS):
+        _check_trainable(name, module)
     if kind is nn.Conv2d:
         return _gated_conv(name, module)
     if kind is nn.Linear:
@@ -96,6 +98,16 @@ def _check_own_tensors(name: str, module: nn.Module) -> None:
         if module.__module__.split(".")[0] != "torch":  # a user's class: name its tensors
             what += f" with tensors of its own: {', '.join(own)}"
         raise unsupported(name, what, "torch")
+
+
+def _check_trainable(name: str, module: nn.Module) -> None:
+    """A frozen parameter would be trained anyway (a gated copy's are new parameters; MIND
+    trains every task's slice), so freezing is refused rather than silently dropped."""
+    frozen = [n for n, p in module.named_parameters(recurse=False) if not p.requires_grad]
+    if frozen:
+        raise NetworkError(f"layer {name!r} is frozen (requires_grad=False on "
+                           f"{', '.join(frozen)}), which MIND would ignore: it trains every "
+                           "Conv2d, Linear and BatchNorm itself, so leave it trainable")
 
 
 def _check_standard_tensors(name: str, module: nn.Module) -> None:

@@ -1,5 +1,6 @@
-"""A user's nn.Module whose forward would bypass MIND's gates is refused at conversion
-(backends/torch/convert_watch.py); test_tf_network_gates.py is the Keras mirror.
+"""A user's nn.Module whose forward would bypass MIND's gates (backends/torch/convert_watch.py),
+or that carries a setting MIND would drop (a frozen layer), is refused at conversion;
+test_tf_network_gates.py is the Keras mirror.
 
 Such a network used to convert silently: its layer was owned and allocated, but its gate never
 applied, so later tasks' training leaked into earlier sub-networks (task 0's TAw fell to
@@ -71,6 +72,19 @@ class Listed(nn.Module):
         return self.out(x)
 
 
+def frozen(layer: str) -> nn.Module:
+    network = Net()
+    getattr(network, layer).requires_grad_(False)
+    return network
+
+
+def parametrized() -> nn.Module:
+    """A constraint on a weight (Keras's kernel_constraint) is a parametrization in torch."""
+    network = Net()
+    torch.nn.utils.parametrize.register_parametrization(network.hidden, "weight", nn.ReLU())
+    return network
+
+
 REFUSED = {
     "F.linear on its weight": (lambda: Net("functional"),
                                r"uses the tensors of layer 'hidden' directly \(in linear\(\)\)"),
@@ -82,11 +96,15 @@ REFUSED = {
                                        r"network does not register .* nn.ModuleList"),
     "a registered layer run from a plain list": (
         lambda: Listed(alias=True), r"layer 'blocks\[0\]' holds parameters"),
+    "frozen Linear": (lambda: frozen("hidden"), r"layer 'hidden' is frozen \(requires_grad="
+                                                 r"False on weight, bias\)"),
+    "frozen BatchNorm": (lambda: frozen("bn"), r"layer 'bn' is frozen"),
+    "parametrized weight": (parametrized, r"layer 'hidden' \(ParametrizedLinear"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_a_layer_that_does_not_run_through_its_gate_is_one_network_error(case):
+def test_a_layer_bypassing_its_gate_or_a_dropped_setting_is_one_network_error(case):
     make, message = REFUSED[case]
     backend = TorchBackend("cpu")
     with pytest.raises(NetworkError, match=message) as caught:
