@@ -134,7 +134,7 @@ def _check_settings(name: str, config: dict) -> None:
                    "distill.weight_decay), so remove it")
         else:
             fix = "its optimiser applies no constraint, so remove it"
-        raise NetworkError(f"layer {name!r} has a {key}, which MIND would ignore: {fix}")
+        raise NetworkError(f"layer {name!r} sets {key}, which MIND would ignore: {fix}")
 
 
 def layer_kind(op, name: str) -> tuple[str, dict]:
@@ -244,6 +244,10 @@ def _first_forward(blueprint: Blueprint) -> tuple[ConvertedModel, dict]:
         # A layer unbuilt in the user's model shows its weights only once it has run.
         if op is not None and getattr(op, "weights", None):
             raise unsupported(step.name, type(op).__name__, "tf")
+        if op is not None and getattr(op, "losses", None):  # MIND's trainer adds none
+            raise NetworkError(f"layer {step.name!r} adds a loss (an activity regularizer), "
+                               "which MIND would ignore: it trains with its own losses only, "
+                               "so remove it")
     _check_reads_own_weights(template, tape.watched_variables())
     return template, values
 
