@@ -28,6 +28,13 @@ from backends.torch.layers import GATED_TYPES
 from backends.torch.models import BatchNorm
 from mind_core.network import NetworkError
 
+# Calls that read only the dtype, device or shape of some tensor arguments, so a weight there
+# passes no values on: torch.zeros_like(w) and w.new_zeros(...) (the first argument),
+# x.to(w) and x.type_as(w) (every argument after the first).
+_LIKE = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+         "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"}
+_CAST = {"to", "type_as"}
+
 
 class _Watch(TorchFunctionMode):
     """Records, by layer name, which gated tensors met their gate and which were read some
@@ -57,27 +64,35 @@ class _Watch(TorchFunctionMode):
         # Reading metadata (.shape, .size(), .dtype) passes no values on: only a call that
         # makes a tensor can carry a weight into the output.
         if any(isinstance(v, torch.Tensor) for v in tree_flatten(result)[0]):
-            tensors = [v for v in tree_flatten((args, kwargs))[0] if isinstance(v, torch.Tensor)]
-            self._seen(func, tensors)
+            self._seen(func, args, kwargs)
         return result
 
-    def _seen(self, func, tensors: list[torch.Tensor]) -> None:
-        ids = {id(t) for t in tensors}
-        for tensor in tensors:
+    def _seen(self, func, args: tuple, kwargs: dict) -> None:
+        ids = {id(t) for t in _tensors((args, kwargs))}
+        name = _call_name(func)
+        if name in _LIKE:
+            args = args[1:]
+        elif name in _CAST:
+            args, kwargs = args[:1], {}
+        for tensor in _tensors((args, kwargs)):
             key = id(tensor)
             if key in self.gates:
-                name, gate = self.gates[key]
+                layer, gate = self.gates[key]
                 if gate in ids:
-                    self.gated_ran.add(name)
+                    self.gated_ran.add(layer)
                 else:
-                    self.bypassed.setdefault(name, _call_name(func))
+                    self.bypassed.setdefault(layer, _label(func))
             elif key in self.bn:
-                name, module = self.bn[key]
+                layer, module = self.bn[key]
                 if not self.running or self.running[-1] is not module:
-                    self.bypassed.setdefault(name, _call_name(func))
+                    self.bypassed.setdefault(layer, _label(func))
             elif (isinstance(tensor, nn.Parameter) and key not in self.registered
                   and self.unregistered is None):
                 self.unregistered = tensor
+
+
+def _tensors(structure: object) -> list[torch.Tensor]:
+    return [v for v in tree_flatten(structure)[0] if isinstance(v, torch.Tensor)]
 
 
 def _gate(module: nn.Module, attr: str) -> torch.Tensor:
@@ -86,6 +101,14 @@ def _gate(module: nn.Module, attr: str) -> torch.Tensor:
 
 def _call_name(func) -> str:
     return getattr(func, "__name__", None) or str(func)
+
+
+def _label(func) -> str:
+    """How the error shows the call: "linear()", or ".data" for an attribute read."""
+    name = _call_name(func)
+    if name == "__get__":
+        return "." + _call_name(getattr(func, "__self__", None))
+    return name + "()"
 
 
 @contextlib.contextmanager
@@ -131,7 +154,7 @@ def check_gates_applied(model: nn.Module, watch: _Watch) -> None:
             "train them, so hold it in nn.ModuleList or nn.ModuleDict")
     for name, call in watch.bypassed.items():
         raise NetworkError(
-            f"forward uses the tensors of layer {name!r} directly (in {call}()), not by "
+            f"forward uses the tensors of layer {name!r} directly (in {call}), not by "
             f"calling the layer: MIND gates and snapshots a layer only inside its own call, "
             f"so call it as a module (self.{name}(x)) instead of reading its weight")
     idle = [name for name, _ in watch.gates.values() if name not in watch.gated_ran]

@@ -39,10 +39,13 @@ class Net(nn.Module):
             h = F.linear(x, self.hidden.weight, self.hidden.bias)
         elif self.mode == "transposed":
             h = x @ self.hidden.weight.t()
+        elif self.mode == "data":
+            h = F.linear(x, self.hidden.weight.data)
         elif self.mode == "skipped":
             h = x[:, :16]
         else:
             # Reading metadata only, then calling the layer (twice: a shared layer) is fine.
+            x = x.to(self.hidden.weight) + torch.zeros_like(self.hidden.weight)[0]
             h = self.hidden(x.view(-1, self.hidden.weight.shape[1]))
             h = h + 0 * self.hidden(x)
         if self.mode == "functional_bn":
@@ -89,6 +92,7 @@ REFUSED = {
     "F.linear on its weight": (lambda: Net("functional"),
                                r"uses the tensors of layer 'hidden' directly \(in linear\(\)\)"),
     "weight transposed": (lambda: Net("transposed"), r"tensors of layer 'hidden' directly"),
+    "weight.data": (lambda: Net("data"), r"layer 'hidden' directly \(in \.data\)"),
     "BatchNorm run functionally": (lambda: Net("functional_bn"),
                                    r"tensors of layer 'bn' directly \(in batch_norm\(\)\)"),
     "a layer that never runs": (lambda: Net("skipped"), r"layer 'hidden' never runs"),
