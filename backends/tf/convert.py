@@ -5,7 +5,9 @@ of Steps: every Conv2D / Dense becomes a gated step and every BatchNormalization
 BatchNorm step, under the user's (dotted, for nested models) layer name; every parameter-free
 layer or operation is kept as it is (backends.tf.converted runs them). `adopt` builds a first
 model on a zeros batch, which finds every layer's input width and proves that the network
-runs, then checks what the core asks of the classifier. The user's model object is only read.
+runs on its converted (gated) layers' weights only, then checks what the core asks of the
+classifier. A setting of the user's layers that the converted ones would drop is refused.
+The user's model object is only read.
 """
 
 from __future__ import annotations
