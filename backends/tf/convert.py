@@ -5,7 +5,9 @@ of Steps: every Conv2D / Dense becomes a gated step and every BatchNormalization
 BatchNorm step, under the user's (dotted, for nested models) layer name; every parameter-free
 layer or operation is kept as it is (backends.tf.converted runs them). `adopt` builds a first
 model on a zeros batch, which finds every layer's input width and proves that the network
-runs, then checks what the core asks of the classifier. The user's model object is only read.
+runs on its converted (gated) layers' weights only, then checks what the core asks of the
+classifier. A setting of the user's layers that the converted ones would drop is refused.
+The user's model object is only read.
 """
 
 from __future__ import annotations
@@ -93,15 +95,55 @@ class _Reader:
         outputs = tuple(self.new_slot() for _ in range(n_outputs))
         if kind != "op" and (n_outputs != 1 or len(args) != 1 or not isinstance(args[0], Slot)):
             raise NetworkError(f"layer {name!r} must be called on one tensor")
+        if kind != "op":
+            _check_call_arguments(name, kind, kwargs)
         self.steps.append(Step(name=name, kind=kind, args=tuple(args), kwargs=dict(kwargs),
                                outputs=outputs, op=op if kind == "op" else None,
                                settings=settings))
         return list(outputs)
 
 
+def _check_call_arguments(name: str, kind: str, kwargs: dict) -> None:
+    """MIND calls its own conv, linear and BatchNorm with the input alone, so an argument the
+    user's call passes (BatchNormalization(...)(x, training=False), a mask) would be dropped
+    silently. A Conv2D or Dense ignores `training` itself."""
+    for key, value in kwargs.items():
+        if value is None or (key == "training" and kind != "bn"):
+            continue
+        if key == "training":
+            raise NetworkError(
+                f"layer {name!r} is called with training={value!r}, which MIND would ignore: "
+                "it runs every BatchNormalization in training mode while it trains (keeping "
+                "per-task statistics) and in inference mode to evaluate; call it without "
+                "training=")
+        raise NetworkError(f"layer {name!r} is called with {key}=, which MIND would ignore: "
+                           "call it on its input alone")
+
+
+def _check_settings(name: str, config: dict) -> None:
+    """Refuses what MIND would otherwise ignore on a layer it replaces by its own: a frozen
+    layer (MIND trains every task's slice), a regularizer (its only penalty is the phases'
+    weight_decay) and a constraint (its optimiser applies none)."""
+    if not config.get("trainable", True):
+        raise NetworkError(f"layer {name!r} is frozen (trainable=False), which MIND would "
+                           "ignore: it trains every conv, Dense and BatchNormalization "
+                           "itself, so leave the layer trainable")
+    for key, value in config.items():
+        if value is None or not key.endswith(("_regularizer", "_constraint")):
+            continue
+        if key.endswith("_regularizer"):
+            fix = ("its only weight penalty is the phases' weight_decay (teacher.weight_decay, "
+                   "distill.weight_decay), so remove it")
+        else:
+            fix = "its optimiser applies no constraint, so remove it"
+        raise NetworkError(f"layer {name!r} sets {key}, which MIND would ignore: {fix}")
+
+
 def layer_kind(op, name: str) -> tuple[str, dict]:
     """("conv" | "linear" | "bn" | "op", settings), or the NetworkError MIND gives for it."""
     cls = type(op)
+    if cls in (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization):
+        _check_settings(name, op.get_config())
     if cls is keras.layers.Conv2D:
         config = op.get_config()
         if config["data_format"] != "channels_last":
@@ -192,7 +234,8 @@ def _first_forward(blueprint: Blueprint) -> tuple[ConvertedModel, dict]:
     zeros = tf.zeros((2, *blueprint.input_hwc), tf.float32)
     try:
         template = ConvertedModel(blueprint)
-        values = template.run_steps(zeros, False, None, blueprint.steps)
+        with tf.GradientTape() as tape:  # records every trainable variable the forward reads
+            values = template.run_steps(zeros, False, None, blueprint.steps)
         template.run_steps(zeros, True, None, blueprint.steps)
     except NetworkError:
         raise
@@ -203,7 +246,27 @@ def _first_forward(blueprint: Blueprint) -> tuple[ConvertedModel, dict]:
         # A layer unbuilt in the user's model shows its weights only once it has run.
         if op is not None and getattr(op, "weights", None):
             raise unsupported(step.name, type(op).__name__, "tf")
+        if op is not None and getattr(op, "losses", None):  # MIND's trainer adds none
+            raise NetworkError(f"layer {step.name!r} adds a loss (an activity regularizer), "
+                               "which MIND would ignore: it trains with its own losses only, "
+                               "so remove it")
+    _check_reads_own_weights(template, tape.watched_variables())
     return template, values
+
+
+def _check_reads_own_weights(template: ConvertedModel, read) -> None:
+    """A weighted layer that the graph does not show (called inside a Lambda's function, or
+    a variable passed to a keras.ops call) runs the user's own weights: ungated, so later
+    tasks would leak into earlier sub-networks, and never trained. Its variables are then
+    read by the forward but are not the converted model's."""
+    own = {id(v.value) for v in template.trainable_variables}
+    foreign = [v for v in read if id(v) not in own]
+    if foreign:
+        path = foreign[0].name.removesuffix(":0")
+        raise NetworkError(
+            f"the network runs weights that are not its layers' own (variable {path!r}, e.g. "
+            "a layer called inside a Lambda or a custom layer's call()): MIND could neither "
+            "gate nor train them, so call that layer in the model itself (x = layer(x))")
 
 
 def _check_classifier(blueprint: Blueprint, classifier: str, values: dict) -> None:

@@ -165,11 +165,15 @@ class ConvertedModel(GatedModel):
 
 def _own_copy(op, seed: int, index: int):
     """A fresh instance of a parameter-free Keras layer (from its config, with a seed drawn
-    from `seed` where the user left it random, so training repeats), else a deep copy (a
-    Lambda of a Python lambda refuses from_config), else the user's layer itself, which holds
-    no parameters to share. Stateless operations (keras.ops calls in a functional model) are
-    used as they are."""
+    from `seed` where the user left it random, so training repeats), else a deep copy, else
+    the user's layer itself, which holds no parameters to share (always for a Lambda).
+    Stateless operations (keras.ops calls in a functional model) are used as they are."""
     if not isinstance(op, keras.layers.Layer):
+        return op
+    if isinstance(op, keras.layers.Lambda):
+        # Rebuilt from its config (as deepcopy does too), a lambda closing over a layer gets
+        # that layer's config, a dict, and fails obscurely; the user's own Lambda (stateless)
+        # runs the function as written, so convert.py can name the weights it reads.
         return op
     try:
         config = op.get_config()

@@ -9,7 +9,8 @@ starts, with a one-line NetworkError naming the layer.
 
 A forward pass on a zeros batch then finds the order in which the layers run: the core picks
 the classifier from it (mind_core.network.choose_classifier), and the model's output must be
-that classifier's output as it is, since MIND slices and routes its logits.
+that classifier's output as it is, since MIND slices and routes its logits. The same pass
+proves that every converted layer runs through its gate (convert_watch.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from backends.torch.convert_watch import check_gates_applied, watching
 from backends.torch.layers import GatedConv2d, GatedLinear
 from backends.torch.models import CLASSIFIER_ATTR, BatchNorm
 from mind_core.network import FoundLayer, NetworkError, choose_classifier, unsupported
@@ -73,6 +75,8 @@ def _convert_leaf(name: str, module: nn.Module) -> nn.Module | None:
     # Exact types: a subclass may compute something else in its forward, which the gated
     # layer would silently drop; it falls through to "parameters of its own" below.
     kind = type(module)
+    if kind in (nn.Conv2d, nn.Linear, *BATCHNORMS):
+        _check_trainable(name, module)
     if kind is nn.Conv2d:
         return _gated_conv(name, module)
     if kind is nn.Linear:
@@ -94,6 +98,16 @@ def _check_own_tensors(name: str, module: nn.Module) -> None:
         if module.__module__.split(".")[0] != "torch":  # a user's class: name its tensors
             what += f" with tensors of its own: {', '.join(own)}"
         raise unsupported(name, what, "torch")
+
+
+def _check_trainable(name: str, module: nn.Module) -> None:
+    """A frozen parameter would be trained anyway (a gated copy's are new parameters; MIND
+    trains every task's slice), so freezing is refused rather than silently dropped."""
+    frozen = [n for n, p in module.named_parameters(recurse=False) if not p.requires_grad]
+    if frozen:
+        raise NetworkError(f"layer {name!r} is frozen (requires_grad=False on "
+                           f"{', '.join(frozen)}), which MIND would ignore: it trains every "
+                           "Conv2d, Linear and BatchNorm itself, so leave it trainable")
 
 
 def _check_standard_tensors(name: str, module: nn.Module) -> None:
@@ -151,7 +165,8 @@ def _check_batchnorm(name: str, bn: nn.Module) -> None:
 def _trace(model: nn.Module, input_shape: tuple[int, int, int],
            num_classes: int) -> tuple[list[FoundLayer], str]:
     """Runs a zeros batch in eval mode; returns the parameterised layers in the order they
-    first ran and the classifier, after checking the output is the classifier's."""
+    first ran and the classifier, after checking that every layer ran through its gate
+    (convert_watch) and that the output is the classifier's."""
     height, width, channels = input_shape
     layers = {name: m for name, m in model.named_modules()
               if isinstance(m, (GatedConv2d, GatedLinear, BatchNorm))}
@@ -170,7 +185,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, int, int],
     handles = [m.register_forward_hook(recorder(name)) for name, m in layers.items()]
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), watching(model) as watch:
             result = model(torch.zeros(TRACE_BATCH, channels, height, width))
     except Exception as exc:  # noqa: BLE001 - any failure of the user's forward is theirs
         raise NetworkError(f"the network fails on a batch of {height}x{width}x{channels} "
@@ -178,6 +193,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, int, int],
     finally:
         for handle in handles:
             handle.remove()
+    check_gates_applied(model, watch)
     found = [_found(name, layers[name]) for name in order]
     classifier = choose_classifier(found, num_classes)
     features = inputs[classifier]
