@@ -194,11 +194,14 @@ def _config(preset: str, config: str | Path | None, settings: Mapping[str, Any] 
     given = {key: value for key, value in fields.items() if value is not None}
     if config is None:
         return resolve_config(preset, {**(settings or {}), **given})
-    from mind_core.config_files import read_config_file
+    from mind_core.config_files import read_config_file, trusted_file_backend
 
     base = read_config_file(Path(config))
     base.setdefault("name", Path(config).stem)  # as `mind run --config FILE` names its runs
-    return resolve_config(preset, {**(settings or {}), **given}, base=base)
+    chosen = {**(settings or {}), **given}
+    cfg = resolve_config(preset, chosen, base=base)
+    return trusted_file_backend(cfg, chosen.get("backend"), config,
+                                f"pass backend={cfg.backend!r} to mind.fit")
 
 
 def _loader(data: Dataset | str | None) -> Callable:

@@ -1,0 +1,116 @@
+"""Adversarial inputs (issue 26): what a run directory, a config file or a user-named output
+may make `mind` do. The rules are docs/design.md's "What a run directory may do"; a new
+command that reads a run directory or writes a user-named path belongs here too.
+
+Every refusal on the command line is one line, exit 2, no traceback, and nothing lost."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import mind_core as mind
+from mind_core.cli import main
+
+FAKE = ["--backend", "tests.fakes:FakeBackend"]
+TINY = ["--dataset", "synthetic", "--set", "tasks=2", "--set", "teacher.batch_size=64",
+        "--set", "distill.batch_size=64"]
+
+
+def one_line(err: str) -> bool:
+    return err.startswith("mind: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished two-task fake-backend run (read, never changed, by the tests below)."""
+    out = tmp_path_factory.mktemp("trust") / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """An importable module that leaves a file behind when imported: its backend name."""
+    (tmp_path / "planted.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('IMPORTED').touch()\n"
+        "from tests.fakes import FakeBackend as Backend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "planted:Backend"
+    sys.modules.pop("planted", None)
+
+
+def imported(tmp_path) -> bool:
+    return (tmp_path / "IMPORTED").exists() or "planted" in sys.modules
+
+
+# ------------------------------------------------- 1. a file never names code to import
+def planted_run(finished, tmp_path, backend: str):
+    """A copy of a finished run whose config.json names `backend`."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["config"]["backend"] = backend
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_run_from_a_directory_naming_a_module_backend_imports_nothing(finished, tmp_path,
+                                                                      capsys, planted):
+    source = planted_run(finished, tmp_path, planted)
+    out = tmp_path / "again"
+    assert main(["run", "--from", str(source), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and f"pass --backend {planted}" in err and "config.json" in err
+    assert not imported(tmp_path) and not out.exists()
+    # Named again on the command line, the user's word is taken.
+    assert main(["run", "--from", str(source), "--backend", planted, "--out", str(out),
+                 "--quiet"]) == 0
+    assert (tmp_path / "IMPORTED").exists()
+
+
+def test_run_config_naming_os_system_calls_nothing(tmp_path, capsys, monkeypatch):
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(a) or 0)
+    path = tmp_path / "evil.toml"
+    path.write_text('backend = "os:system"\ndataset = "synthetic"\n')
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "evil.toml names the backend 'os:system'" in err
+    assert "pass --backend os:system" in err and not calls and not out.exists()
+
+
+def test_a_builtin_backend_in_a_file_needs_no_flag(tmp_path):
+    from mind_core.config_files import run_config
+
+    path = tmp_path / "plain.toml"
+    path.write_text('backend = "tf"\n')
+    assert run_config(config_file=path).backend == "tf"
+    path.write_text('backend = "x:Y"\n')  # vouched for by --set as well as --backend
+    assert run_config(config_file=path, overrides=["backend=x:Y"]).backend == "x:Y"
+    assert run_config(config_file=path, backend="x:Y").backend == "x:Y"
+
+
+def test_fit_with_a_config_naming_a_module_backend_imports_nothing(tmp_path, planted):
+    path = tmp_path / "mine.toml"
+    path.write_text(f'backend = "{planted}"\ndataset = "synthetic"\ntasks = 2\n')
+    with pytest.raises(mind.MindError, match=rf"pass backend='{planted}' to mind.fit"):
+        mind.fit(config=path, out=tmp_path / "never")
+    assert not imported(tmp_path) and not (tmp_path / "never").exists()
+
+
+def test_the_tui_launch_always_names_the_backend_it_was_given():
+    """The launch screen's child is `mind run --preset P --backend B`: the backend is the one
+    the user chose in the form (from `mind-tui --backend`), never one read from a file."""
+    from tui.process import run_command
+
+    args = run_command(preset="smoke", backend="planted:Backend", dataset="synthetic",
+                       overrides=[], out="runs/x")
+    assert args[args.index("--backend") + 1] == "planted:Backend" and "--from" not in args
