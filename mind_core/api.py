@@ -163,6 +163,8 @@ class Run:
 
     def predictions(self, x: np.ndarray, batch_size: int | None = None) -> Predictions:
         """As predict, with each prediction's score and the class names."""
+        if batch_size is not None:
+            _whole(batch_size, "batch_size")
         with _as_mind_errors():
             if self._predictor is None:
                 self._predictor = Predictor(self.path, self._backend, self._device,
@@ -179,6 +181,17 @@ class Run:
         with _as_mind_errors():
             return evaluate_run(self.path, self._backend, self._device, load=_loader(self._data),
                                 overrides=overrides, network=self._model)
+
+
+def _whole(value: Any, name: str) -> int:
+    """A whole-number argument, checked at the API's boundary by the backends' own rule
+    (backend_checks.check_whole), as a MindError."""
+    from mind_core.backend_checks import check_whole
+
+    try:
+        return check_whole(value, name)
+    except ValueError as exc:
+        raise MindError(str(exc)) from None
 
 
 def _backend_of(model: Any, asked: str | None) -> str:

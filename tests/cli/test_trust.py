@@ -114,3 +114,44 @@ def test_the_tui_launch_always_names_the_backend_it_was_given():
     args = run_command(preset="smoke", backend="planted:Backend", dataset="synthetic",
                        overrides=[], out="runs/x")
     assert args[args.index("--backend") + 1] == "planted:Backend" and "--from" not in args
+
+
+# ------------------------------------------- 3. numbers at the API's and protocol's boundary
+@pytest.mark.parametrize("batch_size", [-3, 0, 2.5, True, "4", float("nan"), None])
+def test_run_predict_refuses_a_batch_size_that_is_not_a_whole_number_above_0(finished,
+                                                                            batch_size):
+    from mind_core.data import load_dataset
+
+    x = load_dataset("synthetic").x_test[:10]
+    run = mind.load(finished, backend=FAKE[1])
+    if batch_size is None:  # the run's own
+        assert len(run.predict(x)[0]) == 10
+        return
+    with pytest.raises(mind.MindError, match=r"^batch_size must be"):
+        run.predict(x, batch_size=batch_size)
+
+
+def test_a_numpy_whole_number_is_a_batch_size(finished):
+    import numpy as np
+
+    from mind_core.data import load_dataset
+
+    x = load_dataset("synthetic").x_test[:10]
+    run = mind.load(finished, backend=FAKE[1])
+    assert (run.predict(x, batch_size=np.int64(3))[0] == run.predict(x)[0]).all()
+
+
+@pytest.mark.parametrize("settings", [{"tasks": 2.5}, {"tasks": True}, {"tasks": -1},
+                                      {"seed": 2.5}, {"seed": -1}, {"seed": "x"}])
+def test_fit_refuses_numbers_that_are_not_settings(tmp_path, settings):
+    with pytest.raises(mind.MindError, match=rf"^{next(iter(settings))}: "):
+        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", out=tmp_path / "n",
+                 **settings)
+    assert not (tmp_path / "n").exists()
+
+
+@pytest.mark.parametrize("value", [True, "x", float("nan"), -1])
+def test_evaluate_refuses_a_temperature_that_is_not_a_number(finished, value):
+    run = mind.load(finished, backend=FAKE[1])
+    with pytest.raises(mind.MindError, match="inference.temperature"):
+        run.evaluate(temperature=value)
