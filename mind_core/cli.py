@@ -298,16 +298,20 @@ def _cmd_datasets(args) -> int:
 def _cmd_predict(args) -> int:
     from mind_core.config import parse_overrides
     from mind_core.inference import Predictor
+    from mind_core.outputs import output_file
     from mind_core.prediction_files import predictions_csv, read_images, save_csv
 
+    # Before the model loads: a wrong --out costs nothing and replaces nothing.
+    csv_out = None if args.csv_out is None else output_file(args.csv_out, "--out",
+                                                            inputs=[args.images])
     predictor = Predictor(args.run_dir, args.backend, args.device,
                           overrides=parse_overrides(args.overrides))
     ids, images = read_images(args.images, predictor.image_shape)
     text = predictions_csv(ids, predictor.predict(images))
-    if args.csv_out is None:
+    if csv_out is None:
         sys.stdout.write(text)
         return 0
-    save_csv(args.csv_out, text)
+    save_csv(csv_out, text)
     print(f"{len(ids)} predictions ({predictor.rule_name} routing) written to {args.csv_out}")
     return 0
 

@@ -19,7 +19,8 @@ import attrs
 from mind_core.config import config_to_dict
 from mind_core.errors import MindError
 from mind_core.events import write_json_atomic
-from mind_core.rundir import LOCK_FILE, STOP_FILE, RunDirLock, check_out_writable
+from mind_core.outputs import output_dir
+from mind_core.rundir import LOCK_FILE, STOP_FILE, RunDirLock
 from mind_core.sweep.grid import (
     SWEEP_JSON,
     Grid,
@@ -84,8 +85,9 @@ class SweepResult:
 
 def check_sweep_dir(out: Path, grid_json: Mapping[str, Any]) -> dict[str, Any] | None:
     """The sweep.json a rerun finds (None for a new sweep); a SweepError for a directory that
-    holds another sweep, or anything that is not a sweep's."""
-    check_out_writable(out)
+    holds another sweep, or anything that is not a sweep's, or lies in a run or sweep
+    directory."""
+    output_dir(out, "--out", reuse=True)
     if not out.exists():
         return None
     record = read_sweep(out)

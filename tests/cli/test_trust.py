@@ -230,3 +230,92 @@ def test_a_run_killed_between_its_metrics_and_last_checkpoint_is_not_finished(tm
     metrics = json.loads((out / "metrics.json").read_text())
     (out / "metrics.json").write_text(json.dumps({**metrics, "tasks_done": 2}))
     assert not is_finished(out, cfg.tasks)
+
+
+# ------------------------------------- 2. a user-named output never replaces what a run owns
+@pytest.fixture
+def images(tmp_path):
+    import numpy as np
+
+    from mind_core.data import load_dataset
+
+    path = tmp_path / "images.npz"
+    np.savez(path, x=load_dataset("synthetic").x_test[:8])
+    return path
+
+
+def snapshot(folder) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", [
+    lambda run, images: run / "checkpoint" / "task-1.safetensors",
+    lambda run, images: run / "config.json",
+    lambda run, images: run / "run.lock",
+    lambda run, images: run / "new.csv",  # anything inside a run directory
+    lambda run, images: run / "checkpoint",
+    lambda run, images: images,
+    lambda run, images: __import__("pathlib").Path("/dev/null"),
+    lambda run, images: images.parent / "nowhere" / "p.csv",
+])
+def test_predict_out_never_replaces_a_run_file_the_input_or_a_device(finished, images,
+                                                                      capsys, target):
+    out = target(finished, images)
+    before, data = snapshot(finished), images.read_bytes()
+    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and str(out) in err
+    assert snapshot(finished) == before and images.read_bytes() == data
+
+
+def test_predict_out_through_a_symlink_is_checked_where_it_points(finished, images, tmp_path,
+                                                                  capsys):
+    """Links are followed: the checks apply to the file actually written, and a link to a
+    plain file writes that file and stays a link."""
+    link = tmp_path / "link.csv"
+    link.symlink_to(finished / "config.json")
+    before = snapshot(finished)
+    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(link)]) == 2
+    assert "is inside" in capsys.readouterr().err and snapshot(finished) == before
+    link.unlink()
+    (tmp_path / "real.csv").write_text("old")
+    link.symlink_to(tmp_path / "real.csv")
+    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(link)]) == 0
+    assert link.is_symlink() and (tmp_path / "real.csv").read_text().startswith("image,class")
+
+
+def test_report_out_stays_out_of_run_directories_but_its_own_report_folder(finished,
+                                                                          tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    before = snapshot(finished)
+    for out in (finished, finished / "checkpoint", finished / "config.json"):
+        assert main(["report", str(finished), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and str(out) in err
+    assert snapshot(finished) == before
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    assert main(["report", str(copy), "--out", str(copy / "report")]) == 0
+    assert main(["report", str(copy), "--out", str(tmp_path / "elsewhere")]) == 0
+
+
+def test_tensorboard_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = tmp_path / "run"
+    for logs in (blocker, blocker / "tb"):
+        assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out),
+                     "--tensorboard", str(logs)]) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and f"--tensorboard {logs}" in err
+        assert not out.exists()
+
+
+def test_sweep_out_inside_a_run_directory_is_refused(finished, capsys):
+    pytest.importorskip("ray")
+    before = snapshot(finished)
+    assert main(["sweep", "--presets", "smoke", *FAKE, "--out", str(finished / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "is inside" in err and snapshot(finished) == before
