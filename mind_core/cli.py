@@ -357,11 +357,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mind: interrupted; the last checkpoint is saved.{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failing run: one line here, the traceback in a file
-        run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
-        log = _write_error_log(traceback.format_exc(), run_dir)
+        log = _write_error_log(traceback.format_exc(), _owned_run_dir(args))
         print(f"mind: run failed: {type(exc).__name__}: {exc} (traceback in {log})",
               file=sys.stderr)
         return EXIT_FAILED
+
+
+OWNING_COMMANDS = ("run", "resume")
+"""The commands that train in a run directory: only they write its error.log."""
+
+
+def _owned_run_dir(args) -> Path | None:
+    """The run directory this process may write error.log into: its own run's, unless
+    another process holds it. A failing predict, eval or report would otherwise replace the
+    traceback of the run's real failure."""
+    from mind_core.rundir import is_locked
+
+    if args.command not in OWNING_COMMANDS:
+        return None
+    run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
+    return None if run_dir is None or is_locked(run_dir) else run_dir
 
 
 def _write_error_log(text: str, run_dir: Path | None) -> str:

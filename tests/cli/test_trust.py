@@ -319,3 +319,37 @@ def test_sweep_out_inside_a_run_directory_is_refused(finished, capsys):
     assert main(["sweep", "--presets", "smoke", *FAKE, "--out", str(finished / "sweep")]) == 2
     err = capsys.readouterr().err
     assert one_line(err) and "is inside" in err and snapshot(finished) == before
+
+
+# ------------------------------- 10. only the process that owns a run writes its error.log
+@pytest.mark.parametrize("command, target", [
+    ("predict", "mind_core.inference.Predictor.predict"),
+    ("eval", "mind_core.runner.evaluate_run"),
+    ("report", "mind_core.report.write_report"),
+])
+def test_a_failing_reader_leaves_the_runs_error_log_alone(finished, images, tmp_path, capsys,
+                                                          monkeypatch, command, target):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    (copy / "error.log").write_text("the real failure's traceback\n")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("reader crashed")
+
+    monkeypatch.setattr(target, boom)
+    monkeypatch.chdir(tmp_path)
+    extra = {"predict": [str(images), *FAKE], "eval": FAKE, "report": []}[command]
+    assert main([command, str(copy), *extra]) == 1
+    err = capsys.readouterr().err
+    assert "reader crashed" in err and "mind-error.log" in err
+    assert (copy / "error.log").read_text() == "the real failure's traceback\n"
+    assert "reader crashed" in (tmp_path / "mind-error.log").read_text()
+
+
+def test_a_failing_run_still_writes_its_own_error_log(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", "--backend", "tests.fakes:CrashingBackend",
+                 *TINY, "--out", str(out)]) == 1
+    assert "simulated backend crash" in (out / "error.log").read_text()
