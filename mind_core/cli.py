@@ -15,8 +15,13 @@ import traceback
 from pathlib import Path
 
 from mind_core import __version__
-from mind_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from mind_core.rundir import ERROR_LOG
+from mind_core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    error_log_dir,
+    write_error_log,
+)
 
 RUN_STOPPING = ("\nStopping after the current batch and saving a checkpoint (Ctrl-C again to "
                 "abort at once)...")
@@ -357,52 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mind: interrupted; the last checkpoint is saved.{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failing run: one line here, the traceback in a file
-        log = _write_error_log(traceback.format_exc(), _owned_run_dir(args))
+        run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        log = write_error_log(traceback.format_exc(), error_log_dir(args.command, run_dir))
         print(f"mind: run failed: {type(exc).__name__}: {exc} (traceback in {log})",
               file=sys.stderr)
         return EXIT_FAILED
-
-
-OWNING_COMMANDS = ("run", "resume")
-"""The commands that train in a run directory: only they write its error.log."""
-
-
-def _owned_run_dir(args) -> Path | None:
-    """The run directory this process may write error.log into: its own run's, unless
-    another process holds it. A failing predict, eval or report would otherwise replace the
-    traceback of the run's real failure."""
-    from mind_core.rundir import is_locked
-
-    if args.command not in OWNING_COMMANDS:
-        return None
-    run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
-    return None if run_dir is None or is_locked(run_dir) else run_dir
-
-
-def _write_error_log(text: str, run_dir: Path | None) -> str:
-    """Write a failure's traceback where it can be written: the run's error.log, else
-    ./mind-error.log, else a file in the temp folder; failing all three (an unwritable working
-    directory and temp folder), print it on stderr. Returns where it went."""
-    import os
-    import tempfile
-
-    def candidates():
-        if run_dir and Path(run_dir).is_dir():
-            yield Path(run_dir) / ERROR_LOG
-        yield Path("mind-error.log")
-        yield Path(tempfile.gettempdir()) / f"mind-error-{os.getpid()}.log"
-
-    try:
-        for log in candidates():
-            try:
-                log.write_text(text, encoding="utf-8")
-                return str(log)
-            except OSError:
-                continue
-    except OSError:  # gettempdir() finds no usable folder
-        pass
-    sys.stderr.write(text)
-    return "the lines above"
 
 
 if __name__ == "__main__":
