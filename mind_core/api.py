@@ -27,7 +27,8 @@ from mind_core.errors import MindError, bad_input_errors
 from mind_core.events import Observer
 from mind_core.inference import Predictions, Predictor
 from mind_core.network import CUSTOM_ARCH, NetworkError
-from mind_core.rundir import METRICS, check_out_writable
+from mind_core.outputs import output_dir
+from mind_core.rundir import METRICS
 from mind_core.runner import default_run_dir, evaluate_run, load_dataset, read_run_config
 
 __all__ = ["MindError", "Run", "arrays", "fit", "load", "resume"]
@@ -90,7 +91,7 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
                       tasks=tasks, backend=backend, seed=seed, device=device,
                       dataset=data.name if isinstance(data, Dataset) else data)
         run_dir = Path(out) if out is not None else default_run_dir(cfg)
-        check_out_writable(run_dir)
+        output_dir(run_dir, "out", reuse=True)  # as `mind run --out`
         with _observers(on_event, tensorboard) as observers:
             start_run(cfg, run_dir, observers, load=_loader(data), network=model)
     # The backend the user named (or the model implies) stays trusted for this Run.

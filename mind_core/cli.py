@@ -175,7 +175,7 @@ def usable_cpus() -> int:
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
     from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
-    from mind_core.rundir import check_out_writable
+    from mind_core.outputs import output_dir
     from mind_core.runner import default_run_dir, start_run
     from mind_core.tensorboard import tensorboard_observers
 
@@ -183,7 +183,8 @@ def _cmd_run(args) -> int:
                      backend=args.backend, dataset=args.dataset, seed=args.seed,
                      device=args.device, data_dir=args.data_dir)
     run_dir = args.out = args.out or default_run_dir(cfg)
-    check_out_writable(run_dir)  # before the data and the framework load
+    # Before the data and the framework load; never inside another run or sweep directory.
+    output_dir(run_dir, "--out", reuse=True)
     stop = StopFlag()
     stop.install()
     with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
@@ -271,6 +272,10 @@ def _cmd_datasets(args) -> int:
     from mind_core.console import DownloadProgress
     from mind_core.data import DatasetError, download, list_datasets, prepare_synbols, search_roots
 
+    if args.action != "list" and args.data_dir:  # it writes there: never in a run directory
+        from mind_core.outputs import output_dir
+
+        output_dir(Path(args.data_dir).expanduser(), "--data-dir")
     if args.action == "download":
         if not args.name:
             raise DatasetError("say which dataset to download, e.g. `mind datasets download "

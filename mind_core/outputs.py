@@ -72,7 +72,7 @@ def output_dir(path: Path, flag: str, own: Path | None = None, reuse: bool = Fal
     creatable, writable, and outside every run and sweep directory but for `own` (the
     command's own place in one, e.g. RUN/report) or, with reuse, the folder itself (a sweep
     continued in its own directory). Returns it with its symlinks resolved."""
+    check_out_writable(Path(path), flag)  # first: its messages say what is wrong (a file...)
     real = _resolved(path, flag)
     _not_owned(real, Path(path), flag, own, reuse)
-    check_out_writable(real, flag)
     return real

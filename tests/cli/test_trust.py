@@ -353,3 +353,17 @@ def test_a_failing_run_still_writes_its_own_error_log(tmp_path, capsys):
     assert main(["run", "--preset", "smoke", "--backend", "tests.fakes:CrashingBackend",
                  *TINY, "--out", str(out)]) == 1
     assert "simulated backend crash" in (out / "error.log").read_text()
+
+
+def test_a_run_or_a_dataset_is_never_written_inside_a_run_directory(finished, tmp_path,
+                                                                   capsys):
+    before = snapshot(finished)
+    for args in (["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(finished / "sub")],
+                 ["datasets", "prepare", "synbols", "--data-dir", str(finished)],
+                 ["datasets", "download", "cifar100", "--data-dir", str(finished / "data")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and "is inside" in err
+    with pytest.raises(mind.MindError, match="is inside"):
+        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", out=finished / "sub")
+    assert snapshot(finished) == before and not (finished / "sub").exists()
