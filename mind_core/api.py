@@ -27,7 +27,8 @@ from mind_core.errors import MindError, bad_input_errors
 from mind_core.events import Observer
 from mind_core.inference import Predictions, Predictor
 from mind_core.network import CUSTOM_ARCH, NetworkError
-from mind_core.rundir import METRICS, check_out_writable
+from mind_core.outputs import output_dir
+from mind_core.rundir import METRICS
 from mind_core.runner import default_run_dir, evaluate_run, load_dataset, read_run_config
 
 __all__ = ["MindError", "Run", "arrays", "fit", "load", "resume"]
@@ -90,7 +91,7 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
                       tasks=tasks, backend=backend, seed=seed, device=device,
                       dataset=data.name if isinstance(data, Dataset) else data)
         run_dir = Path(out) if out is not None else default_run_dir(cfg)
-        check_out_writable(run_dir)
+        output_dir(run_dir, "out", reuse=True)  # as `mind run --out`
         with _observers(on_event, tensorboard) as observers:
             start_run(cfg, run_dir, observers, load=_loader(data), network=model)
     # The backend the user named (or the model implies) stays trusted for this Run.
@@ -163,6 +164,8 @@ class Run:
 
     def predictions(self, x: np.ndarray, batch_size: int | None = None) -> Predictions:
         """As predict, with each prediction's score and the class names."""
+        if batch_size is not None:
+            _whole(batch_size, "batch_size")
         with _as_mind_errors():
             if self._predictor is None:
                 self._predictor = Predictor(self.path, self._backend, self._device,
@@ -181,6 +184,17 @@ class Run:
                                 overrides=overrides, network=self._model)
 
 
+def _whole(value: Any, name: str) -> int:
+    """A whole-number argument, checked at the API's boundary by the backends' own rule
+    (backend_checks.check_whole), as a MindError."""
+    from mind_core.backend_checks import check_whole
+
+    try:
+        return check_whole(value, name)
+    except ValueError as exc:
+        raise MindError(str(exc)) from None
+
+
 def _backend_of(model: Any, asked: str | None) -> str:
     inferred = backend_for(model)
     if asked is not None and asked != inferred:
@@ -194,11 +208,14 @@ def _config(preset: str, config: str | Path | None, settings: Mapping[str, Any] 
     given = {key: value for key, value in fields.items() if value is not None}
     if config is None:
         return resolve_config(preset, {**(settings or {}), **given})
-    from mind_core.config_files import read_config_file
+    from mind_core.config_files import read_config_file, trusted_file_backend
 
     base = read_config_file(Path(config))
     base.setdefault("name", Path(config).stem)  # as `mind run --config FILE` names its runs
-    return resolve_config(preset, {**(settings or {}), **given}, base=base)
+    chosen = {**(settings or {}), **given}
+    cfg = resolve_config(preset, chosen, base=base)
+    return trusted_file_backend(cfg, chosen.get("backend"), config,
+                                f"pass backend={cfg.backend!r} to mind.fit")
 
 
 def _loader(data: Dataset | str | None) -> Callable:

@@ -86,9 +86,20 @@ def check_labelled(x: np.ndarray, y: np.ndarray, class_range: tuple[int, int]) -
                          f"classes [{lo}, {hi})")
 
 
-def check_batch_size(batch_size: int) -> None:
-    if not int(batch_size) >= 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+def check_whole(value: Any, name: str, minimum: int = 1) -> int:
+    """The one check of a whole-number argument (batch sizes, counts) at a boundary: an int
+    (numpy's too), never a bool, float or text, and >= minimum. A loop over
+    range(0, n, batch_size) runs no batch at all for batch_size <= 0, so unchecked it would
+    hand back whatever memory the output array started with."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_batch_size(batch_size: int) -> int:
+    return check_whole(batch_size, "batch_size")
 
 
 def check_fisher_inputs(x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],

@@ -22,10 +22,8 @@ import numpy as np
 from mind_core.config import RunConfig
 from mind_core.engine import PHASES, Engine
 from mind_core.evaluation import evaluate_single_head
-from mind_core.events import write_json_atomic
 from mind_core.plan import derive_seed, phase_spec
 from mind_core.protocol import Penalty, PhaseSpec
-from mind_core.rundir import METRICS
 
 SINGLE_HEAD_MASKING = "slice"  # the head is the classes seen so far; the rest do not exist yet
 
@@ -69,6 +67,7 @@ class BaselineEngine(Engine):
             self._evaluate_single_head(t)
             st.task, st.phase, st.next_epoch = t + 1, "teacher", 0
             self._save_task_checkpoint(t)
+            self._write_metrics()  # after the checkpoint, as the MIND loop
             self._save_resume()
         elif st.phase in ("allocate", "distill"):
             raise ValueError(f"a {self.cfg.method} run has no {st.phase} step")
@@ -134,5 +133,3 @@ class BaselineEngine(Engine):
                                           self.bn_snapshots[-1], self.cfg, self.dataset)
         self.state.history.add(evaluation)
         self.events.emit("evaluated", task=t, **self.state.history.event_fields())
-        if self.run_dir:
-            write_json_atomic(self.run_dir / METRICS, self.state.history.metrics())

@@ -15,8 +15,13 @@ import traceback
 from pathlib import Path
 
 from mind_core import __version__
-from mind_core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from mind_core.rundir import ERROR_LOG
+from mind_core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    error_log_dir,
+    write_error_log,
+)
 
 RUN_STOPPING = ("\nStopping after the current batch and saving a checkpoint (Ctrl-C again to "
                 "abort at once)...")
@@ -171,7 +176,7 @@ def usable_cpus() -> int:
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
     from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
-    from mind_core.rundir import check_out_writable
+    from mind_core.outputs import output_dir
     from mind_core.runner import default_run_dir, start_run
     from mind_core.tensorboard import tensorboard_observers
 
@@ -179,7 +184,8 @@ def _cmd_run(args) -> int:
                      backend=args.backend, dataset=args.dataset, seed=args.seed,
                      device=args.device, data_dir=args.data_dir)
     run_dir = args.out = args.out or default_run_dir(cfg)
-    check_out_writable(run_dir)  # before the data and the framework load
+    # Before the data and the framework load; never inside another run or sweep directory.
+    output_dir(run_dir, "--out", reuse=True)
     stop = StopFlag()
     stop.install()
     with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
@@ -267,6 +273,10 @@ def _cmd_datasets(args) -> int:
     from mind_core.console import DownloadProgress
     from mind_core.data import DatasetError, download, list_datasets, prepare_synbols, search_roots
 
+    if args.action != "list" and args.data_dir:  # it writes there: never in a run directory
+        from mind_core.outputs import output_dir
+
+        output_dir(Path(args.data_dir).expanduser(), "--data-dir")
     if args.action == "download":
         if not args.name:
             raise DatasetError("say which dataset to download, e.g. `mind datasets download "
@@ -299,16 +309,20 @@ def _cmd_datasets(args) -> int:
 def _cmd_predict(args) -> int:
     from mind_core.config import parse_overrides
     from mind_core.inference import Predictor
+    from mind_core.outputs import output_file
     from mind_core.prediction_files import predictions_csv, read_images, save_csv
 
+    # Before the model loads: a wrong --out costs nothing and replaces nothing.
+    csv_out = None if args.csv_out is None else output_file(args.csv_out, "--out",
+                                                            inputs=[args.images])
     predictor = Predictor(args.run_dir, args.backend, args.device,
                           overrides=parse_overrides(args.overrides))
     ids, images = read_images(args.images, predictor.image_shape)
     text = predictions_csv(ids, predictor.predict(images))
-    if args.csv_out is None:
+    if csv_out is None:
         sys.stdout.write(text)
         return 0
-    save_csv(args.csv_out, text)
+    save_csv(csv_out, text)
     print(f"{len(ids)} predictions ({predictor.rule_name} routing) written to {args.csv_out}")
     return 0
 
@@ -355,36 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a failing run: one line here, the traceback in a file
         run_dir = getattr(args, "out", None) or getattr(args, "run_dir", None)
-        log = _write_error_log(traceback.format_exc(), run_dir)
+        log = write_error_log(traceback.format_exc(), error_log_dir(args.command, run_dir))
         print(f"mind: run failed: {type(exc).__name__}: {exc} (traceback in {log})",
               file=sys.stderr)
         return EXIT_FAILED
-
-
-def _write_error_log(text: str, run_dir: Path | None) -> str:
-    """Write a failure's traceback where it can be written: the run's error.log, else
-    ./mind-error.log, else a file in the temp folder; failing all three (an unwritable working
-    directory and temp folder), print it on stderr. Returns where it went."""
-    import os
-    import tempfile
-
-    def candidates():
-        if run_dir and Path(run_dir).is_dir():
-            yield Path(run_dir) / ERROR_LOG
-        yield Path("mind-error.log")
-        yield Path(tempfile.gettempdir()) / f"mind-error-{os.getpid()}.log"
-
-    try:
-        for log in candidates():
-            try:
-                log.write_text(text, encoding="utf-8")
-                return str(log)
-            except OSError:
-                continue
-    except OSError:  # gettempdir() finds no usable folder
-        pass
-    sys.stderr.write(text)
-    return "the lines above"
 
 
 if __name__ == "__main__":

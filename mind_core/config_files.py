@@ -28,7 +28,8 @@ from mind_core.config import (
     resolve_config,
 )
 
-__all__ = ["config_to_toml", "read_config_file", "resolve_config", "run_config"]
+__all__ = ["config_to_toml", "read_config_file", "resolve_config", "run_config",
+           "trusted_file_backend"]
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -167,21 +168,41 @@ def run_config(preset: str | None = None, config_file: str | Path | None = None,
     if len(chosen) > 1:
         raise ConfigError("", f"{' and '.join(chosen)} cannot be used together: "
                           "each one is the whole configuration (add --set on top)")
-    if from_run is not None:
-        from mind_core.runner import read_run_config  # its checks: a run directory, readable
-
-        base = config_to_dict(read_run_config(Path(from_run)))
-        return resolve_config(overrides=overrides, base=base, **fields)
-    if config_file is None:
+    if config_file is None and from_run is None:
         return resolve_config(preset or "demo", overrides, **fields)
-    base = read_config_file(config_file)
-    base.setdefault("name", Path(config_file).stem)
     given = _unalias({**parse_overrides(overrides),
                       **{k: v for k, v in fields.items() if v is not None}})
+    if from_run is not None:
+        from mind_core.rundir import CONFIG
+        from mind_core.runner import read_run_config  # its checks: a run directory, readable
+
+        base, source = config_to_dict(read_run_config(Path(from_run))), Path(from_run) / CONFIG
+        cfg = resolve_config(overrides=overrides, base=base, **fields)
+    else:
+        base, source = read_config_file(config_file), Path(config_file)
+        base.setdefault("name", source.stem)
+        cfg = _resolve_file(base, given, str(config_file), overrides, fields)
+    return trusted_file_backend(cfg, given.get("backend"), source, "pass --backend "
+                                f"{cfg.backend} (or --set backend={cfg.backend})")
+
+
+def trusted_file_backend(cfg: RunConfig, vouched: str | None, source: str | Path,
+                         how: str) -> RunConfig:
+    """cfg, unless its backend is a `module:Class` that only the file `source` names (a
+    TOML config or another run's config.json): registry.vouched_backend's rule, for every
+    way a config is read from a file (`mind run --from/--config`, `mind.fit(config=)`)."""
+    from mind_core.registry import vouched_backend
+
+    vouched_backend(cfg.backend, None if vouched is None else str(vouched), str(source), how)
+    return cfg
+
+
+def _resolve_file(base: dict[str, Any], given: Mapping[str, Any], source: str,
+                  overrides: Iterable[str], fields: Mapping[str, Any]) -> RunConfig:
     try:
         return resolve_config(overrides=overrides, base=base, **fields)
     except ConfigError as exc:
         # A bad value the file wrote (and nothing on the command line replaced) names the file.
         if exc.key in base and exc.key not in given and not exc.source:
-            raise ConfigError(exc.key, exc.message, str(config_file)) from None
+            raise ConfigError(exc.key, exc.message, source) from None
         raise

@@ -214,6 +214,7 @@ class Engine:
             self._evaluate(t)
             st.task, st.phase, st.next_epoch = t + 1, "teacher", 0
             self._save_task_checkpoint(t)
+            self._write_metrics()  # after the checkpoint: it claims no task that is not saved
             self._save_resume()
         self._check_stop()
 
@@ -364,8 +365,10 @@ class Engine:
         behind = [b for b in metrics["students_behind"] if b["task"] == t]
         if behind:
             self.events.emit("student_behind", **behind[0], gap=STUDENT_GAP)
+
+    def _write_metrics(self) -> None:
         if self.run_dir:
-            write_json_atomic(self.run_dir / METRICS, metrics)
+            write_json_atomic(self.run_dir / METRICS, self.state.history.metrics())
 
     # ------------------------------------------------------------------ persistence
     def _check_stop(self) -> None:

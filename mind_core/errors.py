@@ -1,8 +1,10 @@
 """Which exceptions mean "bad input": the CLI prints their one-line message and exits 2, the
 Python API raises them as MindError. The one list of them (imported lazily: the CLI's own
-startup must not pay for every module)."""
+startup must not pay for every module). Also where a failure's traceback is written."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 """The `mind` command's exit codes: the run failed, bad input, interrupted (checkpointed)."""
@@ -26,3 +28,47 @@ def bad_input_errors() -> tuple[type[Exception], ...]:
 
     return (ConfigError, DatasetError, CheckpointError, BackendError, RunDirError,
             ScheduleError, NetworkError, RoutingError, MissingExtra, MindError)
+
+
+OWNING_COMMANDS = ("run", "resume")
+"""The `mind` commands that train in a run directory: only they write its error.log."""
+
+
+def error_log_dir(command: str, run_dir: Path | None) -> Path | None:
+    """The run directory a failing command may write error.log into: its own run's, unless
+    another process holds it. A failing predict, eval or report would otherwise replace the
+    traceback of the run's real failure."""
+    from mind_core.rundir import is_locked
+
+    if command not in OWNING_COMMANDS or run_dir is None or is_locked(run_dir):
+        return None
+    return Path(run_dir)
+
+
+def write_error_log(text: str, run_dir: Path | None) -> str:
+    """Write a failure's traceback where it can be written: the run's error.log, else
+    ./mind-error.log, else a file in the temp folder; failing all three (an unwritable working
+    directory and temp folder), print it on stderr. Returns where it went."""
+    import os
+    import sys
+    import tempfile
+
+    from mind_core.rundir import ERROR_LOG
+
+    def candidates():
+        if run_dir and Path(run_dir).is_dir():
+            yield Path(run_dir) / ERROR_LOG
+        yield Path("mind-error.log")
+        yield Path(tempfile.gettempdir()) / f"mind-error-{os.getpid()}.log"
+
+    try:
+        for log in candidates():
+            try:
+                log.write_text(text, encoding="utf-8")
+                return str(log)
+            except OSError:
+                continue
+    except OSError:  # gettempdir() finds no usable folder
+        pass
+    sys.stderr.write(text)
+    return "the lines above"

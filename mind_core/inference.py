@@ -107,7 +107,8 @@ class Predictor:
             raise DatasetError(f"images are {_shape(x.shape[1:])} but the run was trained on "
                                f"{_shape(self.image_shape)} images")
         out = self.backend.predict(self.model, x, self.subnets,
-                                   batch_size or self.cfg.inference.batch_size, self.mean,
+                                   self.cfg.inference.batch_size if batch_size is None
+                                   else batch_size, self.mean,
                                    self.std, features=self.stats is not None)
         logits, features = out if self.stats is not None else (out, None)
         logits = np.asarray(logits, dtype=np.float64)

@@ -49,3 +49,15 @@ def get_backend(name: str, device: str = "auto", threads: int | None = None) -> 
         return cls(device=device) if threads is None else cls(device=device, threads=threads)
     except ValueError as exc:  # e.g. a CUDA device asked for where there is none
         raise BackendError(str(exc)) from None
+
+
+def vouched_backend(name: str, vouched: str | None, named_by: str, how: str) -> str:
+    """The one trust rule for backends (docs/design.md, "What a run directory may do"): a
+    built-in backend, or a `module:Class` the user named in this very call (vouched: --backend,
+    backend=). One that only a file names (a run's config.json, a TOML config: anyone may have
+    written it) is never imported, since importing a module runs its code. named_by: the file,
+    for the message; how: how to vouch for it."""
+    if name in BACKENDS or name == vouched:
+        return name
+    raise BackendError(f"{named_by} names the backend {name!r}, which mind does not import on "
+                       f"its own: if you trust that module, {how}")

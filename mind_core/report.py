@@ -24,6 +24,7 @@ import attrs
 
 from mind_core.events import read_events
 from mind_core.extras import require
+from mind_core.outputs import output_dir
 from mind_core.routing import PAPER_RULE
 from mind_core.rundir import (
     CHECKPOINT_DIR,
@@ -257,7 +258,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> tuple[list[Path], li
     from mind_core.report_plots import write_plots
 
     results = load_results(run_dir)
-    out = Path(out) if out is not None else Path(run_dir) / "report"
+    own = Path(run_dir) / "report"  # the one place in a run directory a report may go
+    out = output_dir(Path(out) if out is not None else own, "--out", own=own)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

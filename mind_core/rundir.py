@@ -130,29 +130,30 @@ def remove_stop_file(run_dir: Path) -> None:
     (Path(run_dir) / STOP_FILE).unlink(missing_ok=True)
 
 
-def check_out_writable(out: Path) -> None:
+def check_out_writable(out: Path, flag: str = "--out") -> None:
     """A RunDirError (one line) for an --out the run could not write: a file, a path under a
     file, a read-only or unwritable file system, a working directory that is gone. Creates
-    nothing: the probe file lives in the nearest existing folder and vanishes at once."""
+    nothing: the probe file lives in the nearest existing folder and vanishes at once. flag:
+    the option that named out, for the message (every folder a command writes in)."""
     import tempfile
 
     try:
         path = Path(out).absolute()
     except OSError as exc:  # os.getcwd() fails once the working directory is deleted
-        raise RunDirError(f"--out {out}: the working directory is gone "
+        raise RunDirError(f"{flag} {out}: the working directory is gone "
                           f"({exc.strerror or exc})") from None
     if path.exists() and not path.is_dir():
-        raise RunDirError(f"--out {out} is a file, not a directory")
+        raise RunDirError(f"{flag} {out} is a file, not a directory")
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise RunDirError(f"--out {out} cannot be created: {existing} is a file")
+        raise RunDirError(f"{flag} {out} cannot be created: {existing} is a file")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise RunDirError(f"--out {out} is not writable: cannot create files in {existing} "
+        raise RunDirError(f"{flag} {out} is not writable: cannot create files in {existing} "
                           f"({exc.strerror or exc})") from None
 
 

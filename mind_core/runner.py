@@ -29,7 +29,7 @@ from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.protocol import Backend
-from mind_core.registry import BACKENDS, BackendError, get_backend
+from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule
 from mind_core.rundir import (
     CHECKPOINT_DIR,
@@ -162,13 +162,8 @@ def trusted_backend(cfg: RunConfig, run_dir: Path, given: str | None, command: s
             else "leave out --backend"
         raise BackendError(f"{run_dir} was trained with the backend {cfg.backend!r} and resumes "
                            f"only with it: {advice}")
-    if given:
-        return given
-    if cfg.backend in BACKENDS:
-        return cfg.backend
-    raise BackendError(f"{run_dir} names the backend {cfg.backend!r} in its {CONFIG}, which "
-                       f"mind does not import on its own: if you trust that module, pass "
-                       f"--backend {cfg.backend} to `mind {command}`")
+    return given or vouched_backend(cfg.backend, None, f"{run_dir / CONFIG}",
+                                    f"pass --backend {cfg.backend} to `mind {command}`")
 
 
 def read_run_config(run_dir: Path) -> RunConfig:

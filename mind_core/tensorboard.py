@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mind_core.extras import require
-from mind_core.rundir import RunDirError
+from mind_core.rundir import check_out_writable
 
 EPOCH_FIELDS = ("loss", "ce", "accuracy", "lr")
 EVAL_FIELDS = ("tag", "taw", "routing", "tag_entropy")
@@ -39,10 +39,11 @@ class TensorBoardLogger:
     the first scalar: a run that fails its checks before training writes nothing."""
 
     def __init__(self, log_dir: Path | str, flush_secs: int = 30):
+        # Checked now, not at the first scalar (after training started). Anywhere writable
+        # will do, a run directory included: TensorBoard only adds files of its own names.
+        check_out_writable(Path(log_dir), "--tensorboard")
         self._tensorboardx = require("tensorboardX", "tensorboard", "TensorBoard logging")
         self.log_dir = Path(log_dir)
-        if self.log_dir.exists() and not self.log_dir.is_dir():
-            raise RunDirError(f"the TensorBoard log directory {log_dir} is a file")
         self.flush_secs = flush_secs
         self._writer: Any = None
 

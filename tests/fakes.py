@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from mind_core.backend_checks import check_batch_size
 from mind_core.metrics import softmax
 from mind_core.protocol import EpochResult, LayerInfo, ModelSpec, PhaseSpec, Subnet
 
@@ -231,6 +232,7 @@ class FakeBackend:
         trainer.steps = int(state["steps"][0])
 
     def predict(self, model, x, subnets: list[Subnet], batch_size, mean, std, features=False):
+        check_batch_size(batch_size)  # the protocol's boundary, as the real backends
         data = self._prepare(x, mean, std)
         out, hidden = [], []
         for sub in subnets:

@@ -17,6 +17,7 @@ from backends.tf.models import build_network
 from backends.tf.runtime import enable_memory_growth, set_threads
 from backends.tf.trainer import JIT_COMPILE, Trainer, image_spec
 from mind_core.backend_checks import (
+    check_batch_size,
     check_bn_values,
     check_gpu_visible,
     check_known,
@@ -159,6 +160,7 @@ class TFBackend:
     def predict(self, model, x: np.ndarray, subnets: list[Subnet], batch_size: int,
                 mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        batch_size = check_batch_size(batch_size)
         width = subnet_width([s.class_range for s in subnets])
         n = len(x)
         out = np.zeros((len(subnets), n, width), np.float32)

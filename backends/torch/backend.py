@@ -25,6 +25,7 @@ from backends.torch.models import (
 )
 from backends.torch.trainer import Trainer
 from mind_core.backend_checks import (
+    check_batch_size,
     check_bn_values,
     check_gpu_visible,
     check_known,
@@ -209,14 +210,16 @@ class TorchBackend:
                 mean: tuple[float, ...], std: tuple[float, ...], features: bool = False
                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         n = len(x)
+        batch_size = check_batch_size(batch_size)
         width = subnet_width([s.class_range for s in subnets])
         gated = list(gated_layers(model).values())
         feature_width = gated_layers(model)[classifier_name(model)].weight.shape[1]
         normalise = Normaliser(mean, std, self._device, channels_last=is_builtin(model))
         model.eval()
         x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.uint8)).to(self._device)
-        out = torch.empty((len(subnets), n, width), dtype=torch.float32, device=self._device)
-        feats = (torch.empty((len(subnets), n, feature_width), dtype=torch.float32,
+        # zeros, not empty: whatever happens, no uninitialised memory is ever returned.
+        out = torch.zeros((len(subnets), n, width), dtype=torch.float32, device=self._device)
+        feats = (torch.zeros((len(subnets), n, feature_width), dtype=torch.float32,
                              device=self._device) if features else None)
         try:
             for j, subnet in enumerate(subnets):

@@ -19,7 +19,8 @@ import attrs
 from mind_core.config import config_to_dict
 from mind_core.errors import MindError
 from mind_core.events import write_json_atomic
-from mind_core.rundir import STOP_FILE, RunDirLock, check_out_writable
+from mind_core.outputs import output_dir
+from mind_core.rundir import LOCK_FILE, STOP_FILE, RunDirLock
 from mind_core.sweep.grid import (
     SWEEP_JSON,
     Grid,
@@ -84,15 +85,17 @@ class SweepResult:
 
 def check_sweep_dir(out: Path, grid_json: Mapping[str, Any]) -> dict[str, Any] | None:
     """The sweep.json a rerun finds (None for a new sweep); a SweepError for a directory that
-    holds another sweep, or anything that is not a sweep's."""
-    check_out_writable(out)
+    holds another sweep, or anything that is not a sweep's, or lies in a run or sweep
+    directory."""
+    output_dir(out, "--out", reuse=True)
     if not out.exists():
         return None
     record = read_sweep(out)
     if record is None:
         if (out / SWEEP_JSON).exists():
             raise SweepError(f"{out / SWEEP_JSON} is unreadable: choose another --out")
-        found = sorted(p.name for p in out.iterdir())
+        # The driver's own lock file and a stale STOP are no other sweep's.
+        found = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, STOP_FILE))
         if found:
             shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
             raise SweepError(f"--out {out} is not empty and holds no sweep ({shown}): choose a "
@@ -191,7 +194,7 @@ def run_sweep(grid: Grid, out: Path, resources: Resources = Resources(), *,
     methods = method_table() if methods is None else methods
     trials = expand(grid, methods)
     out = Path(out).absolute()
-    earlier = check_sweep_dir(out, grid.to_json(methods))
+    check_sweep_dir(out, grid.to_json(methods))  # before Ray starts: a wrong --out fails fast
     to_run = [t for t in trials if not is_finished(out / t.name, t.config.tasks)]
     started = connect(ray, resources) if to_run else False  # all done: no Ray needed
     try:
@@ -199,6 +202,8 @@ def run_sweep(grid: Grid, out: Path, resources: Resources = Resources(), *,
         trials = [_device(t, resources) for t in trials]
         out.mkdir(parents=True, exist_ok=True)
         with RunDirLock(out):  # one driver per sweep directory
+            # Again under the lock: another driver may have claimed it since the first check.
+            earlier = check_sweep_dir(out, grid.to_json(methods))
             (out / STOP_FILE).unlink(missing_ok=True)
             record = sweep_record(grid, trials, methods, attrs.asdict(resources), command,
                                   earlier)

@@ -11,13 +11,20 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from mind_core.config import ALIASES, ConfigError, RunConfig, resolve_config
+from mind_core.config import (
+    ALIASES,
+    FIELD_TYPES,
+    ConfigError,
+    RunConfig,
+    _parse_value,
+    resolve_config,
+)
 
 SWEEP_JSON = "sweep.json"
 SWEEP_FORMAT = 1
@@ -87,14 +94,38 @@ def split_values(text: str) -> list[str]:
     return parts
 
 
-def _unique(flag: str, values: Iterable[str]) -> tuple[str, ...]:
+def _unique(flag: str, values: Iterable[str], parse: Callable[[str], Any] = str
+            ) -> tuple[str, ...]:
+    """values, each once as the config will read it (parse): seeds `1,01` or a setting's
+    `10,1_0` would be one trial twice, in one directory and two summary rows."""
     values = tuple(values)
+    seen: dict[Any, str] = {}
     for value in values:
         if value == "":
             raise ConfigError(flag, f"an empty value in {','.join(values)!r}")
-        if values.count(value) > 1:
-            raise ConfigError(flag, f"{value!r} is given twice")
+        same = seen.setdefault(parse(value), value)
+        if same != value or values.count(value) > 1:
+            raise ConfigError(flag, f"{value!r} is given twice" if same == value else
+                              f"{same!r} and {value!r} are the same value")
     return values
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError("--seeds", f"expected whole numbers, got {text!r}") from None
+
+
+def _setting(key: str) -> Callable[[str], Any]:
+    """How the config reads a value of key; a value it cannot read stays text here, and
+    expand() names it with its flag."""
+    def parse(text: str) -> Any:
+        try:
+            return _parse_value(key, text)
+        except ConfigError:
+            return text
+    return parse if key in FIELD_TYPES else str
 
 
 def parse_grid(presets: str | None = None, datasets: str | None = None,
@@ -102,11 +133,8 @@ def parse_grid(presets: str | None = None, datasets: str | None = None,
                sets: Iterable[str] = (), backend: str | None = None,
                device: str | None = None, data_dir: str | None = None) -> Grid:
     """The grid from `mind sweep`'s flags (comma-separated lists; --set KEY=V1,V2 repeated)."""
-    seed_values = _unique("--seeds", split_values(seeds)) if seeds else ()
-    try:
-        seed_numbers = tuple(int(s) for s in seed_values)
-    except ValueError:
-        raise ConfigError("--seeds", f"expected whole numbers, got {seeds!r}") from None
+    seed_values = _unique("--seeds", split_values(seeds), _seed) if seeds else ()
+    seed_numbers = tuple(map(_seed, seed_values))
     grid_sets: dict[str, tuple[str, ...]] = {}
     for item in sets:
         key, sep, values = item.partition("=")
@@ -119,7 +147,7 @@ def parse_grid(presets: str | None = None, datasets: str | None = None,
         if real in {ALIASES.get(k, k) for k in grid_sets}:
             raise ConfigError(f"--set {key}", "is given twice; list its values once, "
                               "comma-separated")
-        grid_sets[key] = _unique(f"--set {key}", split_values(values))
+        grid_sets[key] = _unique(f"--set {key}", split_values(values), _setting(real))
     return Grid(presets=_unique("--presets", split_values(presets)) if presets else ("demo",),
                 datasets=_unique("--datasets", split_values(datasets)) if datasets else (),
                 methods=_unique("--methods", split_values(methods)) if methods else ("mind",),

@@ -20,9 +20,10 @@ from mind_core.rundir import (
     RESUME_CHECKPOINT,
     STOP_FILE,
     is_locked,
+    task_checkpoint,
 )
 
-# A trial's status: finished (metrics.json holds every task), interrupted (stopped with a
+# A trial's status: finished (metrics.json and a checkpoint for every task), interrupted (stopped with a
 # resume checkpoint: a rerun resumes it), failed (error.log holds why), pending (not started).
 FINISHED, INTERRUPTED, FAILED, PENDING = "finished", "interrupted", "failed", "pending"
 
@@ -36,10 +37,12 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def is_finished(run_dir: Path, tasks: int) -> bool:
-    """metrics.json holds every task of the run."""
+    """metrics.json holds every task of the run and the last task's checkpoint is there: a
+    run killed between the two is not finished (a rerun resumes it)."""
     metrics = read_metrics(run_dir)
     done = metrics.get("tasks_done") if metrics else None
-    return isinstance(done, int) and done >= tasks
+    return isinstance(done, int) and done >= tasks and \
+        (Path(run_dir) / CHECKPOINT_DIR / task_checkpoint(tasks - 1)).is_file()
 
 
 def can_resume(run_dir: Path) -> bool:

@@ -145,3 +145,13 @@ def test_bad_phase_values_fail_at_construction(field, value):
     good = phase()
     with pytest.raises(ValueError, match=field):
         attrs.evolve(good, **{field: value})
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
+def test_predict_refuses_a_batch_size_that_runs_no_batch(backend, model, batch_size):
+    """range(0, n, batch_size) would run no batch: the logits would be whatever memory the
+    output started with (issue 26)."""
+    x, _ = images(4)
+    subnets = [Subnet(gates=ones(backend, model), bn=backend.get_bn(model), class_range=(0, 2))]
+    with pytest.raises(ValueError, match="batch_size must be"):
+        backend.predict(model, x, subnets, batch_size=batch_size, mean=MEAN, std=STD)

@@ -114,6 +114,8 @@ def test_a_trials_state_and_seconds_come_from_its_directory(tmp_path):
     (run / "error.log").write_text("Traceback...\nRuntimeError: x\n")
     assert status_on_disk(run, 2) == "failed"
     (run / "metrics.json").write_text('{"tasks_done": 2}')
+    assert status_on_disk(run, 2) == "failed"  # its last task's checkpoint is not there
+    (run / "checkpoint" / "task-1.safetensors").write_bytes(b"")
     assert status_on_disk(run, 2) == "finished"
 
 
