@@ -216,8 +216,8 @@ def _cmd_eval(args) -> int:
     from mind_core.config import parse_overrides
     from mind_core.console import metrics_table, rules_table
     from mind_core.events import dumps  # strict JSON: a missing accuracy is null, not NaN
-    from mind_core.routing import unavailable_rules
-    from mind_core.runner import STATS_MISSING, evaluate_run
+    from mind_core.routing import unavailable_rules, why_unavailable
+    from mind_core.runner import evaluate_run
 
     metrics = evaluate_run(args.run_dir, args.backend, args.device,
                            overrides=parse_overrides(args.overrides))
@@ -229,7 +229,7 @@ def _cmd_eval(args) -> int:
     else:
         print(dumps(metrics) if args.json else metrics_table(metrics))
     if missing and not args.json:
-        print(f"\n{', '.join(missing)} unavailable: {STATS_MISSING}.")
+        print(f"\n{why_unavailable(missing)}.")
     return 0
 
 

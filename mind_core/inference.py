@@ -25,10 +25,10 @@ from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, check_rule, route
-from mind_core.rundir import CONFIG, RunDirError
+from mind_core.rundir import CONFIG
 from mind_core.runner import (
-    STATS_MISSING,
     adopt,
+    check_rule_available,
     eval_config,
     finished_tasks,
     load_dataset,
@@ -75,9 +75,9 @@ class Predictor:
         self.single_head = cfg.method != "mind"  # a baseline: one head, no routing rule
         self.rule = check_rule(cfg.inference.routing)
         self.rule_name = SINGLE_HEAD if self.single_head else self.rule.name
-        if not self.single_head and self.rule.needs_stats and len(ckpt.stats) != learned:
-            raise RunDirError(f"inference.routing={self.rule.name} is unavailable for "
-                              f"{run_dir}: {STATS_MISSING}")
+        if not self.single_head:
+            check_rule_available(cfg, ckpt.stats if len(ckpt.stats) == learned else None,
+                                 run_dir)
         facts = run_data_facts(run_dir, cfg, load)
         self.image_shape = tuple(int(v) for v in facts["image_shape"])
         num_classes = int(facts["num_classes"])

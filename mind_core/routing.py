@@ -286,6 +286,26 @@ MISSING = {"stats": "per-task feature statistics",
            "spaces": "every task's statistics in every sub-network's feature space (stats.spaces)"}
 """What a rule lacks when a run's checkpoints do not give it what it needs."""
 
+WHY_MISSING = {
+    "stats": "the run's checkpoints hold no routing statistics (it was made before they were "
+             "recorded; train it again to use them)",
+    "spaces": "the run's checkpoints hold each task's statistics in its own sub-network only "
+              "(stats.spaces was 0, or it was made before statistics in every sub-network; "
+              "train it again with stats.spaces >= 1)"}
+"""Why a finished run cannot score a rule, by what the rule needs: one line for the user."""
+
+
+def why_unavailable(names: list[str]) -> str:
+    """One line naming the rules a run cannot score and why, e.g. for `mind eval`."""
+    # Without own-space statistics a run has none at all, whatever else a rule needs.
+    none_at_all = any(RULES[name].needs == "stats" for name in names)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        needs = "stats" if none_at_all and RULES[name].needs_stats else RULES[name].needs
+        groups.setdefault(needs, []).append(name)
+    return "; ".join(f"{', '.join(rules)} unavailable: {WHY_MISSING[needs]}"
+                     for needs, rules in groups.items())
+
 
 def available(stats: list[TaskStats] | None) -> tuple[str, ...]:
     """The rules a run's statistics (one TaskStats per task, or None) let it score."""

@@ -30,7 +30,7 @@ from mind_core.network import CUSTOM_ARCH
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.protocol import Backend
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
-from mind_core.routing import check_rule
+from mind_core.routing import check_rule, stats_support, why_unavailable
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     CONFIG,
@@ -304,9 +304,12 @@ def check_task_files(run_dir: Path, paths: list[Path]) -> None:
                                          f"missing ({why})")
 
 
-STATS_MISSING = ("this run's checkpoints hold no routing statistics (it was made before they "
-                 "were recorded): only the score-only rules can route it; train it again to "
-                 "use the statistics rules")
+def check_rule_available(cfg: RunConfig, stats: list | None, run_dir: Path) -> None:
+    """A MIND run's own rule must be one its checkpoints' statistics can score."""
+    rule = check_rule(cfg.inference.routing)
+    if cfg.method == "mind" and not stats_support(stats, rule.needs):
+        raise RunDirError(f"inference.routing={rule.name} is unavailable for {run_dir}: "
+                          f"{why_unavailable([rule.name]).split(': ', 1)[1]}")
 
 
 def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool = False
@@ -354,10 +357,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
     paths, checkpoints = finished_tasks(run_dir, cfg, "evaluate")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
-    if cfg.method == "mind" and check_rule(cfg.inference.routing).needs_stats \
-            and not has_stats:
-        raise RunDirError(f"inference.routing={cfg.inference.routing} is unavailable for "
-                          f"{run_dir}: {STATS_MISSING}")
+    check_rule_available(cfg, checkpoints[-1].stats if has_stats else None, run_dir)
     backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)

@@ -191,8 +191,8 @@ def test_a_run_without_statistics_evaluates_with_the_score_only_rules(tmp_path, 
     from mind_core.routing import SCORE_ONLY
     table_rows = [line.split()[0] for line in printed.split("\n\n")[0].splitlines()[1:]]
     assert table_rows == list(SCORE_ONLY)
-    assert "mahalanobis unavailable: this run's checkpoints hold no routing statistics" \
-        in printed
+    assert "mahalanobis, pairwise unavailable: the run's checkpoints hold no routing " \
+        "statistics" in printed
     assert main(["eval", str(out), *TRUST, "--set", "inference.routing=mahalanobis"]) == 2
     err = capsys.readouterr().err
     assert "inference.routing=mahalanobis is unavailable" in err and err.count("\n") == 1
@@ -489,3 +489,19 @@ def test_a_resume_state_with_an_unknown_phase_is_exit_2(tmp_path):
     assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
     assert resumed.stderr == (f"mind: error: {resume}: state field 'phase' is 'bogus'; "
                               "expected one of teacher, allocate, distill, evaluate\n")
+
+
+def test_eval_explains_a_missing_pairwise_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet",
+          "--set", "stats.spaces=0"])
+    capsys.readouterr()
+    assert main(["eval", str(out), *TRUST, "--routing", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert "mahalanobis" in printed.split("\n\n")[0]
+    assert "pairwise unavailable: the run's checkpoints hold each task's statistics in its " \
+           "own sub-network only (stats.spaces was 0" in printed
+    assert main(["eval", str(out), *TRUST, "--set", "inference.routing=pairwise"]) == 2
+    err = capsys.readouterr().err
+    assert "inference.routing: pairwise needs statistics in other sub-networks' spaces" in err
+    assert err.count("\n") == 1

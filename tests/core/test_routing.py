@@ -9,7 +9,6 @@ import pytest
 from mind_core import checkpoint
 from mind_core.config import ConfigError, resolve_config
 from mind_core.metrics import evaluate_logits
-from mind_core.spaces import space_ids
 from mind_core.routing import (
     ROUTINGS,
     RULES,
@@ -19,12 +18,12 @@ from mind_core.routing import (
     TaskStats,
     available,
     fit_stats,
-    fit_task_stats,
     min_distance,
     oas_covariance,
     route,
     whitening,
 )
+from mind_core.spaces import space_ids
 
 
 def clusters(rng, centre: np.ndarray, n: int, classes: int, lo: int):

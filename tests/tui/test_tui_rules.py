@@ -52,7 +52,7 @@ def test_a_run_without_statistics_names_the_rules_it_could_not_score(tmp_path: P
     assert info.own == "max_prob" and "mahalanobis" not in scored
     assert info.missing == tuple(r for r in ROUTINGS if r not in scored)
     shown = rendered(rules_table(info))
-    assert "unavailable: mahalanobis (this run has no routing statistics)" in shown
+    assert "mahalanobis, pairwise unavailable: the run's checkpoints hold no routing" in shown
     assert next(line for line in shown.splitlines() if " max_prob " in line).startswith("●")
 
 

@@ -41,6 +41,15 @@ def known_rules() -> tuple[str, ...]:
     return tuple(ROUTINGS)
 
 
+def unavailable_line(missing: tuple[str, ...]) -> str:
+    """The core's one line of why a run cannot score these rules (what each needs)."""
+    try:
+        from mind_core.routing import why_unavailable
+    except ImportError:
+        return f"unavailable: {', '.join(missing)}"
+    return why_unavailable(list(missing))
+
+
 def rules_info(state: RunState) -> RulesInfo:
     if not state.evaluations:
         return RulesInfo(own=state.routing_rule)
@@ -71,8 +80,7 @@ def rules_table(info: RulesInfo) -> Group | Text:
     parts: list[Text | Table] = [
         Text(f"Routing rules, {info.when} ({MARK} this run's rule)", style="bold"), table]
     if info.missing:
-        parts.append(Text(f"unavailable: {', '.join(info.missing)} (this run has no routing "
-                          "statistics)", style="italic"))
+        parts.append(Text(unavailable_line(info.missing), style="italic"))
     return Group(*parts)
 
 
