@@ -462,5 +462,33 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
                           f"got {variant!r}")
     defaults = VARIANT_DEFAULTS[variant]
     flat = {**flat, **defaults} if variant != own else {**defaults, **flat}
+    flat.update(_follow_epochs(flat, given))
     flat.update(given)
     return build_config(flat)
+
+
+def scaled_milestones(milestones: Iterable[int], scale: float, epochs: int) -> list[int]:
+    """Milestones of a phase whose length is multiplied by scale: each rounded (at least 1),
+    those on or past the new last epoch dropped, as a schedule cut short has no use for them."""
+    return sorted({v for m in milestones if (v := max(1, round(m * scale))) < epochs})
+
+
+def _follow_epochs(flat: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The milestones of each phase whose epochs the overrides change and whose milestones
+    they leave alone, scaled to the new length: a user shortening a preset's phase should not
+    need to know where its lr steps were (docs/algorithm.md "Both phases")."""
+    out: dict[str, Any] = {}
+    for phase in ("teacher", "distill"):
+        epochs_key, miles_key = f"{phase}.epochs", f"{phase}.milestones"
+        if epochs_key not in given or miles_key in given:
+            continue
+        default = getattr(_DEFAULT, phase)
+        old = _parse_value(epochs_key, flat.get(epochs_key, default.epochs))
+        new = _parse_value(epochs_key, given[epochs_key])
+        miles = _parse_value(miles_key, flat.get(miles_key, default.milestones))
+        try:
+            if old > 0 and new != old and miles:
+                out[miles_key] = tuple(scaled_milestones(miles, new / old, new))
+        except TypeError:  # not a list of numbers: build_config names the bad value
+            pass
+    return out
