@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="from_run", type=Path, metavar="RUN_DIR",
                      help="rerun that run's configuration (with --set and flags on top)")
     run.add_argument("--backend", help="torch (default), tf, or module:Class")
-    run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH, folder:PATH")
+    run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH (or "
+                     "PATH.npz), folder:PATH")
     run.add_argument("--data-dir", help="where datasets are looked for (else $MIND_DATA_DIR)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting, e.g. --set tasks=5 --set distill.beta=0")

@@ -6,7 +6,6 @@ A config is resolved in one order: preset -> variant defaults -> overrides. Ever
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import math
 import tomllib
@@ -15,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from mind_core.errors import did_you_mean
 from mind_core.masks import INITS, MODES
 from mind_core.network import CUSTOM_ARCH
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
@@ -282,13 +282,8 @@ def _check_keys(flat: Mapping[str, Any], source: str = "") -> None:
 def _did_you_mean(key: str) -> str:
     # The same last part first (`lr` -> teacher.lr or distill.lr: the section was left out),
     # else the closest spellings; ties are all shown, as neither is likelier.
-    known = [*FIELD_TYPES, *ALIASES]
     close = [k for k in FIELD_TYPES if k.split(".")[-1] == key.split(".")[-1]]
-    if not close:
-        ratio = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in known}
-        best = max(ratio.values())
-        close = [k for k in known if ratio[k] == best] if best >= 0.6 else []
-    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+    return did_you_mean(key, [*FIELD_TYPES, *ALIASES], close or None)
 
 
 def build_config(flat: Mapping[str, Any]) -> RunConfig:
