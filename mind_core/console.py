@@ -68,7 +68,8 @@ class ConsoleReporter:
         self._line_open = True
 
     def on_epoch_ended(self, e):
-        extra = f"  distill {e['distill']:.4f}" if e["phase"] == "distill" else ""
+        # A phase without a distillation term (the teacher; beta 0) has distill null.
+        extra = f"  distill {e['distill']:.4f}" if e.get("distill") is not None else ""
         self._print(f"  {e['phase']:<8} epoch {e['epoch'] + 1}/{e['epochs']}  "
                     f"loss {e['loss']:.4f}  ce {e['ce']:.4f}{extra}  acc {pct(e['accuracy'])}  "
                     f"{e['images_per_s']:.0f} img/s")
