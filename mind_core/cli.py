@@ -170,7 +170,7 @@ def usable_cpus() -> int:
 
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
-    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
+    from mind_core.console import ConsoleReporter, run_summary
     from mind_core.rundir import check_out_writable
     from mind_core.runner import default_run_dir, start_run
     from mind_core.tensorboard import tensorboard_observers
@@ -185,13 +185,12 @@ def _cmd_run(args) -> int:
     with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
         metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                             stop, threads=args.threads or usable_cpus())
-    print("\n" + metrics_table(metrics))
-    print("\n" + run_dir_listing(run_dir))
+    print(run_summary(metrics, run_dir, args.quiet))
     return 0
 
 
 def _cmd_resume(args) -> int:
-    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
+    from mind_core.console import ConsoleReporter, run_summary
     from mind_core.runner import resume_run
     from mind_core.tensorboard import tensorboard_observers
 
@@ -201,8 +200,7 @@ def _cmd_resume(args) -> int:
         metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                              stop, backend=args.backend,
                              threads=args.threads or usable_cpus())
-    print("\n" + metrics_table(metrics))
-    print("\n" + run_dir_listing(args.run_dir))
+    print(run_summary(metrics, args.run_dir, args.quiet))
     return 0
 
 
