@@ -1,11 +1,13 @@
 """The first hour, again (issue 25): what `mind run` prints says what is true and no more —
 no distillation column for a phase without one, --quiet prints the summary line, the summary
-names the rules as the docs do."""
+names the rules as the docs do — and `mind config` reads what `mind run` reads."""
 
 from __future__ import annotations
 
 import json
 import re
+
+import pytest
 
 from mind_core.cli import main
 from mind_core.events import read_events
@@ -54,3 +56,17 @@ def test_the_summary_names_rules_as_the_docs_do(tmp_path, capsys):
     assert "Accuracy matrix (TAg)" in printed and "Accuracy matrix (TAw)" in printed
     assert "TAG" not in printed and "TAW" not in printed
 
+
+@pytest.mark.parametrize("flag", ["--config", "--from"])
+def test_mind_config_reads_a_file_or_a_run_as_mind_run_does(tmp_path, capsys, flag):
+    _run(tmp_path, capsys, "--set", "seed=7")
+    source = tmp_path / "run"
+    if flag == "--config":
+        assert main(["presets", "--show", "smoke"]) == 0
+        source = tmp_path / "mine.toml"
+        source.write_text(capsys.readouterr().out.replace("seed = 0", "seed = 7"))
+    assert main(["config", flag, str(source), "--set", "tasks=3"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["seed"], shown["tasks"]) == (7, 3)
+    assert main(["config", flag, str(source), "--preset", "demo"]) == 2
+    assert "cannot be used together" in capsys.readouterr().err
