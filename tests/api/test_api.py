@@ -212,3 +212,15 @@ def test_an_interrupted_own_network_run_resumes_to_the_same_numbers(tmp_path):
         mind.resume(out, data=data, backend=FAKE)  # the network is needed again
     resumed = mind.resume(out, FakeNetwork(outputs=6), data)
     assert resumed.metrics["final"] == whole.metrics["final"]
+
+
+def test_fit_prints_the_commands_progress_unless_quiet(tmp_path, capsys):
+    _, data = _arrays()
+    mind.fit(None, data, tasks=3, backend=FAKE, preset="smoke", settings=SETTINGS,
+             out=tmp_path / "loud")
+    printed = capsys.readouterr().out
+    assert "Task 3/3" in printed and "  teacher  epoch 2/2" in printed
+    assert printed.splitlines()[-1] == f"Run directory: {tmp_path / 'loud'}"
+    mind.fit(None, data, tasks=3, backend=FAKE, preset="smoke", settings=SETTINGS,
+             out=tmp_path / "quiet", quiet=True)
+    assert capsys.readouterr().out == ""
