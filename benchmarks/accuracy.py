@@ -34,7 +34,7 @@ import attrs
 import numpy as np
 
 from benchmarks.baselines import DENSE_METHODS, METHODS, method_overrides
-from mind_core.config import RunConfig, list_presets, resolve_config
+from mind_core.config import RunConfig, list_presets, resolve_config, scaled_milestones
 from mind_core.data import DatasetError, default_root, prepare_synbols
 from mind_core.registry import get_backend
 from mind_core.routing import PAPER_RULE, ROUTINGS
@@ -112,7 +112,7 @@ def scaled_epochs(cfg: RunConfig, scale: float) -> list[str]:
     for phase in ("teacher", "distill"):
         pc = getattr(cfg, phase)
         epochs = max(1, round(pc.epochs * scale))
-        miles = sorted({v for m in pc.milestones if (v := max(1, round(m * scale))) < epochs})
+        miles = scaled_milestones(pc.milestones, scale, epochs)
         out += [f"{phase}.epochs={epochs}", f"{phase}.milestones={miles}"]
     return out
 

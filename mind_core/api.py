@@ -69,7 +69,8 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
         backend: str | None = None, preset: str = "demo", config: str | Path | None = None,
         settings: Mapping[str, Any] | None = None, seed: int | None = None,
         device: str | None = None, out: str | Path | None = None,
-        on_event: Observer | None = None, tensorboard: str | Path | None = None) -> Run:
+        on_event: Observer | None = None, tensorboard: str | Path | None = None,
+        quiet: bool = False) -> Run:
     """Train MIND task by task and return the finished Run.
 
     model: None (the preset's network), a torch nn.Module or a Keras model (converted to
@@ -80,7 +81,8 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
     with the presets' schema); settings: dotted keys on top, e.g. {"distill.epochs": 4}.
     out: the run directory (default runs/<name>-<backend>-<time>). on_event: called with
     every event dict as it happens (events.jsonl's lines). tensorboard: a folder for
-    TensorBoard scalars (needs the tensorboard extra).
+    TensorBoard scalars (needs the tensorboard extra). quiet: print nothing (by default the
+    progress lines and the final summary line of `mind run`).
     """
     from mind_core.runner import start_run
 
@@ -92,8 +94,9 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
                       dataset=data.name if isinstance(data, Dataset) else data)
         run_dir = Path(out) if out is not None else default_run_dir(cfg)
         output_dir(run_dir, "out", reuse=True)  # as `mind run --out`
-        with _observers(on_event, tensorboard) as observers:
-            start_run(cfg, run_dir, observers, load=_loader(data), network=model)
+        with _observers(on_event, tensorboard, quiet) as observers:
+            metrics = start_run(cfg, run_dir, observers, load=_loader(data), network=model)
+        _summary(metrics, run_dir, quiet)
     # The backend the user named (or the model implies) stays trusted for this Run.
     return Run(run_dir, model=model, backend=cfg.backend, device=device,
                data=data if isinstance(data, Dataset) else None)
@@ -101,18 +104,19 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
 
 def resume(run_dir: str | Path, model: Any = None, data: Dataset | None = None, *,
            backend: str | None = None, on_event: Observer | None = None,
-           tensorboard: str | Path | None = None) -> Run:
+           tensorboard: str | Path | None = None, quiet: bool = False) -> Run:
     """Finish an interrupted run from its last checkpoint, with exactly the numbers an
     uninterrupted run gives on CPU. model and data: the network and the arrays it was
-    started with, when it was (a named dataset is loaded again by name)."""
+    started with, when it was (a named dataset is loaded again by name). quiet: as fit's."""
     from mind_core.runner import resume_run
 
     with _as_mind_errors():
         if model is not None:
             backend = _backend_of(model, backend)
-        with _observers(on_event, tensorboard) as observers:
-            resume_run(Path(run_dir), observers, load=_loader(data), backend=backend,
-                       network=model)
+        with _observers(on_event, tensorboard, quiet) as observers:
+            metrics = resume_run(Path(run_dir), observers, load=_loader(data), backend=backend,
+                                 network=model)
+        _summary(metrics, Path(run_dir), quiet)
     return Run(Path(run_dir), model=model, backend=backend, data=data)
 
 
@@ -224,12 +228,23 @@ def _loader(data: Dataset | str | None) -> Callable:
     return load_dataset
 
 
+def _summary(metrics: dict[str, Any], run_dir: Path, quiet: bool) -> None:
+    if not quiet:
+        from mind_core.console import run_summary
+
+        print(run_summary(metrics, run_dir, quiet=True))
+
+
 @contextlib.contextmanager
-def _observers(on_event: Observer | None, tensorboard: str | Path | None
+def _observers(on_event: Observer | None, tensorboard: str | Path | None, quiet: bool
                ) -> Iterator[list[Callable]]:
-    """The run's observers: the user's callback and a TensorBoard logger, closed afterwards
-    whether the run finished or raised."""
-    observers: list[Callable] = [on_event] if on_event is not None else []
+    """The run's observers: `mind run`'s progress lines unless quiet (a long fit in a
+    notebook otherwise shows nothing for minutes), the user's callback and a TensorBoard
+    logger, closed afterwards whether the run finished or raised."""
+    from mind_core.console import ConsoleReporter
+
+    observers: list[Callable] = [] if quiet else [ConsoleReporter()]
+    observers += [on_event] if on_event is not None else []
     logger = None
     if tensorboard is not None:
         from mind_core.tensorboard import TensorBoardLogger

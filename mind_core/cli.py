@@ -63,16 +63,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train MIND (default: the demo preset on built-in data)",
                          description="Train MIND task by task and evaluate after each task.")
-    run.add_argument("--preset", help="configuration preset (see `mind presets`; default demo)")
-    run.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of settings "
-                     "instead of a preset (`mind presets --show NAME` writes one)")
-    run.add_argument("--from", dest="from_run", type=Path, metavar="RUN_DIR",
-                     help="rerun that run's configuration (with --set and flags on top)")
+    _add_config_source(run, "rerun that run's configuration (with --set and flags on top)")
     run.add_argument("--backend", help="torch (default), tf, or module:Class")
-    run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH, folder:PATH")
+    run.add_argument("--dataset", help="dataset name (see `mind datasets`), npz:PATH (or "
+                     "PATH.npz), folder:PATH")
     run.add_argument("--data-dir", help="where datasets are looked for (else $MIND_DATA_DIR)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a setting, e.g. --set tasks=5 --set distill.beta=0")
     run.add_argument("--seed", type=int, help="random seed (default from the preset: 0)")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--out", type=Path, help="run directory (default runs/<preset>-<backend>-<time>)")
@@ -147,14 +142,27 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--seed", type=int, default=0)
 
     show = sub.add_parser("config", help="print the resolved configuration as JSON",
-                          description="Resolve a preset with overrides and print it (or the error).")
-    show.add_argument("--preset", default="demo")
-    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+                          description="Resolve the settings `mind run` would train with, from "
+                          "the same sources, and print them (or the error).")
+    _add_config_source(show, "that run's configuration (with --set on top)")
 
     from mind_core.sweep.command import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
     return parser
+
+
+def _add_config_source(parser: argparse.ArgumentParser, from_help: str) -> None:
+    """Where a configuration comes from and what changes it, the same for `mind run` and
+    `mind config` (one resolution: config_files.run_config)."""
+    parser.add_argument("--preset", help="configuration preset (see `mind presets`; default "
+                        "demo)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="a TOML file of "
+                        "settings instead of a preset (`mind presets --show NAME` writes one)")
+    parser.add_argument("--from", dest="from_run", type=Path, metavar="RUN_DIR", help=from_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a setting, e.g. --set tasks=5 "
+                        "--set distill.beta=0")
 
 
 def _threads(text: str) -> int:
@@ -175,7 +183,7 @@ def usable_cpus() -> int:
 
 def _cmd_run(args) -> int:
     from mind_core.config_files import run_config
-    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
+    from mind_core.console import ConsoleReporter, run_summary
     from mind_core.outputs import output_dir
     from mind_core.runner import default_run_dir, start_run
     from mind_core.tensorboard import tensorboard_observers
@@ -191,13 +199,12 @@ def _cmd_run(args) -> int:
     with tensorboard_observers(args.tensorboard) as tensorboard:  # checks its extra first
         metrics = start_run(cfg, run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                             stop, threads=args.threads or usable_cpus())
-    print("\n" + metrics_table(metrics))
-    print("\n" + run_dir_listing(run_dir))
+    print(run_summary(metrics, run_dir, args.quiet))
     return 0
 
 
 def _cmd_resume(args) -> int:
-    from mind_core.console import ConsoleReporter, metrics_table, run_dir_listing
+    from mind_core.console import ConsoleReporter, run_summary
     from mind_core.runner import resume_run
     from mind_core.tensorboard import tensorboard_observers
 
@@ -207,8 +214,7 @@ def _cmd_resume(args) -> int:
         metrics = resume_run(args.run_dir, [ConsoleReporter(quiet=args.quiet), *tensorboard],
                              stop, backend=args.backend,
                              threads=args.threads or usable_cpus())
-    print("\n" + metrics_table(metrics))
-    print("\n" + run_dir_listing(args.run_dir))
+    print(run_summary(metrics, args.run_dir, args.quiet))
     return 0
 
 
@@ -328,9 +334,11 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_config(args) -> int:
-    from mind_core.config import config_to_dict, resolve_config
+    from mind_core.config import config_to_dict
+    from mind_core.config_files import run_config
 
-    print(json.dumps(config_to_dict(resolve_config(args.preset, args.overrides)), indent=2))
+    cfg = run_config(args.preset, args.config, args.from_run, args.overrides)
+    print(json.dumps(config_to_dict(cfg), indent=2))
     return 0
 
 

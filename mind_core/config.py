@@ -6,7 +6,6 @@ A config is resolved in one order: preset -> variant defaults -> overrides. Ever
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import math
 import tomllib
@@ -15,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from mind_core.errors import did_you_mean
 from mind_core.masks import INITS, MODES
 from mind_core.network import CUSTOM_ARCH
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
@@ -300,13 +300,8 @@ def _check_keys(flat: Mapping[str, Any], source: str = "") -> None:
 def _did_you_mean(key: str) -> str:
     # The same last part first (`lr` -> teacher.lr or distill.lr: the section was left out),
     # else the closest spellings; ties are all shown, as neither is likelier.
-    known = [*FIELD_TYPES, *ALIASES]
     close = [k for k in FIELD_TYPES if k.split(".")[-1] == key.split(".")[-1]]
-    if not close:
-        ratio = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in known}
-        best = max(ratio.values())
-        close = [k for k in known if ratio[k] == best] if best >= 0.6 else []
-    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+    return did_you_mean(key, [*FIELD_TYPES, *ALIASES], close or None)
 
 
 def build_config(flat: Mapping[str, Any]) -> RunConfig:
@@ -487,7 +482,9 @@ def resolve_config(preset: str = "demo", overrides: Iterable[str] | Mapping[str,
     if variant not in VARIANTS:
         raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}; "
                           f"got {variant!r}")
-    return build_config({**follow_variant(flat, own, variant), **given})
+    flat = follow_variant(flat, own, variant)
+    flat.update(_follow_epochs(flat, given))
+    return build_config({**flat, **given})
 
 
 def implied_settings(variant: str) -> dict[str, Any]:
@@ -507,3 +504,31 @@ def follow_variant(flat: Mapping[str, Any], old: str, new: str) -> dict[str, Any
     chosen = {key: value for key, value in flat.items()
               if key not in before or _parse_value(key, value) != before[key]}
     return {**after, **chosen, "variant": new}
+
+
+
+def scaled_milestones(milestones: Iterable[int], scale: float, epochs: int) -> list[int]:
+    """Milestones of a phase whose length is multiplied by scale: each rounded (at least 1),
+    those on or past the new last epoch dropped, as a schedule cut short has no use for them."""
+    return sorted({v for m in milestones if (v := max(1, round(m * scale))) < epochs})
+
+
+def _follow_epochs(flat: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The milestones of each phase whose epochs the overrides change and whose milestones
+    they leave alone, scaled to the new length: a user shortening a preset's phase should not
+    need to know where its lr steps were (docs/algorithm.md "Both phases")."""
+    out: dict[str, Any] = {}
+    for phase in ("teacher", "distill"):
+        epochs_key, miles_key = f"{phase}.epochs", f"{phase}.milestones"
+        if epochs_key not in given or miles_key in given:
+            continue
+        default = getattr(_DEFAULT, phase)
+        old = _parse_value(epochs_key, flat.get(epochs_key, default.epochs))
+        new = _parse_value(epochs_key, given[epochs_key])
+        miles = _parse_value(miles_key, flat.get(miles_key, default.milestones))
+        try:
+            if old > 0 and new != old and miles:
+                out[miles_key] = tuple(scaled_milestones(miles, new / old, new))
+        except TypeError:  # not a list of numbers: build_config names the bad value
+            pass
+    return out

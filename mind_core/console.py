@@ -44,7 +44,7 @@ class ConsoleReporter:
     def __call__(self, event: dict[str, Any]) -> None:
         self.eta(event)
         handler = getattr(self, f"on_{event['type']}", None)
-        if handler and not (self.quiet and event["type"] not in ("run_finished", "run_failed")):
+        if handler and not (self.quiet and event["type"] != "run_failed"):
             handler(event)
 
     def on_run_started(self, e):
@@ -68,7 +68,8 @@ class ConsoleReporter:
         self._line_open = True
 
     def on_epoch_ended(self, e):
-        extra = f"  distill {e['distill']:.4f}" if e["phase"] == "distill" else ""
+        # A phase without a distillation term (the teacher; beta 0) has distill null.
+        extra = f"  distill {e['distill']:.4f}" if e.get("distill") is not None else ""
         self._print(f"  {e['phase']:<8} epoch {e['epoch'] + 1}/{e['epochs']}  "
                     f"loss {e['loss']:.4f}  ce {e['ce']:.4f}{extra}  acc {pct(e['accuracy'])}  "
                     f"{e['images_per_s']:.0f} img/s")
@@ -120,6 +121,14 @@ RUN_FILES = (
 )
 
 
+def run_summary(metrics: dict[str, Any], run_dir: Path, quiet: bool = False) -> str:
+    """What a finished `mind run` or `mind resume` prints last; quiet: the headline and where
+    the run is, nothing more."""
+    if quiet:
+        return f"{metrics_table(metrics, quiet=True)}\nRun directory: {run_dir}"
+    return f"\n{metrics_table(metrics)}\n\n{run_dir_listing(run_dir)}"
+
+
 def run_dir_listing(run_dir: Path) -> str:
     """Where the run is and what each of its files holds."""
     lines = [f"Run directory: {run_dir}"]
@@ -130,23 +139,40 @@ def run_dir_listing(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def metrics_table(metrics: dict[str, Any]) -> str:
-    """The final summary: headline numbers and the accuracy matrices."""
+def headline(metrics: dict[str, Any]) -> str:
+    """The final numbers in one line, the one `--quiet` prints."""
     final = metrics["final"]
     rule = metrics.get("routing_rule", PAPER_RULE)
-    lines = [f"TAg {pct(final['tag'])}   TAw {pct(final['taw'])}   routing "
-             f"{pct(final['routing'])} ({rule})   (TAg with entropy routing "
-             f"{pct(final['tag_entropy'])})",
-             f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
-             f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}",
-             *MEANING]
+    return (f"TAg {pct(final['tag'])}   TAw {pct(final['taw'])}   routing "
+            f"{pct(final['routing'])} ({rule}){_beside(metrics, rule)}")
+
+
+def _beside(metrics: dict[str, Any], rule: str) -> str:
+    """TAg under the paper's rule beside another rule's (the comparison the docs make), or
+    under entropy, the paper's alternative, beside the paper's own."""
+    final = metrics["final"]
+    paper = (final.get("rules") or {}).get(PAPER_RULE)
+    if rule != PAPER_RULE and paper:
+        return f"   (paper's rule {PAPER_RULE}: TAg {pct(paper['tag'])})"
+    return f"   (entropy rule: TAg {pct(final['tag_entropy'])})"
+
+
+def metrics_table(metrics: dict[str, Any], quiet: bool = False) -> str:
+    """The final summary: headline numbers and what they mean, then the accuracy matrices;
+    quiet: the headline line (and any student-behind warning) only."""
+    lines = [headline(metrics)]
+    if not quiet:
+        lines += [f"forgetting TAg {pct(metrics['forgetting']['tag']['average'])}   "
+                  f"BWT TAg {100 * metrics['bwt']['tag']:+.1f}", *MEANING]
     for behind in metrics.get("students_behind", []):
         lines.append(f"warning: task {behind['task'] + 1}'s student ended at "
                      f"{pct(behind['student'])}, its teacher reached {pct(behind['teacher'])}")
+    if quiet:
+        return "\n".join(lines)
     n = len(metrics["acc_matrix_tag"])
-    for kind in ("tag", "taw"):
+    for kind, name in (("tag", "TAg"), ("taw", "TAw")):
         lines.append("")
-        lines.append(f"Accuracy matrix ({kind.upper()}): row = after task, column = task")
+        lines.append(f"Accuracy matrix ({name}): row = after task, column = task")
         lines.append("       " + "".join(f"  T{j + 1:<4}" for j in range(n)))
         for t, row in enumerate(metrics[f"acc_matrix_{kind}"]):
             lines.append(f"  T{t + 1:<3} " + "".join(f"{100 * a:6.1f} " for a in row))

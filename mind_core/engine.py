@@ -275,7 +275,9 @@ class Engine:
                 if not math.isfinite(value):  # nothing of this epoch is saved
                     raise Diverged(t, kind, epoch, value, getattr(self.cfg, kind).lr)
             self.events.emit("epoch_ended", task=t, phase=kind, epoch=epoch, epochs=spec.epochs,
-                             loss=result.loss, ce=result.ce, distill=result.distill,
+                             loss=result.loss, ce=result.ce,
+                             # null when the phase has no distillation term (beta 0, teacher)
+                             distill=result.distill if spec.distils else None,
                              accuracy=result.accuracy, lr=spec.lr_at(epoch),
                              seconds=round(result.seconds, 3),
                              images_per_s=round(result.images / max(result.seconds, 1e-9), 1))

@@ -10,6 +10,19 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 """The `mind` command's exit codes: the run failed, bad input, interrupted (checkpointed)."""
 
 
+def did_you_mean(word: str, known, close: list[str] | None = None) -> str:
+    """" (did you mean A or B?)" for a misspelt name: close if given, else the known names
+    most like word (ties all shown, as neither is likelier), or "" when none is near."""
+    import difflib
+
+    if close is None:
+        known = list(known)
+        ratio = {k: difflib.SequenceMatcher(None, word, k).ratio() for k in known}
+        best = max(ratio.values(), default=0.0)
+        close = [k for k in known if ratio[k] == best] if best >= 0.6 else []
+    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+
+
 class MindError(Exception):
     """Bad input to the Python API (a config, data, network, run directory or checkpoint
     problem); the message is one line saying what and how to fix it. Nothing was written."""

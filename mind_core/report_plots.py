@@ -7,6 +7,7 @@ figure state, and no change to the backend of a program that calls this from Pyt
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 from mind_core.report import Row, RunResults
 
 DPI = 100
+# Characters of the run's title per inch of figure width at its font size (12 pt: about
+# 6.6 pt a character, less a margin), so a long title wraps instead of running off the edges.
+TITLE_CHARS_PER_INCH = 10
 
 
 def write_plots(results: RunResults, out: Path) -> list[Path]:
@@ -27,6 +31,13 @@ def write_plots(results: RunResults, out: Path) -> list[Path]:
     if results.ownership:
         written.append(_ownership_bars(results, out / "ownership.png"))
     return written
+
+
+def _titled(fig: Figure, run_title: str) -> None:
+    """The run's title over the whole figure, wrapped to its width: constrained layout makes
+    room above the axes for a title's lines, not beside the figure for its length."""
+    width = int(fig.get_figwidth() * TITLE_CHARS_PER_INCH)
+    fig.suptitle(textwrap.fill(run_title, width=width, break_on_hyphens=False))
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -49,7 +60,8 @@ def _accuracy_curves(results: RunResults, path: Path) -> Path:
     ax.plot(learned, _percent(results.routing), marker=".", linestyle="--",
             label=f"routing accuracy ({results.routing_rule})")
     ax.set(xlabel="tasks learned", ylabel="accuracy on the tasks so far (%)", ylim=(0, 102),
-           xticks=learned, title=f"{results.title}\naccuracy after each task")
+           xticks=learned, title="accuracy after each task")
+    _titled(fig, results.title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     return _save(fig, path)
@@ -75,8 +87,9 @@ def _heatmap(matrix: list[Row], label: str, title: str, path: Path) -> Path:
     names = [f"T{t + 1}" for t in ticks]
     ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names,
            xlabel="task evaluated", ylabel="after learning task",
-           title=f"{title}\n{label} accuracy (%)")
+           title=f"{label} accuracy (%)")
     fig.colorbar(image, ax=ax, label="accuracy (%)")
+    _titled(fig, title)
     return _save(fig, path)
 
 
@@ -107,7 +120,8 @@ def _ownership_bars(results: RunResults, path: Path) -> Path:
     ax.barh(rows, free, left=left, color="lightgray", label="free")
     after = f"after allocating task {shown}" if results.ownership_task is not None else ""
     ax.set(yticks=rows, yticklabels=names, xlim=(0, 100), xlabel="share of the layer's "
-           "weights (%)", title=f"{results.title}\nweights owned per layer {after}".rstrip())
+           "weights (%)", title=f"weights owned per layer {after}".rstrip())
+    _titled(fig, results.title)
     ax.set_ylim(len(names) - 0.5, -0.5)  # the first layer on top, as in the model
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _save(fig, path)

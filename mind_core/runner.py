@@ -24,9 +24,10 @@ from mind_core.config import (
     config_to_dict,
     flatten,
 )
+from mind_core.data.base import DatasetError
 from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
-from mind_core.network import CUSTOM_ARCH
+from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.protocol import Backend
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
@@ -345,6 +346,21 @@ def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None) -> RunConfi
     return build_config({**flatten(config_to_dict(cfg)), **overrides})
 
 
+def check_rebuildable(run_dir: Path, cfg: RunConfig, network: Any) -> None:
+    """Before loading anything: a run whose network or arrays came from Python cannot be
+    evaluated by name, said as `mind predict` says it (not as "unknown dataset 'arrays'")."""
+    from mind_core.data import SPECS
+    from mind_core.data.registry import user_data
+
+    if cfg.model == CUSTOM_ARCH and network is None:
+        raise NetworkError(NO_NETWORK)
+    if cfg.dataset not in SPECS and user_data(cfg.dataset) is None:
+        raise DatasetError(f"{run_dir} trained on arrays passed from Python (mind.arrays, "
+                           f"named {cfg.dataset!r}), which only Python can pass again: "
+                           "mind.load(RUN, data=mind.arrays(...)).evaluate() (see "
+                           "docs/python-api.md)")
+
+
 def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | None = None,
                  load: Callable = load_dataset,
                  overrides: Mapping[str, str] | None = None, network: Any = None
@@ -358,6 +374,8 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     paths, checkpoints = finished_tasks(run_dir, cfg, "evaluate")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
     check_rule_available(cfg, checkpoints[-1].stats if has_stats else None, run_dir)
+    if load is load_dataset:
+        check_rebuildable(run_dir, cfg, network)
     backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)

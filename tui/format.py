@@ -83,8 +83,9 @@ def _loss(value: Any) -> str:
 
 def _epoch_ended(e: dict[str, Any]) -> str:
     parts = [f"loss {_loss(e.get('loss'))}"]
-    if e.get("phase") == "distill":
-        parts.append(f"ce {_loss(e.get('ce'))} distill {_loss(e.get('distill'))}")
+    if e.get("phase") == "distill":  # distill is left out where the phase has no such term
+        distill = f" distill {_loss(e['distill'])}" if e.get("distill") is not None else ""
+        parts.append(f"ce {_loss(e.get('ce'))}{distill}")
     parts.append(f"acc {pct(e.get('accuracy'))}%")
     if isinstance(e.get("images_per_s"), (int, float)):
         parts.append(f"{e['images_per_s']:.0f} img/s")

@@ -2,7 +2,7 @@
 
 Search order for files (mind_core.data.locations): the ``data_dir`` argument, then
 ``$MIND_DATA_DIR``, then ``~/.cache/mind/data``; Fashion-MNIST also in the Debian package's
-/usr/share/datasets/fashion-mnist. Besides the names below, "npz:PATH" and "folder:PATH" load
+/usr/share/datasets/fashion-mnist. Besides the names below, "npz:PATH" (or a bare PATH.npz) and "folder:PATH" load
 the user's own data (see mind_core.data.user).
 """
 
@@ -17,6 +17,7 @@ import attrs
 from mind_core.data import builtin, cifar, core50, idx, synbols, synthetic, tinyimagenet, user
 from mind_core.data.base import Dataset, DatasetError
 from mind_core.data.locations import ENV_VAR, describe_roots, search_roots
+from mind_core.errors import did_you_mean
 from mind_core.extras import install_hint
 from mind_core.protocol import Augment
 
@@ -149,7 +150,19 @@ def get_spec(name: str) -> DatasetSpec:
 
 def _unknown(name: str) -> str:
     formats = "; ".join(f"{k}: {v}" for k, v in USER_FORMATS.items())
-    return f"unknown dataset {name!r}; known: {', '.join(SPECS)}; or your own data, {formats}"
+    return (f"unknown dataset {name!r}{did_you_mean(name, SPECS)}; known: {', '.join(SPECS)}; "
+            f"or your own data, {formats}")
+
+
+def user_data(name: str) -> tuple[str, str] | None:
+    """(kind, path) of the user's own data: "npz:PATH", "folder:PATH", or a bare path ending
+    .npz (no named dataset does, and it is what users type first); None for a name."""
+    kind, sep, rest = name.partition(":")
+    if sep and kind in ("npz", "folder"):
+        if not rest:
+            raise DatasetError(f"{name!r} needs a path after '{kind}:'")
+        return kind, rest
+    return ("npz", name) if name.lower().endswith(".npz") else None
 
 
 def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[DatasetInfo]:
@@ -175,11 +188,10 @@ def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[Datase
 def describe_user_data(name: str) -> DatasetInfo:
     """A cheap look at "npz:PATH" / "folder:PATH" (no images decoded); DatasetError if it
     cannot be used."""
-    kind, sep, rest = name.partition(":")
-    if not (sep and kind in ("npz", "folder")):
+    found = user_data(name)
+    if found is None:
         raise DatasetError(f"{name!r} is not your own data: write npz:PATH or folder:PATH")
-    if not rest:
-        raise DatasetError(f"{name!r} needs a path after '{kind}:'")
+    kind, rest = found
     path = Path(rest).expanduser()
     classes, shape = user.peek_npz(path) if kind == "npz" else user.peek_folder(path)
     return DatasetInfo(name=name, classes=classes, image_shape=shape, available=True,
@@ -189,10 +201,9 @@ def describe_user_data(name: str) -> DatasetInfo:
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """The dataset ``name`` (see SPECS, or "npz:PATH" / "folder:PATH") as numpy arrays."""
     roots = search_roots(data_dir)
-    kind, sep, rest = name.partition(":")
-    if sep and kind in ("npz", "folder"):
-        if not rest:
-            raise DatasetError(f"{name!r} needs a path after '{kind}:'")
+    found = user_data(name)
+    if found is not None:
+        kind, rest = found
         path = Path(rest).expanduser()
         return user.load_npz(path) if kind == "npz" else user.load_folder(path, roots[0])
     spec = get_spec(name)

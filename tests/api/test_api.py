@@ -88,6 +88,32 @@ def test_own_network_is_trained_and_needed_again_to_load(tmp_path):
         mind.load(run.path, backend=FAKE).predict(raw.x_test)
     loaded = mind.load(run.path, FakeNetwork(outputs=6))
     assert np.array_equal(loaded.predict(raw.x_test)[0], run.predict(raw.x_test)[0])
+    # The shell cannot pass the network either: `mind eval` says so as `mind predict` does.
+    said = []
+    for command in (["eval", str(run.path)], ["predict", str(run.path), str(tmp_path / "x.npz")]):
+        np.savez(tmp_path / "x.npz", x=raw.x_test)
+        said.append(_mind_error(command, FAKE))
+    assert said[0] == said[1] and "only Python can pass" in said[0]
+
+
+def _mind_error(argv: list[str], backend: str) -> str:
+    """The one line `mind ARGV --backend backend` prints on stderr, after checking it exits 2."""
+    import contextlib
+    import io
+
+    from mind_core.cli import main
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert main([*argv, "--backend", backend]) == 2
+    return stderr.getvalue()
+
+
+def test_mind_eval_on_a_run_of_arrays_says_they_come_from_python(trained):
+    _, _, run, _ = trained
+    said = _mind_error(["eval", str(run.path)], FAKE)
+    assert "arrays passed from Python" in said and "mind.load(RUN, data=" in said
+    assert "unknown dataset" not in said
 
 
 @pytest.mark.parametrize("call, message", [
@@ -189,3 +215,15 @@ def test_an_interrupted_own_network_run_resumes_to_the_same_numbers(tmp_path):
         mind.resume(out, data=data, backend=FAKE)  # the network is needed again
     resumed = mind.resume(out, FakeNetwork(outputs=6), data)
     assert resumed.metrics["final"] == whole.metrics["final"]
+
+
+def test_fit_prints_the_commands_progress_unless_quiet(tmp_path, capsys):
+    _, data = _arrays()
+    mind.fit(None, data, tasks=3, backend=FAKE, preset="smoke", settings=SETTINGS,
+             out=tmp_path / "loud")
+    printed = capsys.readouterr().out
+    assert "Task 3/3" in printed and "  teacher  epoch 2/2" in printed
+    assert printed.splitlines()[-1] == f"Run directory: {tmp_path / 'loud'}"
+    mind.fit(None, data, tasks=3, backend=FAKE, preset="smoke", settings=SETTINGS,
+             out=tmp_path / "quiet", quiet=True)
+    assert capsys.readouterr().out == ""

@@ -31,7 +31,7 @@ def test_smoke_run_through_the_cli_writes_the_documented_files(tmp_path, capsys,
                  "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "Accuracy matrix (TAG)" in printed and f"Run directory: {out}" in printed
+    assert "Accuracy matrix (TAg)" in printed and f"Run directory: {out}" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tasks_done"] == 5
     assert 0.0 <= metrics["final"]["tag"] <= metrics["final"]["taw"] <= 1.0

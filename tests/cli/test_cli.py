@@ -27,7 +27,7 @@ def test_smoke_run_writes_the_documented_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--seed", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "TAg" in printed and "Accuracy matrix (TAW)" in printed and str(out) in printed
+    assert "TAg" in printed and "Accuracy matrix (TAw)" in printed and str(out) in printed
     assert {p.name for p in out.iterdir()} >= {"config.json", "events.jsonl", "metrics.json",
                                                "checkpoint"}
     config = json.loads((out / "config.json").read_text())

@@ -158,3 +158,28 @@ def test_help_lists_report(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert "RUN/report" in capsys.readouterr().out
+
+
+def test_plot_titles_stay_inside_their_figures(finished_run, tmp_path, monkeypatch):
+    """A run's title holds its directory's name and its backend's: a default run name with a
+    module:Class backend ran off both edges of the narrow heatmaps."""
+    pytest.importorskip("matplotlib")
+    from mind_core import report_plots
+
+    run_copy = shutil.copytree(finished_run, tmp_path / "run")
+    config = json.loads((run_copy / "config.json").read_text())
+    config["name"] = "smoke-tests.fakes:FakeBackend-20261127-101500"  # as `mind run` names it
+    (run_copy / "config.json").write_text(json.dumps(config))
+    saved = []
+    save = report_plots._save
+    monkeypatch.setattr(report_plots, "_save",
+                        lambda fig, path: saved.append(fig) or save(fig, path))
+    assert main(["report", str(run_copy)]) == 0
+    assert len(saved) == len(PLOTS)
+    for fig in saved:
+        renderer = fig.canvas.get_renderer()
+        titles = [fig.get_suptitle() and fig._suptitle, *(ax.title for ax in fig.axes)]
+        for text in filter(None, titles):
+            extent = text.get_window_extent(renderer)
+            assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1 \
+                and extent.y1 <= fig.bbox.y1, text.get_text()

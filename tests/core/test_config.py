@@ -164,3 +164,22 @@ def test_distill_epochs_zero_is_refused_for_every_variant_with_or_without_distil
 
 def test_distill_epochs_zero_is_accepted_by_the_baselines_that_have_no_distill_phase():
     assert resolve_config("demo", ["method=finetune", "distill.epochs=0"]).distill.epochs == 0
+
+
+@pytest.mark.parametrize("overrides, teacher, distill", [
+    (["distill.epochs=4"], (4,), (3,)),  # the README's example: demo's 6 of 8 -> 3 of 4
+    (["distill.epochs=16", "teacher.epochs=3"], (2,), (12,)),
+    (["distill.epochs=2"], (4,), ()),  # 1.5 rounds to 2, on the last epoch: dropped
+    (["distill.epochs=4", "distill.milestones=[2]"], (4,), (2,)),  # set: kept as written
+    (["distill.epochs=8"], (4,), (6,)),
+])
+def test_milestones_not_set_follow_the_epochs(overrides, teacher, distill):
+    cfg = resolve_config("demo", overrides)
+    assert (cfg.teacher.milestones, cfg.distill.milestones) == (teacher, distill)
+
+
+def test_milestones_follow_the_epochs_of_a_file_or_a_saved_run():
+    base = {"distill": {"epochs": 10, "milestones": [5, 8]}}
+    assert resolve_config(overrides={"distill.epochs": 5}, base=base).distill.milestones == (2, 4)
+    saved = config_to_dict(resolve_config("demo"))
+    assert resolve_config(overrides=["distill.epochs=4"], base=saved).distill.milestones == (3,)

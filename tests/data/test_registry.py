@@ -118,3 +118,11 @@ def test_loaded_datasets_match_their_registry_entry():
         assert data.num_classes == spec.classes
         assert data.augment == spec.augment
         assert data.y_train.dtype == np.int64
+
+
+@pytest.mark.parametrize("typed, meant", [
+    ("fmnist_mini", "fmnist-mini"), ("cifar-100", "cifar100"), ("tiny-imagenet", "tinyimagenet")])
+def test_a_misspelt_name_gets_a_did_you_mean(typed, meant):
+    with pytest.raises(DatasetError) as err:
+        load_dataset(typed)
+    assert str(err.value).startswith(f"unknown dataset '{typed}' (did you mean {meant}?);")

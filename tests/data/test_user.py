@@ -228,3 +228,14 @@ def test_a_decompression_bomb_read_alone_is_a_dataset_error(tmp_path):
     png_header_only(bomb, 30_000, 30_000)
     with pytest.raises(DatasetError, match="bomb.png is too large to decode safely"):
         read_image(bomb)
+
+
+def test_a_bare_path_ending_npz_is_npz_data(tmp_path, monkeypatch):
+    from mind_core.data import describe_user_data
+
+    np.savez(tmp_path / "mine.npz", **good_arrays())
+    monkeypatch.chdir(tmp_path)
+    assert load_dataset("mine.npz").num_classes == 3  # as `mind run --dataset mine.npz`
+    assert describe_user_data(str(tmp_path / "mine.npz")).classes == 3
+    with pytest.raises(DatasetError, match="does not exist"):  # not "unknown dataset"
+        load_dataset("other.npz")

@@ -121,19 +121,23 @@ def test_a_run_name_that_exists_is_refused(tmp_path: Path, catalog):
     drive(app, scenario)
 
 
-def test_fewer_epochs_than_a_milestone_point_at_the_milestones_field(tmp_path: Path):
+def test_milestones_follow_the_epochs_until_typed_and_a_late_one_is_refused(tmp_path: Path):
     app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
 
     async def scenario(pilot):
         screen = await ready(pilot, app)
-        milestones = screen.query_one("#f-teacher-milestones", Input).value
-        assert milestones and int(milestones.split(",")[-1]) > 1  # the demo preset has one
-        await type_into(pilot, screen, "f-teacher-epochs", "1")
+        field = screen.query_one("#f-teacher-milestones", Input)
+        assert field.value == "4"  # the demo preset's, of 6 epochs
+        await type_into(pilot, screen, "f-teacher-epochs", "12")  # scaled as the core scales
+        await wait_for(pilot, lambda: field.value == "8" and screen.validation.ok)
+        await type_into(pilot, screen, "f-teacher-epochs", "1")  # 1 of 1: dropped
+        await wait_for(pilot, lambda: field.value == "" and screen.validation.ok)
+        assert "--set teacher.milestones=" in plain(screen.query_one("#launch-command"))
+        await type_into(pilot, screen, "f-teacher-milestones", "4")  # the user's own: kept
         await wait_for(pilot, lambda: screen.validation.key == "teacher.milestones")
         assert "past the last epoch" in message(screen, "teacher.milestones")
-        await type_into(pilot, screen, "f-teacher-milestones", "")
-        await wait_for(pilot, lambda: screen.validation.ok)
-        assert "--set teacher.milestones=" in plain(screen.query_one("#launch-command"))
+        await type_into(pilot, screen, "f-teacher-epochs", "6")
+        await wait_for(pilot, lambda: screen.validation.ok and field.value == "4")
 
     drive(app, scenario)
 

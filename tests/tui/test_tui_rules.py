@@ -119,3 +119,11 @@ def test_the_recorded_metrics_agree_with_the_recorded_events():
     for name, series in metrics["rules"].items():
         assert series["routing"] == [e["rules"][name]["routing"] for e in evaluated]
         assert series["tag"] == [e["rules"][name]["tag"] for e in evaluated]
+
+
+def test_a_distill_epoch_without_a_distillation_term_shows_no_distill_value():
+    """teacher_slice (beta 0) writes distill null: no "distill 0.0000" on every epoch."""
+    epoch = {"type": "epoch_ended", "task": 0, "phase": "distill", "epoch": 0, "epochs": 2,
+             "loss": 0.5, "ce": 0.5, "accuracy": 0.9, "time": 1.7e9}
+    assert "distill" not in event_line({**epoch, "distill": None}, 1.7e9).split(": ", 1)[1]
+    assert "ce 0.5000 distill 0.2500" in event_line({**epoch, "distill": 0.25}, 1.7e9)

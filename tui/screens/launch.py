@@ -81,7 +81,8 @@ class LaunchScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.preset_values: dict[str, str] = {}
-        # What the chosen variant filled in: a field still showing it follows the next variant.
+        # What the screen filled in (the preset, the variant's defaults, milestones following
+        # their phase's epochs): a field still showing it follows the next such change.
         self.variant_values: dict[str, str] = {}
         self.datasets: dict[str, DatasetChoice] = {}
         self.presets: dict[str, str] = {}
@@ -205,8 +206,26 @@ class LaunchScreen(Screen):
         elif isinstance(widget, Input):
             widget.value = value
 
-    def on_input_changed(self) -> None:
+    def on_input_changed(self, event: Input.Changed) -> None:
+        for phase in ("teacher", "distill"):
+            if event.input.id == field_id(f"{phase}.epochs"):
+                self._follow_epochs(phase)
         self._validate()
+
+    def _follow_epochs(self, phase: str) -> None:
+        """Show the milestones the run will get when the user changes a phase's epochs (the
+        core scales those not set: config.resolve_config), unless the user typed their own."""
+        key = f"{phase}.milestones"
+        if self._value(key) != self.variant_values.get(key):
+            return
+        try:
+            config = self.catalog.resolve(self._value("preset"),
+                                          [f"{phase}.epochs={self._value(f'{phase}.epochs')}"])
+        except ConfigProblem:
+            return  # the epochs field's own problem is shown by _validate
+        value = format_value(lookup(config, key))
+        self.variant_values[key] = value
+        self._show(next(s for s in SETTINGS if s.key == key), value)
 
     def _value(self, key: str) -> str:
         widget = self.query_one(f"#{field_id(key)}")
@@ -225,7 +244,10 @@ class LaunchScreen(Screen):
             text = self._value(setting.key)
             if not text and not setting.optional:
                 missing = missing or setting.key
-            elif text != self.preset_values.get(setting.key):
+            elif text != self.preset_values.get(setting.key) or \
+                    text != self.variant_values.get(setting.key):
+                # Changed from the preset, or typed over what the screen filled in (the
+                # preset's value typed back over a variant's or a scaled one is meant).
                 overrides.append(f"{setting.key}={text}")
         name = self._value("name")
         runs_dir = self.app.runs_dir  # type: ignore[attr-defined]

@@ -74,9 +74,11 @@ def loss_figure(state: RunState, task: int | None, phase: str) -> Figure:
     ends = tuple(float(e.get("epoch", 0)) + 1 for e in curve.epochs)
     ce = tuple(float(e.get("ce", e.get("loss", 0.0))) for e in curve.epochs)
     series.append(Series("CE / epoch", ends, ce, ORANGE, points=True))
-    if phase == "distill":
-        distill = tuple(float(e.get("distill", 0.0)) for e in curve.epochs)
-        series.append(Series("distill / epoch", ends, distill, MAGENTA, points=True))
+    # Epochs without a distillation term (beta 0) have no distill value: no such curve.
+    distilled = [(end, float(e["distill"])) for end, e in zip(ends, curve.epochs, strict=True)
+                 if e.get("distill") is not None]
+    if phase == "distill" and distilled:
+        series.append(Series("distill / epoch", *_unzip(distilled), MAGENTA, points=True))
     empty = not curve.live and not curve.epochs
     title = f"{name} · task {task + 1}" + (" (not started)" if empty else "")
     # The whole phase on the x axis, so the curve grows towards the right edge.
