@@ -21,6 +21,15 @@ better; targets in TARGETS):
   eval_ratio_stats_vs_maxprob  evaluation routed by `mahalanobis` (predict with features +
                        standardised distances to 10 tasks' statistics) / evaluation routed by
                        the paper's `max_prob` (predict + max softmax), same images
+  eval_ratio_pairwise_vs_maxprob  evaluation routed by `pairwise` (predict with features +
+                       a round robin over 10 tasks' statistics in every space, one covariance
+                       per class) / evaluation routed by `max_prob`
+  train_ratio_spaces_vs_teacher_slice  a task's training with statistics in every space at
+                       its end / with its own space's only, for the last of 10 tasks (fitting
+                       in 10 spaces): (8 self-teacher + 8 label-student epochs + predict with
+                       features through 10 sub-networks + fitting) / (the same epochs +
+                       predict through its own + fitting), the Synbols subset's 8+8 epochs
+  stats_bytes_last_task  float32 bytes of the last task's statistics in its 10 spaces
   tf_vs_torch_*        tf backend time / torch backend time for the same job
 Memory (each probe in a fresh subprocess, so peak RSS means this run only): bytes of the
 model's weights, int8 ownership arrays and 10 BN snapshots, and the peak RSS growth of a short
@@ -44,18 +53,21 @@ from benchmarks.tf_vs_torch import load as load_backend
 from benchmarks.tf_vs_torch import set_threads
 from mind_core import masks
 from mind_core.protocol import ModelSpec, PhaseSpec, Subnet
-from mind_core.routing import RULES, RoutingInputs, fit_task_stats, route
+from mind_core.routing import MIN_SAMPLES, RULES, RoutingInputs, fit_stats, route
 
 SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
 LAST = TASKS - 1  # the distill phase timed is the last task's: the most frozen weights
 TARGETS = {"teacher_step_ratio": 1.10, "eval_ratio_vs_limit": 1.3, "tf_vs_torch_train": 1.5,
            "tf_vs_torch_eval": 1.5, "eval_ratio_stats_vs_maxprob": 1.2,
            "train_ratio_outliers_vs_paper": 1.3, "train_ratio_self_teacher_vs_paper": 1.3,
-           "train_ratio_teacher_slice_vs_paper": 1.3}
+           "train_ratio_teacher_slice_vs_paper": 1.3, "eval_ratio_pairwise_vs_maxprob": 5.0,
+           "train_ratio_spaces_vs_teacher_slice": 2.0}
+SPACES_EPOCHS = 8  # of each phase: the Synbols subset's recipe (benchmarks/accuracy.py)
 # The ratios every backend gets (per_backend); the top-level figure is the torch one.
 BACKEND_RATIOS = ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
                   "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper",
-                  "train_ratio_self_teacher_vs_paper", "train_ratio_teacher_slice_vs_paper")
+                  "train_ratio_self_teacher_vs_paper", "train_ratio_teacher_slice_vs_paper",
+                  "eval_ratio_pairwise_vs_maxprob", "train_ratio_spaces_vs_teacher_slice")
 
 
 def simulated_ownership(layers, tasks: int = TASKS) -> dict[str, np.ndarray]:
@@ -104,8 +116,18 @@ class BackendBench:
                                class_range=(10 * j, 10 * j + 10)) for j in range(TASKS)]
         width = next(info.shape[1] for info in backend.layers(self.student) if info.classifier)
         rng = np.random.default_rng(0)
-        self.stats = [fit_task_stats(rng.random((500, width)), rng.integers(0, 10, 500),
-                                     (0, 10), seed=j) for j in range(TASKS)]
+        self.stats = [fit_stats(rng.random((t + 1, 500, width)), list(range(t + 1)), t,
+                                rng.integers(0, 10, 500), (0, 10), seed=t, fit_spaces=TASKS)
+                      for t in range(TASKS)]
+
+    def fit_statistics(self, x, y, spaces: int) -> None:
+        """The end of the last task: its training data through its own sub-network or all
+        ten (one predict call, features), then its statistics fitted in each."""
+        ids = list(range(TASKS)) if spaces else [LAST]
+        _, features = self.backend.predict(self.student, x, [self.subnets[j] for j in ids],
+                                           self.eval_batch, MEAN, STD, features=True)
+        fit_stats(features, ids, LAST, y - CLASS_RANGE[0], (0, 10), seed=0,
+                  fit_spaces=TASKS if spaces else 0)
 
     def teacher_epoch(self, x, y, inside: bool = False) -> None:
         self.epoch += 1
@@ -192,6 +214,10 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
     x = rng.integers(0, 256, (n, *SPEC.input_shape), dtype=np.uint8)
     y = rng.integers(*CLASS_RANGE, n).astype(np.int64)
     x_eval = rng.integers(0, 256, (eval_images, *SPEC.input_shape), dtype=np.uint8)
+    # Statistics are fitted from the epoch's images (repeated up to the fewest a fit takes,
+    # for the tests' tiny configurations).
+    fit_n = max(n, MIN_SAMPLES)
+    x_fit, y_fit = np.resize(x, (fit_n, *x.shape[1:])), np.resize(y, fit_n)
     plain = PlainTorch(resolve_device(device), batch_size, eval_batch)
     benches = {name: BackendBench(b, batch_size, eval_batch) for name in backends
                if (b := load_backend(name, device)) is not None}
@@ -209,7 +235,11 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
         jobs[f"{name}_distill_labels_step"] = Job(
             lambda b=bench: b.distill_epoch(x, y, "labels"), batches, setup=bench.restore_gates)
         jobs[f"{name}_predict"] = Job(lambda b=bench: b.predict(x_eval))
-        for rule in ("max_prob", "mahalanobis"):
+        for spaces in (0, TASKS):
+            jobs[f"{name}_fit_stats_{spaces}"] = Job(
+                lambda b=bench, k=spaces: b.fit_statistics(x_fit, y_fit, k),
+                setup=bench.restore_gates)
+        for rule in ("max_prob", "mahalanobis", "pairwise"):
             jobs[f"{name}_eval_{rule}"] = Job(lambda b=bench, r=rule: b.evaluate(x_eval, r))
     samples = measure(jobs, repeats)
     # Process CPU time is what a job costs; on a shared CPU box wall time mostly measures the
@@ -229,14 +259,20 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
                  "raw_spread": {k: [round(min(s[pick] for s in v), 5),
                                     round(max(s[pick] for s in v), 5)]
                                 for k, v in samples.items()}}
-    return {**out, **ratios(medians[clock], list(benches), batch_size, eval_images)}
+    last = next(iter(benches.values()), None)
+    out["stats_bytes_last_task"] = None if last is None else int(sum(
+        v.size * 4 for v in last.stats[LAST].arrays().values()))
+    return {**out, **ratios(medians[clock], list(benches), batch_size, eval_images, batches)}
 
 
 def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
-           eval_images: int) -> dict:
+           eval_images: int, batches: int = 8) -> dict:
     limit = TASKS * raw["dense_forward"]
     out: dict = {"eval_limit_seconds": round(limit, 5), "per_backend": {}}
     for name in backends:
+        # Step jobs are per batch; the fitting jobs cover the whole epoch's images.
+        slice_task = SPACES_EPOCHS * batches * (raw[f"{name}_self_teacher_step"]
+                                                + raw[f"{name}_distill_labels_step"])
         out["per_backend"][name] = {
             "teacher_step_ratio": round(raw[f"{name}_teacher_step"] / raw["dense_step"], 3),
             "distill_step_ratio": round(raw[f"{name}_distill_step"] / raw["dense_step"], 3),
@@ -254,6 +290,11 @@ def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
             "train_ratio_teacher_slice_vs_paper": round(
                 (raw[f"{name}_self_teacher_step"] + raw[f"{name}_distill_labels_step"])
                 / (raw[f"{name}_teacher_step"] + raw[f"{name}_distill_step"]), 3),
+            "eval_ratio_pairwise_vs_maxprob": round(raw[f"{name}_eval_pairwise"]
+                                                    / raw[f"{name}_eval_max_prob"], 3),
+            "train_ratio_spaces_vs_teacher_slice": round(
+                (slice_task + raw[f"{name}_fit_stats_{TASKS}"])
+                / (slice_task + raw[f"{name}_fit_stats_0"]), 3),
             "teacher_images_per_s": round(batch_size / raw[f"{name}_teacher_step"], 1),
             "distill_images_per_s": round(batch_size / raw[f"{name}_distill_step"], 1),
             "eval_images_per_s": round(eval_images / raw[f"{name}_predict"], 1)}

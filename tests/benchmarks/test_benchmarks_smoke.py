@@ -44,7 +44,10 @@ def test_speed_returns_documented_keys():
                                                   "torch_eval_mahalanobis",
                                                   "torch_distill_outlier_step",
                                                   "torch_self_teacher_step",
-                                                  "torch_distill_labels_step"}
+                                                  "torch_distill_labels_step",
+                                                  "torch_eval_pairwise", "torch_fit_stats_0",
+                                                  "torch_fit_stats_10"}
+    assert out["stats_bytes_last_task"] > 0
     assert out["eval_limit_seconds"] == pytest.approx(
         10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
     assert out["meets_targets"]["tf_vs_torch_eval"] is None
