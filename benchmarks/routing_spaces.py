@@ -29,15 +29,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from mind_core import checkpoint
 from mind_core.evaluation import subnets_for
 from mind_core.numerics import softmax
-from mind_core.refit import LoadedRun, load_run, refit_stats
+from mind_core.plan import Plan, derive_seed, model_spec
+from mind_core.refit import LoadedRun, refit_stats
+from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, route
-from mind_core.schedule import test_set
+from mind_core.runner import finished_tasks, load_dataset, read_run_config, trusted_backend
+from mind_core.schedule import make_tasks, test_set
 from mind_core.spaces import log_likelihood, pair_space, pairwise_scores
 
 # The density models of each (space, task) compared: stats.covariance and stats.transform.
@@ -84,6 +89,28 @@ def variant_scores(features: np.ndarray, stats) -> dict[str, np.ndarray]:
     return {"pairwise": soft.argmax(0), "pairwise_hard": hard.argmax(0),
             "pairwise_zscore": zscore.argmax(0), "pairwise_before": before.argmax(0),
             "pairwise_allspace": allspace.argmax(0), "chain": chain}
+
+
+def load_run(run_dir: Path, backend_name: str | None = None, device: str = "cpu",
+             load: Callable = load_dataset) -> LoadedRun:
+    """backend_name: a module:Class backend must be named again (runner.trusted_backend);
+    load: the dataset loader (tests pass their own data)."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
+    paths, (ckpt,) = finished_tasks(run_dir, cfg, "refit", last_only=True)
+    backend = get_backend(backend_name, device)
+    dataset = load(cfg.dataset, cfg.data_dir or None)
+    tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)[:len(paths)]
+    model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
+                                derive_seed(cfg.seed, "model"))
+    checkpoint.check_fit(ckpt, paths[-1], {layer.name: layer.shape
+                                           for layer in backend.layers(model)},
+                         backend.get_bn(model), f"a {cfg.model} model")
+    backend.set_weights(model, ckpt.weights)
+    return LoadedRun(cfg=cfg, backend=backend, model=model, ckpt=ckpt, dataset=dataset,
+                     tasks=tasks, plan=Plan.from_config(cfg))
+
 
 
 def score_run(run: LoadedRun, spaces: int, densities: bool = False

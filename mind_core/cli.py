@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
                     "inference.routing=mahalanobis --set inference.temperature=2")
     ev.add_argument("--routing", choices=["all"], help="`all`: one table of every routing "
                     "rule (routing accuracy, TAg, TAw) for the same checkpoints")
+    ev.add_argument("--refit-stats", action="store_true",
+                    help="fit the routing statistics again from the run's training data (as a "
+                    "run with its stats.* settings, or those given with --set, fits them), "
+                    "e.g. for a run made with stats.spaces=0; the run directory is not changed")
 
     pred = sub.add_parser("predict", help="classify new images with a trained run",
                           description="Classify images with a run's final sub-networks, "
@@ -226,7 +230,7 @@ def _cmd_eval(args) -> int:
     from mind_core.runner import evaluate_run
 
     metrics = evaluate_run(args.run_dir, args.backend, args.device,
-                           overrides=parse_overrides(args.overrides))
+                           overrides=parse_overrides(args.overrides), refit=args.refit_stats)
     missing = unavailable_rules(metrics["final"]["rules"])
     if args.routing == "all":
         rows = rules_table_rows(metrics)

@@ -6,30 +6,24 @@ t's training data seen through sub-networks 0..t of the *last* checkpoint gives 
 the engine saw at the end of task t, and the same seeded fit gives the same statistics. This
 lets a run made with fewer statistics (`stats.spaces = 0`, or before statistics in every
 sub-network existed) be scored by every rule without retraining
-(`benchmarks/routing_spaces.py`)."""
+(`mind eval --refit-stats`, `benchmarks/routing_spaces.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
 
 from mind_core import checkpoint
-from mind_core.evaluation import evaluate_task, subnets_for
-from mind_core.metrics import Evaluation
-from mind_core.plan import Plan, derive_seed, model_spec
-from mind_core.registry import get_backend
+from mind_core.evaluation import subnets_for
+from mind_core.plan import Plan, derive_seed
 from mind_core.routing import MIN_SAMPLES, TaskStats, fit_stats
-from mind_core.runner import finished_tasks, load_dataset, read_run_config, trusted_backend
-from mind_core.schedule import make_tasks
 from mind_core.spaces import space_ids
 
 
 @attrs.define(kw_only=True)
 class LoadedRun:
-    """A finished run's last checkpoint in a model, with its data and tasks."""
+    """A finished run's last checkpoint in a model, with its data and its finished tasks."""
 
     cfg: Any
     backend: Any
@@ -39,27 +33,6 @@ class LoadedRun:
     tasks: list
     plan: Plan
     features: dict = attrs.Factory(dict)  # (task, spaces) -> training_features' result
-
-
-def load_run(run_dir: Path, backend_name: str | None = None, device: str = "cpu",
-             load: Callable = load_dataset) -> LoadedRun:
-    """backend_name: a module:Class backend must be named again (runner.trusted_backend);
-    load: the dataset loader (tests pass their own data)."""
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
-    paths, (ckpt,) = finished_tasks(run_dir, cfg, "refit", last_only=True)
-    backend = get_backend(backend_name, device)
-    dataset = load(cfg.dataset, cfg.data_dir or None)
-    tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)[:len(paths)]
-    model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
-                                derive_seed(cfg.seed, "model"))
-    checkpoint.check_fit(ckpt, paths[-1], {layer.name: layer.shape
-                                           for layer in backend.layers(model)},
-                         backend.get_bn(model), f"a {cfg.model} model")
-    backend.set_weights(model, ckpt.weights)
-    return LoadedRun(cfg=cfg, backend=backend, model=model, ckpt=ckpt, dataset=dataset,
-                     tasks=tasks, plan=Plan.from_config(cfg))
 
 
 def training_features(run: LoadedRun, t: int, spaces: list[int]):
@@ -79,10 +52,14 @@ def training_features(run: LoadedRun, t: int, spaces: list[int]):
     return features
 
 
-def refit_stats(run: LoadedRun, spaces: int, covariance: str = "per_class",
-                transform: str = "fecam") -> list[TaskStats]:
+def refit_stats(run: LoadedRun, spaces: int | None = None, covariance: str | None = None,
+                transform: str | None = None) -> list[TaskStats]:
     """Every finished task's statistics, in its own space and in space_ids(t, spaces), from
-    the last checkpoint: what a run with `stats.spaces = spaces` fitted at each task's end."""
+    the last checkpoint: what a run with these stats.* settings (the run's own where None)
+    fitted at each task's end."""
+    own = run.cfg.stats
+    spaces = own.spaces if spaces is None else spaces
+    covariance, transform = covariance or own.covariance, transform or own.transform
     out = []
     for t, task in enumerate(run.tasks):
         if len(task.x_train) < MIN_SAMPLES:
@@ -92,9 +69,3 @@ def refit_stats(run: LoadedRun, spaces: int, covariance: str = "per_class",
                              task.class_range, derive_seed(run.cfg.seed, "stats", t), spaces,
                              covariance, transform))
     return out
-
-
-def evaluate_final(run: LoadedRun, stats: list[TaskStats]) -> Evaluation:
-    """The last task's evaluation (every rule the statistics allow) with these statistics."""
-    return evaluate_task(run.backend, run.model, run.tasks, run.ckpt.owner,
-                         run.ckpt.bn_snapshots, run.plan, run.cfg, run.dataset, stats)

@@ -288,10 +288,11 @@ MISSING = {"stats": "per-task feature statistics",
 
 WHY_MISSING = {
     "stats": "the run's checkpoints hold no routing statistics (it was made before they were "
-             "recorded; train it again to use them)",
+             "recorded; `mind eval RUN --refit-stats` fits them from its training data)",
     "spaces": "the run's checkpoints hold each task's statistics in its own sub-network only "
               "(stats.spaces was 0, or it was made before statistics in every sub-network; "
-              "train it again with stats.spaces >= 1)"}
+              "`mind eval RUN --refit-stats --set stats.spaces=16` fits them from its "
+              "training data)"}
 """Why a finished run cannot score a rule, by what the rule needs: one line for the user."""
 
 

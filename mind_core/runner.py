@@ -30,6 +30,7 @@ from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.protocol import Backend
+from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule, stats_support, why_unavailable
 from mind_core.rundir import (
@@ -334,15 +335,18 @@ def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool 
     return paths, checkpoints
 
 
-def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None) -> RunConfig:
-    """The run's config with inference settings changed for a re-evaluation; training
-    settings cannot change without retraining, so any other key is refused."""
+def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None,
+                refit: bool = False) -> RunConfig:
+    """The run's config with inference settings changed for a re-evaluation (and the routing
+    statistics' stats.* when they are fitted again); training settings cannot change without
+    retraining, so any other key is refused."""
     if not overrides:
         return cfg
     for key in overrides:
-        if not ALIASES.get(key, key).startswith("inference."):
-            raise ConfigError(key, "only inference.* settings can change when re-evaluating "
-                              "a trained run")
+        key = ALIASES.get(key, key)
+        if not (key.startswith("inference.") or refit and key.startswith("stats.")):
+            raise ConfigError(key, "only inference.* settings (and stats.* with "
+                              "--refit-stats) can change when re-evaluating a trained run")
     return build_config({**flatten(config_to_dict(cfg)), **overrides})
 
 
@@ -363,17 +367,20 @@ def check_rebuildable(run_dir: Path, cfg: RunConfig, network: Any) -> None:
 
 def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | None = None,
                  load: Callable = load_dataset,
-                 overrides: Mapping[str, str] | None = None, network: Any = None
-                 ) -> dict[str, Any]:
+                 overrides: Mapping[str, str] | None = None, network: Any = None,
+                 refit: bool = False) -> dict[str, Any]:
     """Re-evaluate every finished task from its checkpoint; returns metrics.json's shape.
     overrides: inference settings (routing rule, temperature) to evaluate with instead;
-    network: the user's network a model=custom run was trained with."""
+    network: the user's network a model=custom run was trained with; refit: fit the routing
+    statistics again from the training data (with the stats.* settings) instead of reading
+    them (mind_core.refit: exactly what a run with those settings fits)."""
     run_dir = Path(run_dir)
-    cfg = eval_config(read_run_config(run_dir), overrides)
+    cfg = eval_config(read_run_config(run_dir), overrides, refit)
     backend_name = trusted_backend(cfg, run_dir, backend_name, "eval")
     paths, checkpoints = finished_tasks(run_dir, cfg, "evaluate")
     has_stats = all(len(c.stats) == t + 1 for t, c in enumerate(checkpoints))
-    check_rule_available(cfg, checkpoints[-1].stats if has_stats else None, run_dir)
+    if not refit:
+        check_rule_available(cfg, checkpoints[-1].stats if has_stats else None, run_dir)
     if load is load_dataset:
         check_rebuildable(run_dir, cfg, network)
     backend = get_backend(backend_name, device or cfg.device)
@@ -384,6 +391,15 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
                                 derive_seed(cfg.seed, "model"))
     expected = {layer.name: layer.shape for layer in backend.layers(model)}
     model_bn = backend.get_bn(model)
+    if refit and cfg.method == "mind":
+        checkpoint.check_fit(checkpoints[-1], paths[-1], expected, model_bn, f"a {cfg.model} model")
+        backend.set_weights(model, checkpoints[-1].weights)
+        fitted = refit_stats(LoadedRun(cfg=cfg, backend=backend, model=model,
+                                       ckpt=checkpoints[-1], dataset=dataset,
+                                       tasks=tasks[:len(paths)], plan=Plan.from_config(cfg)))
+        check_rule_available(cfg, fitted, run_dir)
+        checkpoints = [attrs.evolve(c, stats=fitted[:t + 1]) for t, c in enumerate(checkpoints)]
+        has_stats = True
     history = History()
     for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
         checkpoint.check_fit(ckpt, path, expected, model_bn,

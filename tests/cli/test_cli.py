@@ -505,3 +505,20 @@ def test_eval_explains_a_missing_pairwise_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "inference.routing: pairwise needs statistics in other sub-networks' spaces" in err
     assert err.count("\n") == 1
+
+
+def test_eval_refit_stats_scores_pairwise_on_a_run_that_fitted_its_own_spaces_only(
+        tmp_path, capsys):
+    out, full = tmp_path / "own", tmp_path / "full"
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet",
+          "--set", "stats.spaces=0"])
+    main(["run", "--preset", "smoke", *FAKE, "--out", str(full), "--quiet"])
+    capsys.readouterr()
+    assert main(["eval", str(out), *TRUST, "--json", "--refit-stats",
+                 "--set", "stats.spaces=16", "--set", "inference.routing=pairwise"]) == 0
+    refitted = json.loads(capsys.readouterr().out)
+    saved = json.loads((full / "metrics.json").read_text())  # the same run, fitted in-loop
+    assert refitted["routing_rule"] == "pairwise"
+    assert refitted["rules"] == saved["rules"]
+    assert main(["eval", str(out), *TRUST, "--set", "stats.spaces=16"]) == 2
+    assert "stats.* with --refit-stats" in capsys.readouterr().err

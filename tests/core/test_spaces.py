@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.routing_spaces import load_run
 from mind_core import checkpoint
 from mind_core.config import ConfigError, config_to_dict, resolve_config
 from mind_core.engine import Engine
-from mind_core.refit import load_run, refit_stats
+from mind_core.refit import refit_stats
 from mind_core.routing import RoutingInputs, TaskStats, available, route
 from mind_core.runner import task_checkpoints
 from mind_core.spaces import (
