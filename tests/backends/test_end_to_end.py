@@ -37,6 +37,10 @@ def test_smoke_run_through_the_cli_writes_the_documented_files(tmp_path, capsys,
     assert 0.0 <= metrics["final"]["tag"] <= metrics["final"]["taw"] <= 1.0
     config = json.loads((out / "config.json").read_text())
     assert config["versions"]["backend"] == backend.name
+    # The framework's pools as it ran them (0: TF's own choice, where TF started before).
+    assert set(config["threads"]) == {"intra_op", "inter_op"}
+    assert metrics["threads"] == config["threads"]
+    assert f"on {backend.device}, threads {config['threads']['intra_op']} intra-op / " in printed
     assert len(list((out / "checkpoint").glob("task-*.safetensors"))) == 5
 
 
