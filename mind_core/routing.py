@@ -37,7 +37,7 @@ from mind_core.spaces import (
 CALIBRATION_SAMPLES = 25
 """Fewest held-out distances the calibration numbers are estimated from. The standard
 deviation s of k log distances has a relative standard error of about 1/sqrt(2(k - 1)): 14 %
-at 25. A task whose held-out slice is smaller (under about 123 samples) is cross-fitted
+at 25. A task whose held-out slice is smaller (under 123 samples) is cross-fitted
 instead, so that every one of its samples gives a held-out distance (docs/routing.md)."""
 
 MIN_SAMPLES = 10
@@ -57,7 +57,8 @@ class TaskStats:
     means: [c, d] class means; whiten: [d, d] W with W W^T = inverse of the shrunk tied
     covariance, so a squared Mahalanobis distance is a squared Euclidean one after x @ W;
     calibration: [4] mean and std of the minimum squared distance, and of its logarithm, on
-    the held-out slice of the task's training data; spaces: the task's statistics in other
+    the held-out slice of the task's training data (cross-fitted where the slice is small,
+    fit_task_stats); spaces: the task's statistics in other
     sub-networks' feature spaces too, by sub-network (mind_core.spaces; empty where the run
     fits none).
     """
