@@ -51,8 +51,9 @@ class ConsoleReporter:
         self.tasks = e["tasks"]
         self.started = time.time()
         verb = "Resuming" if e.get("resumed") else "MIND run"
-        self._print(f"{verb} {e['name']}: backend {e['backend']}, dataset {e['dataset']}, "
-                    f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}")
+        self._print(f"{verb} {e['name']}: backend {e['backend']}{_device_text(e)}, dataset "
+                    f"{e['dataset']}, model {e['model']}, {e['tasks']} tasks, variant "
+                    f"{e['variant']}")
 
     def on_task_started(self, e):
         lo, hi = e["class_range"]
@@ -96,6 +97,15 @@ class ConsoleReporter:
 
     def on_run_failed(self, e):
         self._print(f"Run stopped ({e['reason']}): {e['message']}")
+
+
+def _device_text(e: dict[str, Any]) -> str:
+    """The device and thread pools of a run_started event, as ' on cpu, threads 4 intra-op /
+    4 inter-op' (empty for what an older run's events lack): results on CPU depend on both."""
+    text = f" on {e['device']}" if e.get("device") else ""
+    threads = e.get("threads") or {}
+    pools = " / ".join(f"{n} {pool.replace('_', '-')}" for pool, n in threads.items())
+    return text + (f", threads {pools}" if pools else "")
 
 
 def eta_text(phase_s: float, run_s: float | None) -> str:

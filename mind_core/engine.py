@@ -25,7 +25,7 @@ from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
-from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet
+from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet, thread_counts
 from mind_core.routing import (
     MIN_SAMPLES,
     RoutingError,
@@ -156,14 +156,14 @@ class Engine:
         start = time.time()
         self.events.emit("run_started", name=cfg.name, backend=cfg.backend,
                          dataset=cfg.dataset, tasks=cfg.tasks, variant=cfg.variant,
-                         method=cfg.method,
-                         model=cfg.model, pid=_pid(), resumed=resumed)
+                         method=cfg.method, model=cfg.model, pid=_pid(), resumed=resumed,
+                         device=self.backend.device, threads=thread_counts(self.backend))
         try:
             if not resumed:
                 self._save_resume()  # so even a run stopped in its first epoch can resume
             while self.state.task < cfg.tasks:
                 self._run_task(self.state.task)
-            metrics = self.state.history.metrics()
+            metrics = self._metrics()
             self.events.emit("run_finished", tag=metrics["final"]["tag"],
                              taw=metrics["final"]["taw"], routing=metrics["final"]["routing"],
                              seconds=round(time.time() - start, 2))
@@ -368,9 +368,15 @@ class Engine:
         if behind:
             self.events.emit("student_behind", **behind[0], gap=STUDENT_GAP)
 
+    def _metrics(self) -> dict[str, Any]:
+        """metrics.json: the history, and the threads this process trains with, on which
+        results on CPU depend (a resumed run records its own, which may differ from
+        config.json's). A re-evaluation (`mind eval`) trains nothing and has none."""
+        return {**self.state.history.metrics(), "threads": thread_counts(self.backend)}
+
     def _write_metrics(self) -> None:
         if self.run_dir:
-            write_json_atomic(self.run_dir / METRICS, self.state.history.metrics())
+            write_json_atomic(self.run_dir / METRICS, self._metrics())
 
     # ------------------------------------------------------------------ persistence
     def _check_stop(self) -> None:

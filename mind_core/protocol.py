@@ -170,6 +170,12 @@ class PhaseSpec:
         return self.lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
 
 
+def thread_counts(backend: Any) -> dict[str, int]:
+    """backend.thread_counts(), or {} from a `module:Class` backend written before it existed."""
+    counts = getattr(backend, "thread_counts", None)
+    return {name: int(n) for name, n in counts().items()} if counts else {}
+
+
 def outlier_turns(batch_index: int, height: int, width: int) -> int:
     """Quarter turns applied to the "not my task" copies of batch `batch_index`: 1, 2, 3 in
     turn for square images, always 2 (half a turn keeps the shape) for the others. The first
@@ -224,6 +230,11 @@ class Backend(Protocol):
 
     def versions(self) -> dict[str, str]:
         """Framework versions, recorded in config.json."""
+
+    def thread_counts(self) -> dict[str, int]:
+        """The framework's thread pools as it now runs them, e.g. {"intra_op": 4,
+        "inter_op": 4} (0: the framework's own choice), recorded in config.json and
+        metrics.json because results on CPU depend on them. Optional: see thread_counts()."""
 
     # Constructor: Backend(device="auto", threads=None). threads: the intra-op threads the
     # framework may use (None: its own default, every core); a sweep gives each trial its

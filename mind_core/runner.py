@@ -29,7 +29,7 @@ from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
 from mind_core.plan import Plan, derive_seed, model_spec
-from mind_core.protocol import Backend
+from mind_core.protocol import Backend, thread_counts
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule, stats_support, why_unavailable
@@ -132,12 +132,13 @@ def _take_over(lock: RunDirLock) -> RunDirLock:
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str],
-                    data: dict[str, Any] | None = None, network: str | None = None
-                    ) -> RunDirLock:
+                    data: dict[str, Any] | None = None, network: str | None = None,
+                    threads: dict[str, int] | None = None) -> RunDirLock:
     """Create the run directory, lock it and write config.json; returns the held lock, which
     the caller keeps for the whole run. Checked again under the lock: two `mind run --out`
     started together cannot both pass. data: the dataset's facts (Dataset.facts), so a run's
-    predictions need only its directory; network: a user's network, described."""
+    predictions need only its directory; network: a user's network, described; threads: the
+    backend's thread_counts (results on CPU depend on them)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunDirLock(run_dir).acquire()
     try:
@@ -148,6 +149,7 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str],
             "config": config_to_dict(cfg),
             "versions": {"mind": __version__, "python": platform.python_version(),
                          "numpy": np.__version__, **versions},
+            **({"threads": threads} if threads else {}),
             **({"data": data} if data else {}), **({"network": network} if network else {})})
     except BaseException:
         lock.release()
@@ -234,7 +236,8 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
     engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
                                should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
-                                        **backend.versions()}, dataset.facts(), described):
+                                        **backend.versions()}, dataset.facts(), described,
+                         thread_counts(backend)):
         return engine.run()
 
 

@@ -66,6 +66,9 @@ class FakeBackend:
     def versions(self):
         return {"numpy": np.__version__}
 
+    def thread_counts(self):
+        return {"intra_op": self.threads} if self.threads else {}
+
     adopted: FakeNetwork | None = None
 
     def adopt_network(self, network, input_shape, num_classes):

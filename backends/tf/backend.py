@@ -14,7 +14,7 @@ from backends.tf.convert import adopt, build_converted
 from backends.tf.ewc import fisher
 from backends.tf.losses import distill_loss_fn
 from backends.tf.models import build_network
-from backends.tf.runtime import enable_memory_growth, set_threads
+from backends.tf.runtime import enable_memory_growth, set_threads, thread_counts
 from backends.tf.trainer import JIT_COMPILE, Trainer, image_spec
 from mind_core.backend_checks import (
     check_batch_size,
@@ -73,6 +73,9 @@ class TFBackend:
         self.capabilities = frozenset({"gpu"} if on_gpu else {"deterministic"})
         self._adopted = None  # the blueprint of the user's network adopted last
 
+
+    def thread_counts(self) -> dict[str, int]:
+        return thread_counts()
 
     def versions(self) -> dict[str, str]:
         return {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -49,6 +49,13 @@ def set_threads(threads: int | None) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
+def thread_counts() -> dict[str, int]:
+    """TF's intra-op and inter-op pools as set (0: never set, TF chooses, about one per core)."""
+    threading = tf.config.threading
+    return {"intra_op": threading.get_intra_op_parallelism_threads(),
+            "inter_op": threading.get_inter_op_parallelism_threads()}
+
+
 def enable_memory_growth() -> None:
     """Memory growth on every visible GPU: TF then takes GPU memory as it needs it, instead of
     nearly all of it when it starts, so that two processes can share a GPU (`mind sweep

@@ -100,6 +100,9 @@ class TorchBackend:
         self._template: nn.Module | None = None
         self._template_for: tuple[tuple[int, int, int], int] | None = None
 
+    def thread_counts(self) -> dict[str, int]:
+        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
     def versions(self) -> dict[str, str]:
         out = {"torch": torch.__version__}
         if self._device.type == "cuda":

@@ -37,6 +37,10 @@ def test_smoke_run_through_the_cli_writes_the_documented_files(tmp_path, capsys,
     assert 0.0 <= metrics["final"]["tag"] <= metrics["final"]["taw"] <= 1.0
     config = json.loads((out / "config.json").read_text())
     assert config["versions"]["backend"] == backend.name
+    # The framework's pools as it ran them (0: TF's own choice, where TF started before).
+    assert set(config["threads"]) == {"intra_op", "inter_op"}
+    assert metrics["threads"] == config["threads"]
+    assert f"on {backend.device}, threads {config['threads']['intra_op']} intra-op / " in printed
     assert len(list((out / "checkpoint").glob("task-*.safetensors"))) == 5
 
 
@@ -53,15 +57,40 @@ def test_eval_reproduces_the_runs_own_metrics(finished_run):
     assert again["final"] == metrics["final"]
 
 
+ROUTING_KEYS = ("rules", "confusion", "routing", "routing_rule")
+
+
+def saved_routing(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {key: metrics[key] for key in ROUTING_KEYS} | {"final": metrics["final"]["rules"]}
+
+
+def evaluated_routing(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    return {key: metrics[key] for key in ROUTING_KEYS} | {"final": metrics["final"]["rules"]}
+
+
 @pytest.mark.parametrize("polls", [7, 40])
-def test_resume_after_interrupt_gives_identical_metrics(tmp_path, finished_run, backend, polls):
+def test_resume_after_interrupt_gives_identical_metrics(tmp_path, finished_run, backend, polls,
+                                                        capsys):
+    """Bit-identical resume, routing statistics included: every rule's routing accuracy and
+    TAg after each task, and the last routing decisions (confusion), are the same numbers in
+    an uninterrupted run, a resumed one and `mind eval` of either (statistics are rounded to
+    what a checkpoint stores when fitted, so a resume routes with the same numbers)."""
     if "deterministic" not in backend.capabilities:
         pytest.skip("bit-identical resume is promised on deterministic (CPU) backends only")
-    _, reference = finished_run
+    reference_dir, reference = finished_run
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupted):
         start_run(resolve_config("smoke", SMOKE), run_dir, should_stop=StopAfter(polls))
     assert resume_run(run_dir) == reference
+    routing = saved_routing(reference_dir)
+    assert {"mahalanobis", "pairwise"} <= set(routing["rules"])  # the statistics rules too
+    assert saved_routing(run_dir) == routing
+    assert evaluated_routing(run_dir, capsys) == routing
+    assert evaluated_routing(reference_dir, capsys) == routing
 
 
 def seed_with_an_orphan_conv1_row(backend) -> int:

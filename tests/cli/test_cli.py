@@ -43,7 +43,20 @@ def test_eval_json_reproduces_the_runs_metrics(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), *TRUST, "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    assert evaluated == json.loads((out / "metrics.json").read_text())
+    saved = json.loads((out / "metrics.json").read_text())
+    saved.pop("threads")  # the training process's; eval trains nothing
+    assert evaluated == saved
+
+
+def test_the_thread_count_is_recorded_and_printed(tmp_path, capsys):
+    """Results on CPU depend on the framework's threads: config.json, metrics.json and the
+    header line of `mind run` say how many the run used."""
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--threads", "3"]) == 0
+    assert "backend tests.fakes:FakeBackend on cpu, threads 3 intra-op, dataset" in \
+        capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["threads"] == {"intra_op": 3}
+    assert json.loads((out / "metrics.json").read_text())["threads"] == {"intra_op": 3}
 
 
 def test_same_command_twice_gives_the_same_metrics(tmp_path):

@@ -86,6 +86,20 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, polls):
         (tmp_path / "straight" / "metrics.json").read_text())
 
 
+def test_a_run_routes_with_the_statistics_its_checkpoints_store(tmp_path):
+    """What makes a resumed run and `mind eval` route exactly as the uninterrupted run did:
+    the statistics held in memory are, bit for bit, what the checkpoints give back."""
+    engine = make_engine(tmp_path)
+    engine.run()
+    stored = checkpoint.load(tmp_path / "checkpoint" / "task-2.safetensors").stats
+    assert len(stored) == len(engine.stats) == 3
+    for t, (held, saved) in enumerate(zip(engine.stats, stored, strict=True)):
+        arrays = saved.arrays()
+        assert held.arrays().keys() == arrays.keys()
+        for name, value in held.arrays().items():
+            assert np.array_equal(value, arrays[name]), (t, name)
+
+
 def test_stop_file_interrupts_between_steps(tmp_path):
     engine = make_engine(tmp_path)
     tmp_path.mkdir(exist_ok=True)
@@ -188,6 +202,7 @@ def test_dead_rows_counts_channels_a_subnet_sees_as_all_zero():
 def test_eval_from_checkpoints_reproduces_the_runs_metrics(tmp_path):
     reference = start_run(resolve_config("smoke", SETTINGS), tmp_path / "run", load=load_tiny)
     again = evaluate_run(tmp_path / "run", FAKE, load=load_tiny)
+    reference.pop("threads")  # the training process's; evaluation trains nothing
     assert again == reference
 
 
