@@ -42,8 +42,14 @@ def arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays",
     """A dataset from numpy arrays: uint8 images [n, h, w] or [n, h, w, c] (c = 1 or 3),
     integer labels 0..K-1 with every class in the train split. Normalisation statistics come
     from the train split."""
+    from mind_core.data.registry import loads_by_name
     from mind_core.data.user import dataset_from_arrays
 
+    if not isinstance(name, str) or not name or loads_by_name(name):
+        raise MindError(f"name={name!r} cannot name arrays: it is empty, not a string, or "
+                        "loads a dataset of its own (a registered dataset, npz:PATH or "
+                        "folder:PATH), which a later eval or resume would load instead; "
+                        "choose another name")
     given = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     if class_names is not None:
         given["class_names"] = class_names

@@ -31,6 +31,7 @@ from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.protocol import Backend
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule
+from mind_core.run_data import check_same_data, data_facts
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     CONFIG,
@@ -134,7 +135,7 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str],
                     ) -> RunDirLock:
     """Create the run directory, lock it and write config.json; returns the held lock, which
     the caller keeps for the whole run. Checked again under the lock: two `mind run --out`
-    started together cannot both pass. data: the dataset's facts (Dataset.facts), so a run's
+    started together cannot both pass. data: the dataset's facts (run_data.data_facts), so a run's
     predictions need only its directory; network: a user's network, described."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunDirLock(run_dir).acquire()
@@ -232,7 +233,7 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
     engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
                                should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
-                                        **backend.versions()}, dataset.facts(), described):
+                                        **backend.versions()}, data_facts(dataset), described):
         return engine.run()
 
 
@@ -259,6 +260,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
         backend_obj = get_backend(backend_name, cfg.device, threads)
         dataset = load(cfg.dataset, cfg.data_dir or None)
+        check_same_data(run_dir, dataset)
         adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)
         _take_over(lock)
         engine = engine_class(cfg)(cfg, backend_obj, dataset, run_dir, observers, should_stop)
@@ -360,6 +362,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
                           f"{run_dir}: {STATS_MISSING}")
     backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
+    check_same_data(run_dir, dataset)
     adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),

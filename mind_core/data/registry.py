@@ -32,6 +32,17 @@ USER_FORMATS = {
 }
 
 
+USER_KINDS = tuple(spec.partition(":")[0] for spec in USER_FORMATS)  # npz, folder
+
+
+def loads_by_name(name: str) -> bool:
+    """Whether load_dataset reads something of its own for this name (a registered dataset,
+    or an npz:/folder: path): a run's arrays must never be recorded under such a name, or a
+    later eval or resume would load that instead."""
+    kind, sep, _ = name.partition(":")
+    return name in SPECS or bool(sep and kind in USER_KINDS)
+
+
 @attrs.frozen(kw_only=True)
 class DatasetInfo:
     name: str
@@ -190,7 +201,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> D
     """The dataset ``name`` (see SPECS, or "npz:PATH" / "folder:PATH") as numpy arrays."""
     roots = search_roots(data_dir)
     kind, sep, rest = name.partition(":")
-    if sep and kind in ("npz", "folder"):
+    if sep and kind in USER_KINDS:
         if not rest:
             raise DatasetError(f"{name!r} needs a path after '{kind}:'")
         path = Path(rest).expanduser()
