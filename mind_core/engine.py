@@ -386,7 +386,8 @@ class Engine:
             importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
-            state=self.state.to_json() if with_loop else {
+            state={**self.state.to_json(), **checkpoint.trained_as(self.cfg)}
+            if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})
 

@@ -255,7 +255,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
         ckpt = checkpoint.load(resume_path)
         checkpoint.check_run(ckpt, resume_path, cfg.tasks, resume=True,
                              epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs})
+                                     "distill": cfg.distill.epochs}, cfg=cfg)
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
         backend_obj = get_backend(backend_name, cfg.device, threads)

@@ -20,14 +20,15 @@ def save_npz(path, data, **changed):
                                                              "y_test")}, **changed})
 
 
-def stopped_run(out, dataset: str, load=None) -> None:
+def stopped_run(out, dataset: str = "synthetic", load=None, settings=()) -> None:
     """A fake-backend run stopped once its first task is done (task-0 and resume files)."""
     from mind_core.config import resolve_config
     from mind_core.engine import Interrupted
     from mind_core.runner import load_dataset, start_run
 
     cfg = resolve_config("smoke", ["tasks=2", "teacher.batch_size=64",
-                                   "distill.batch_size=64"], backend=FAKE[1], dataset=dataset)
+                                   "distill.batch_size=64", *settings], backend=FAKE[1],
+                         dataset=dataset)
     with pytest.raises(Interrupted):
         start_run(cfg, out, load=load or load_dataset,
                   should_stop=(out / "checkpoint" / "task-0.safetensors").exists)
