@@ -188,10 +188,19 @@ def read_run_config(run_dir: Path) -> RunConfig:
         raise RunDirError(f"{path} holds an invalid config: {message}") from None
 
 
+# Settings every config.json has held since the first release: a default standing in for a
+# missing one would silently describe another run than the checkpoints hold. Newer settings
+# may be absent (runs made before them) and take their defaults.
+SAVED_REQUIRED = ("backend", "dataset", "model", "seed", "tasks", "variant")
+
+
 def _check_saved_types(saved: dict[str, Any]) -> None:
-    """ConfigError for a section that is not a table, or a text setting that is not a string
-    (the validators check numbers, and names against their choices, but take any value for
-    free text such as dataset or device)."""
+    """ConfigError for a missing SAVED_REQUIRED setting, a section that is not a table, or a
+    text setting that is not a string (the validators check numbers, and names against their
+    choices, but take any value for free text such as dataset or device)."""
+    missing = [key for key in SAVED_REQUIRED if key not in saved]
+    if missing:
+        raise ConfigError(missing[0], "missing: a saved run's config names it")
     sections = {key.split(".")[0] for key in FIELD_TYPES if "." in key}
     for key, value in saved.items():
         if key in sections and not isinstance(value, dict):

@@ -37,3 +37,88 @@ def test_resume_refuses_a_method_or_variant_edited_in_config_json(tmp_path, caps
     assert one_line(err) and f"state field '{key}'" in err and "resumes only as it" in err, err
     (out / "config.json").write_text(original)
     assert main(["resume", str(out), *FAKE, "--quiet"]) == 0
+
+
+# ------------------------------------------------------------- 5. numbers, files, messages
+def test_numpy_scalars_are_numbers_as_settings(tmp_path):
+    import numpy as np
+
+    import mind_core as mind
+
+    run = mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=np.int64(2),
+                   seed=np.int32(1), settings={"distill.beta": np.float32(0.5),
+                                               "teacher.batch_size": np.uint16(64)},
+                   out=tmp_path / "run")
+    cfg = run.config
+    assert (cfg.tasks, cfg.seed, cfg.distillation.beta, cfg.teacher.batch_size) == (2, 1, 0.5,
+                                                                                    64)
+    for value in (np.float32(2.5), np.bool_(True), np.float64("nan")):
+        with pytest.raises(mind.MindError, match="^tasks: "):
+            mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=value,
+                     out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.fixture(params=["text", "npy"])
+def not_npz(request, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "data.npz"
+    if request.param == "text":
+        path.write_text("not a zip\n")
+    else:  # a single .npy array under an .npz name: numpy would return a bare array
+        with path.open("wb") as handle:
+            np.save(handle, np.zeros((4, 8, 8), np.uint8))
+    return path
+
+
+def test_a_file_that_is_not_an_npz_archive_says_so(tmp_path, capsys, not_npz):
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, "--dataset", f"npz:{not_npz}", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "is not an .npz archive" in err and "pickle" not in err, err
+
+
+def test_predict_on_a_file_that_is_not_an_npz_or_holds_no_images_is_one_line(tmp_path,
+                                                                             capsys, not_npz):
+    import numpy as np
+
+    run = tmp_path / "run"
+    stopped_run(run)
+    zero_d = tmp_path / "zero.npz"
+    np.savez(zero_d, x=np.uint8(3))
+    for images, message in ((not_npz, "is not an .npz archive"),
+                            (zero_d, "must have shape [n, h, w] or [n, h, w, c]")):
+        assert main(["predict", str(run), str(images), *FAKE]) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and message in err and "pickle" not in err, err
+
+
+def test_a_stopped_fit_says_how_to_continue(tmp_path):
+    import mind_core as mind
+    from mind_core.engine import Interrupted
+
+    out = tmp_path / "run"
+
+    def stop_after_an_epoch(event):
+        if event["type"] == "epoch_ended":
+            (out / "STOP").touch()
+
+    with pytest.raises(Interrupted, match=rf"`mind resume {out}` \(or mind.resume\)"):
+        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=2, out=out,
+                 on_event=stop_after_an_epoch)
+
+
+@pytest.mark.parametrize("key", ["tasks", "seed", "dataset"])
+def test_a_saved_config_without_the_settings_that_define_the_run_is_refused(tmp_path, capsys,
+                                                                            key):
+    run = tmp_path / "run"
+    stopped_run(run)
+    saved = json.loads((run / "config.json").read_text())
+    del saved["config"][key]
+    (run / "config.json").write_text(json.dumps(saved))
+    for command in ("eval", "resume"):
+        assert main([command, str(run), *FAKE]) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and f"{key}: missing" in err, err
