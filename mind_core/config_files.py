@@ -27,6 +27,7 @@ from mind_core.config import (
     parse_overrides,
     resolve_config,
 )
+from mind_core.errors import short_repr
 
 __all__ = ["config_to_toml", "read_config_file", "resolve_config", "run_config",
            "trusted_file_backend"]
@@ -99,8 +100,7 @@ def _check_type(key: str, value: Any, source: str) -> None:
                                              for v in value)
     if not ok:
         expected = _EXPECTED.get(kind, "a list of whole numbers, e.g. [10, 20]")
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ConfigError(key, f"expected {expected}, got {shown}", source)
+        raise ConfigError(key, f"expected {expected}, got {short_repr(value)}", source)
 
 
 def config_to_toml(cfg: RunConfig) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mind_core.data.base import Dataset, DatasetError
+from mind_core.errors import short_repr
 from mind_core.rundir import CONFIG, RunDirError
 
 SAMPLED_IMAGES = 256
@@ -99,9 +100,8 @@ def check_data_facts(block: Any, path: Path | str) -> None:
     """The rules a "data" block must meet before any of its numbers is used."""
     def bad(field: str, expected: str) -> RunDirError:
         value = block.get(field) if isinstance(block, dict) else block
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         where = f'"data" field {field!r}' if field else '"data"'
-        return RunDirError(f"{path}: {where} is {shown}; expected {expected}")
+        return RunDirError(f"{path}: {where} is {short_repr(value)}; expected {expected}")
 
     if not isinstance(block, dict):
         raise bad("", "a table of the data's facts")

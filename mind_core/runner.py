@@ -24,6 +24,7 @@ from mind_core.config import (
     config_to_dict,
     flatten,
 )
+from mind_core.errors import short_repr
 from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH
@@ -204,17 +205,12 @@ def _check_saved_types(saved: dict[str, Any]) -> None:
     sections = {key.split(".")[0] for key in FIELD_TYPES if "." in key}
     for key, value in saved.items():
         if key in sections and not isinstance(value, dict):
-            raise ConfigError(key, f"expected a table of settings, got {_short(value)}")
+            raise ConfigError(key, f"expected a table of settings, got {short_repr(value)}")
         if key not in sections and isinstance(value, dict):
-            raise ConfigError(key, f"expected one value, got the table {_short(value)}")
+            raise ConfigError(key, f"expected one value, got the table {short_repr(value)}")
     for key, value in flatten(saved).items():
         if FIELD_TYPES.get(key) is str and not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {_short(value)}")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+            raise ConfigError(key, f"expected a string, got {short_repr(value)}")
 
 
 def adopt(backend: Backend, network: Any, cfg: RunConfig, image_shape: tuple[int, int, int],
