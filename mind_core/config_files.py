@@ -51,10 +51,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("", f"cannot be read ({exc.strerror or exc})", source) from None
     try:
         data = tomllib.loads(text)
+        _check_empty_tables(data, source)
+        written = flatten(data)
     except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
         raise ConfigError("", f"not TOML: {exc}", source) from None
-    _check_empty_tables(data, source)
-    written = flatten(data)
+    except RecursionError:  # arrays or tables nested thousands deep: no settings file is
+        raise ConfigError("", "nested too deeply to be a settings file", source) from None
     flat = _unalias(written)
     if len(flat) < len(written):
         seen: dict[str, str] = {}

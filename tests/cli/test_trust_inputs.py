@@ -122,3 +122,74 @@ def test_a_saved_config_without_the_settings_that_define_the_run_is_refused(tmp_
         assert main([command, str(run), *FAKE]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and f"{key}: missing" in err, err
+
+
+# ----------------------------------------------- 4. inputs that ended in a traceback, exit 1
+@pytest.mark.parametrize("text", ["a = " + "[" * 5000 + "]" * 5000,
+                                  "a = " + "{b = " * 5000 + "1" + "}" * 5000])
+def test_a_toml_file_nested_thousands_deep_is_one_line(tmp_path, capsys, text):
+    import mind_core as mind
+
+    path = tmp_path / "deep.toml"
+    path.write_text(text + "\n")
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "nested too deeply" in err, err
+    with pytest.raises(mind.MindError, match="nested too deeply"):
+        mind.fit(config=path, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    from tests.cli.test_trust import TINY
+
+    out = tmp_path_factory.mktemp("trust-inputs") / "run"
+    assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def tampered(finished, tmp_path, name, edit):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    path = copy / name
+    if name == "metrics.json":
+        metrics = json.loads(path.read_text())
+        edit(metrics)
+        path.write_text(json.dumps(metrics))  # json.dumps writes Infinity and NaN tokens
+    else:
+        path.write_text("".join(edit(line) for line in path.read_text().splitlines(True)))
+    return copy
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["tag"].__setitem__(0, float("inf")), "tag[0] is inf"),
+    (lambda m: m["taw"].__setitem__(1, float("nan")), "taw[1] is nan"),
+    (lambda m: m["acc_matrix_tag"].__setitem__(1, [0.5]), "acc_matrix_tag row 1 has 1"),
+    (lambda m: m.__setitem__("acc_matrix_taw", [[0.5]]), "acc_matrix_taw has 1 entries"),
+    (lambda m: m.__setitem__("tasks_done", -1), "tasks_done is -1"),
+    (lambda m: m.__setitem__("tasks_done", 10**6), "for its 1000000 finished tasks"),
+    (lambda m: m.__setitem__("tasks_done", "2"), "tasks_done is '2'"),
+    (lambda m: m["acc_matrix_tag"].__setitem__(0, "x"), "acc_matrix_tag[0][0] is 'x'"),
+    (lambda m: m["routing"].__setitem__(0, "0.5"), "routing[0] is '0.5'"),
+    (lambda m: m["tag"].__setitem__(0, -0.5), "tag[0] is -0.5"),
+])
+def test_report_refuses_a_tampered_metrics_json_in_one_line(finished, tmp_path, capsys, edit,
+                                                            message):
+    pytest.importorskip("matplotlib")
+    copy = tampered(finished, tmp_path, "metrics.json", edit)
+    assert main(["report", str(copy), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and message in err, err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_refuses_negative_weight_counts_in_the_events(finished, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    copy = tampered(finished, tmp_path, "events.jsonl",
+                    lambda line: line.replace('"total": ', '"total": -'))
+    assert main(["report", str(copy), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "whole numbers >= 0" in err, err
