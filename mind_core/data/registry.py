@@ -166,28 +166,38 @@ def _unknown(name: str) -> str:
 def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[DatasetInfo]:
     """Every named dataset and whether it can be loaded now (files present; cheap check)."""
     roots = search_roots(data_dir)
-    infos = []
-    for spec in SPECS.values():
-        if spec.name == "fmnist-mini":
-            available = builtin.available()
-            found = builtin.FILE if available else None
-        elif spec.find is None:
-            found, available = None, True
-        else:
-            found = spec.find(roots)
-            available = found is not None
-        infos.append(DatasetInfo(
-            name=spec.name, classes=spec.classes, image_shape=spec.image_shape,
-            available=available, how_to_get=spec.how_to_get, description=spec.description,
-            location=str(found) if found is not None else None))
-    return infos
+    return [_info(spec, roots) for spec in SPECS.values()]
+
+
+def dataset_info(name: str, data_dir: str | os.PathLike[str] | None = None) -> DatasetInfo:
+    """One dataset as list_datasets or describe_user_data sees it: DatasetError for a name
+    that is neither registered nor npz:/folder: data, or user data that cannot be used."""
+    kind, sep, _ = name.partition(":")
+    if sep and kind in USER_KINDS:
+        return describe_user_data(name)
+    return _info(get_spec(name), search_roots(data_dir))
+
+
+def _info(spec: DatasetSpec, roots: Sequence[Path]) -> DatasetInfo:
+    if spec.name == "fmnist-mini":
+        available = builtin.available()
+        found = builtin.FILE if available else None
+    elif spec.find is None:
+        found, available = None, True
+    else:
+        found = spec.find(roots)
+        available = found is not None
+    return DatasetInfo(
+        name=spec.name, classes=spec.classes, image_shape=spec.image_shape,
+        available=available, how_to_get=spec.how_to_get, description=spec.description,
+        location=str(found) if found is not None else None)
 
 
 def describe_user_data(name: str) -> DatasetInfo:
     """A cheap look at "npz:PATH" / "folder:PATH" (no images decoded); DatasetError if it
     cannot be used."""
     kind, sep, rest = name.partition(":")
-    if not (sep and kind in ("npz", "folder")):
+    if not (sep and kind in USER_KINDS):
         raise DatasetError(f"{name!r} is not your own data: write npz:PATH or folder:PATH")
     if not rest:
         raise DatasetError(f"{name!r} needs a path after '{kind}:'")
