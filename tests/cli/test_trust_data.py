@@ -48,7 +48,8 @@ def npz_run(tmp_path):
 
 @pytest.mark.parametrize("change, what", [
     (lambda d: {"x_train": 255 - d.x_train}, "the train split's contents differ"),
-    (lambda d: {"x_test": d.x_test[:-5], "y_test": d.y_test[:-5]}, "the test split's shapes differ (was 200x12x12x1"),
+    (lambda d: {"x_test": d.x_test[:-5], "y_test": d.y_test[:-5]},
+     "the test split's shapes differ (was 200x12x12x1"),
     (lambda d: {"y_train": (d.y_train + 1) % 10}, "the train split's labels differ"),
 ])
 def test_resume_and_eval_refuse_an_npz_file_replaced_under_the_run(npz_run, capsys, change,
