@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from mind_core.config import RunConfig, resolve_config
 from mind_core.data.base import Dataset
-from mind_core.errors import MindError, bad_input_errors
+from mind_core.errors import MindError, bad_input_errors, short_repr
 from mind_core.events import Observer
 from mind_core.inference import Predictions, Predictor
 from mind_core.network import CUSTOM_ARCH, NetworkError
@@ -42,8 +43,14 @@ def arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays",
     """A dataset from numpy arrays: uint8 images [n, h, w] or [n, h, w, c] (c = 1 or 3),
     integer labels 0..K-1 with every class in the train split. Normalisation statistics come
     from the train split."""
+    from mind_core.data.registry import loads_by_name
     from mind_core.data.user import dataset_from_arrays
 
+    if not isinstance(name, str) or not name or loads_by_name(name):
+        raise MindError(f"name={name!r} cannot name arrays: it is empty, not a string, or "
+                        "loads a dataset of its own (a registered dataset, npz:PATH or "
+                        "folder:PATH), which a later eval or resume would load instead; "
+                        "choose another name")
     given = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     if class_names is not None:
         given["class_names"] = class_names
@@ -87,6 +94,9 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
     from mind_core.runner import start_run
 
     with _as_mind_errors():
+        _check_arguments(data=data, settings=settings, preset=preset, config=config, out=out,
+                         tensorboard=tensorboard, on_event=on_event, backend=backend,
+                         device=device)
         if model is not None:
             backend = _backend_of(model, backend)
         cfg = _config(preset, config, settings, model=CUSTOM_ARCH if model is not None else None,
@@ -111,6 +121,8 @@ def resume(run_dir: str | Path, model: Any = None, data: Dataset | None = None, 
     from mind_core.runner import resume_run
 
     with _as_mind_errors():
+        _check_arguments(data=data, run_dir=run_dir, tensorboard=tensorboard,
+                         on_event=on_event, backend=backend, named_data=False)
         if model is not None:
             backend = _backend_of(model, backend)
         with _observers(on_event, tensorboard, quiet) as observers:
@@ -127,6 +139,8 @@ def load(run_dir: str | Path, model: Any = None, *, backend: str | None = None,
     backend: evaluate/predict with this backend instead of the run's (checkpoints are
     backend-neutral). data: the arrays a run trained on, for Run.evaluate()."""
     with _as_mind_errors():
+        _check_arguments(data=data, run_dir=run_dir, backend=backend, device=device,
+                         named_data=False)
         read_run_config(Path(run_dir))  # a run directory, or one line saying why not
         if model is not None:
             backend = _backend_of(model, backend)
@@ -186,6 +200,43 @@ class Run:
         with _as_mind_errors():
             return evaluate_run(self.path, self._backend, self._device, load=_loader(self._data),
                                 overrides=overrides, network=self._model)
+
+
+PATHS = ("config", "out", "tensorboard", "run_dir")
+TEXTS = ("preset", "backend", "device")
+
+
+def _check_arguments(data: Any = None, settings: Any = None, named_data: bool = True,
+                     on_event: Any = None, **named: Any) -> None:
+    """The types of the API's arguments, before any is used: a wrong one is a MindError
+    saying what it must be, never a TypeError from deep inside. named: paths (PATHS) and
+    names (TEXTS), None where not given."""
+    for name, value in named.items():
+        if value is None:
+            continue
+        if name in PATHS and not isinstance(value, str | os.PathLike):
+            raise MindError(f"{name} must be a path (str or pathlib.Path), not "
+                            f"{_kind(value)}")
+        if name in TEXTS and not isinstance(value, str):
+            raise MindError(f"{name} must be a string, not {_kind(value)}")
+    if settings is not None and not (isinstance(settings, Mapping)
+                                     and all(isinstance(k, str) for k in settings)):
+        raise MindError("settings must be a dict of dotted setting names to values, e.g. "
+                        f'{{"distill.epochs": 4}}, not {_kind(settings)}')
+    if on_event is not None and not callable(on_event):
+        raise MindError(f"on_event must be a function of one event dict, not {_kind(on_event)}")
+    if data is None or isinstance(data, Dataset) or (named_data and isinstance(data, str)):
+        return
+    given = f"a {type(data).__name__} of {len(data)}" if isinstance(data, tuple | list) \
+        else _kind(data)
+    named_too = " or a dataset name" if named_data else ""
+    raise MindError(f"data must be mind.arrays(x_train, y_train, x_test, y_test){named_too}, "
+                    f"not {given}")
+
+
+def _kind(value: Any) -> str:
+    """A wrong argument as an error line names it: its type and (the start of) its value."""
+    return f"{type(value).__name__} {short_repr(value, 40)}"
 
 
 def _whole(value: Any, name: str) -> int:

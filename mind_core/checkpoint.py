@@ -31,6 +31,16 @@ FORMAT_VERSION = 1
 BN_FIELDS = ("gamma", "beta", "mean", "var")
 
 
+# Settings a resume cannot change: they decide what the saved state holds (EWC's Fisher,
+# LwF's old model, MIND's teacher), so an edited config.json would continue a hybrid run.
+TRAINED_AS = ("method", "variant")
+
+
+def trained_as(cfg: Any) -> dict[str, str]:
+    """The TRAINED_AS settings of a RunConfig, as a resume file's state records them."""
+    return {key: getattr(cfg, key) for key in TRAINED_AS}
+
+
 class CheckpointError(Exception):
     """A checkpoint is missing, corrupt, truncated or not ours; the message says which."""
 
@@ -242,9 +252,10 @@ def _check_contents(ckpt: Checkpoint) -> None:
 
 
 def check_run(ckpt: Checkpoint, path: Path | str, tasks: int, resume: bool = False,
-              epochs: Mapping[str, int] | None = None) -> None:
+              epochs: Mapping[str, int] | None = None, cfg: Any = None) -> None:
     """What a checkpoint must hold to belong to a run of `tasks` tasks (config.json) and, for
-    a resume file, a loop position the run's phases have (epochs: {phase: epochs})."""
+    a resume file, a loop position the run's phases have (epochs: {phase: epochs}) and the
+    method and variant of cfg (the run's config.json) where it recorded them."""
     if ckpt.tasks != tasks:
         raise CheckpointError(f"{path}: metadata 'tasks' is {ckpt.tasks} but the run has "
                               f"tasks={tasks} ({CONFIG})")
@@ -255,6 +266,11 @@ def check_run(ckpt: Checkpoint, path: Path | str, tasks: int, resume: bool = Fal
         if field not in state:
             raise CheckpointError(f"{path}: state field {field!r} is missing: not a resume "
                                   "checkpoint")
+    for key, value in (trained_as(cfg) if cfg is not None else {}).items():
+        if key in state and state[key] != value:  # absent in files made before it was kept
+            raise CheckpointError(f"{path}: state field {key!r} is {state[key]!r} but {CONFIG} "
+                                  f"says {key}={value!r}: a run resumes only as it was "
+                                  f"started (set {key} back, or start a new run)")
     task, phase, next_epoch = state["task"], state["phase"], state["next_epoch"]
     limit = (epochs or {}).get(phase, 0) if phase in ("teacher", "distill") else 0
     if epochs is not None and next_epoch > limit:

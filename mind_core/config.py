@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import numbers
 import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -223,9 +224,11 @@ def _parse_value(key: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         if kind is bool and not isinstance(raw, bool):
             raise ConfigError(key, f"expected true or false, got {raw!r}")
-        if kind in (int, float) and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
+        # numbers.Real: numpy's integer and floating scalars are numbers too (np.int64(2)).
+        if kind in (int, float) and (isinstance(raw, bool) or not isinstance(raw, numbers.Real)):
             raise ConfigError(key, f"expected a number, got {raw!r}")
-        if kind is int and isinstance(raw, float) and not raw.is_integer():
+        if kind is int and not isinstance(raw, numbers.Integral) \
+                and not float(raw).is_integer():
             raise ConfigError(key, f"expected a whole number, got {raw!r}")
         return _finite(key, int(raw) if kind is int else float(raw) if kind is float else raw)
     text = raw.strip()

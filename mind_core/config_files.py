@@ -27,6 +27,7 @@ from mind_core.config import (
     parse_overrides,
     resolve_config,
 )
+from mind_core.errors import short_repr
 
 __all__ = ["config_to_toml", "read_config_file", "resolve_config", "run_config",
            "trusted_file_backend"]
@@ -50,10 +51,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("", f"cannot be read ({exc.strerror or exc})", source) from None
     try:
         data = tomllib.loads(text)
+        _check_empty_tables(data, source)
+        written = flatten(data)
     except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
         raise ConfigError("", f"not TOML: {exc}", source) from None
-    _check_empty_tables(data, source)
-    written = flatten(data)
+    except RecursionError:  # arrays or tables nested thousands deep: no settings file is
+        raise ConfigError("", "nested too deeply to be a settings file", source) from None
     flat = _unalias(written)
     if len(flat) < len(written):
         seen: dict[str, str] = {}
@@ -99,8 +102,7 @@ def _check_type(key: str, value: Any, source: str) -> None:
                                              for v in value)
     if not ok:
         expected = _EXPECTED.get(kind, "a list of whole numbers, e.g. [10, 20]")
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise ConfigError(key, f"expected {expected}, got {shown}", source)
+        raise ConfigError(key, f"expected {expected}, got {short_repr(value)}", source)
 
 
 def config_to_toml(cfg: RunConfig) -> str:

@@ -46,7 +46,15 @@ from mind_core.spaces import space_ids
 
 
 class Interrupted(Exception):
-    """A stop was requested; the last epoch-boundary checkpoint is on disk."""
+    """A stop was requested; the last epoch-boundary checkpoint is on disk. The message says
+    how to continue: mind.fit raises it to the user as it is."""
+
+    @classmethod
+    def of_run(cls, run_dir: Path | None) -> Interrupted:
+        if run_dir is None:
+            return cls("stopped on request")
+        return cls(f"stopped on request; the last checkpoint is saved and `mind resume "
+                   f"{run_dir}` (or mind.resume) continues it")
 
 
 class Diverged(Exception):
@@ -270,7 +278,7 @@ class Engine:
                 progress=self._progress_fn(t, kind, epoch, spec.epochs),
                 should_stop=self.should_stop)
             if result.stopped:
-                raise Interrupted()
+                raise Interrupted.of_run(self.run_dir)
             for value in (result.loss, result.ce, result.distill):
                 if not math.isfinite(value):  # nothing of this epoch is saved
                     raise Diverged(t, kind, epoch, value, getattr(self.cfg, kind).lr)
@@ -381,7 +389,7 @@ class Engine:
     # ------------------------------------------------------------------ persistence
     def _check_stop(self) -> None:
         if self.should_stop():
-            raise Interrupted()
+            raise Interrupted.of_run(self.run_dir)
 
     def _snapshot(self, with_loop: bool, trainer=None) -> checkpoint.Checkpoint:
         teacher = self.teacher if with_loop else None
@@ -394,7 +402,8 @@ class Engine:
             importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
-            state=self.state.to_json() if with_loop else {
+            state={**self.state.to_json(), **checkpoint.trained_as(self.cfg)}
+            if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})
 

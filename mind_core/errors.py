@@ -23,6 +23,13 @@ def did_you_mean(word: str, known, close: list[str] | None = None) -> str:
     return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
 
 
+def short_repr(value, limit: int = 60) -> str:
+    """A value as an error line quotes it: its repr, cut to `limit` characters (a tampered
+    file's value may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class MindError(Exception):
     """Bad input to the Python API (a config, data, network, run directory or checkpoint
     problem); the message is one line saying what and how to fix it. Nothing was written."""

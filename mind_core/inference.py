@@ -9,7 +9,6 @@ once for it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, check_rule, route
-from mind_core.rundir import CONFIG
+from mind_core.run_data import read_data_facts
 from mind_core.runner import (
     adopt,
     check_rule_available,
@@ -51,11 +50,8 @@ class Predictions:
 
 def run_data_facts(run_dir: Path, cfg, load: Callable = load_dataset) -> dict[str, Any]:
     """config.json's "data", or the dataset's own facts for a run made before it was kept."""
-    try:
-        saved = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8")).get("data")
-    except (OSError, ValueError, AttributeError):
-        saved = None
-    if isinstance(saved, dict) and {"image_shape", "num_classes", "mean", "std"} <= set(saved):
+    saved = read_data_facts(run_dir)  # checked: a file's numbers normalise every image
+    if saved is not None:
         return saved
     return load(cfg.dataset, cfg.data_dir or None).facts()
 

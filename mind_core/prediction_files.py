@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from mind_core.data.base import DatasetError
+from mind_core.data.checks import as_images
 from mind_core.data.images import IMAGE_SUFFIXES, decode_into
+from mind_core.data.user import npz_arrays
 from mind_core.events import write_text_atomic
 from mind_core.inference import Predictions
 
@@ -36,16 +38,12 @@ def read_images(path: Path, image_shape: tuple[int, int, int]) -> tuple[list[str
 
 
 def _read_npz(path: Path) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
-    for key in NPZ_KEYS:
-        if key in arrays:
-            return arrays[key]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
+    """The images array, checked to be images here: the row ids are counted from it."""
+    arrays = npz_arrays(path, "the images file")
+    found = [key for key in NPZ_KEYS if key in arrays] or (list(arrays) if len(arrays) == 1
+                                                           else [])
+    if found:
+        return as_images(arrays[found[0]], f"{path}: {found[0]}")
     raise DatasetError(f"{path} holds {sorted(arrays)}: name the images array one of "
                        f"{', '.join(NPZ_KEYS)}")
 

@@ -37,9 +37,12 @@ def resolve_backend_class(name: str) -> type:
                                f"{install_hint(extra)}") from None
         raise BackendError(f"cannot import backend module {module_name!r}: {exc}") from None
     try:
-        return getattr(module, class_name)
+        found = getattr(module, class_name)
     except AttributeError:
         raise BackendError(f"backend module {module_name!r} has no class {class_name!r}") from None
+    if not isinstance(found, type):  # os:system is a function: calling it is no backend
+        raise BackendError(f"backend {name!r} is a {type(found).__name__}, not a backend class")
+    return found
 
 
 def get_backend(name: str, device: str = "auto", threads: int | None = None) -> Backend:

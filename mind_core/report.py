@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from mind_core.errors import short_repr
 from mind_core.events import read_events
 from mind_core.extras import require
 from mind_core.outputs import output_dir
@@ -88,7 +89,10 @@ def load_results(run_dir: Path) -> RunResults:
         source = EVENTS
     else:
         raise RunDirError(f"{run_dir} has no finished task to report yet")
+    check_results(results, run_dir / source)
     ownership, task, where = _ownership(run_dir, allocated)
+    if ownership is not None:
+        check_ownership(ownership, run_dir / where)
     return RunResults(title=_title(run_dir), source=source, ownership=ownership,
                       ownership_task=task, ownership_source=where, **results)
 
@@ -125,8 +129,11 @@ def _read_events(path: Path) -> tuple[list[dict], dict | None]:
 
 
 def _from_metrics(metrics: dict[str, Any], evaluated: list[dict]) -> dict[str, Any]:
+    done = metrics["tasks_done"]
+    if not _whole(done):
+        raise RunDirError(f"{METRICS}: tasks_done is {short_repr(done)}; expected a whole "
+                          "number")
     try:
-        done = int(metrics["tasks_done"])
         fields = {key: [list(row) for row in metrics[key][:done]]
                   for key in ("acc_matrix_tag", "acc_matrix_taw")}
         fields.update({key: list(metrics[key][:done])
@@ -134,16 +141,69 @@ def _from_metrics(metrics: dict[str, Any], evaluated: list[dict]) -> dict[str, A
     except (KeyError, TypeError, ValueError) as exc:
         raise RunDirError(f"{METRICS} lacks the accuracies of its {metrics.get('tasks_done')} "
                           f"tasks ({type(exc).__name__}: {exc})") from None
+    for key, values in fields.items():
+        if len(values) != done:
+            raise RunDirError(f"{METRICS}: {key} has {len(values)} entries for its {done} "
+                              "finished tasks (tasks_done)")
     routing_rows: list[Row | None] = []
     for t in range(done):
         event = evaluated[t] if t < len(evaluated) else None
         same_run = event is not None and \
             event.get("per_task_tag") == fields["acc_matrix_tag"][t] and \
             event.get("per_task_taw") == fields["acc_matrix_taw"][t]
-        routing_rows.append(list(event["per_task_routing"])
-                            if same_run and "per_task_routing" in event else None)
+        routing_rows.append(list(event["per_task_routing"]) if same_run and
+                            isinstance(event.get("per_task_routing"), list) else None)
     return {**fields, "per_task_routing": routing_rows,
             "routing_rule": str(metrics.get("routing_rule", PAPER_RULE))}
+
+
+def check_results(fields: dict[str, Any], source: Path) -> None:
+    """Every number the report shows, checked before any is written (a results file may come
+    from anyone): one accuracy per finished task in each list, t + 1 of them in row t of a
+    matrix, each None (no test samples) or a finite number in 0..1 (tag_entropy: >= 0).
+    Each list already has an entry per finished task (_from_metrics, _from_events)."""
+    for key in ("tag", "taw", "routing", "tag_entropy"):
+        for t, value in enumerate(fields[key]):
+            _check_accuracy(value, f"{key}[{t}]", source, key == "tag_entropy")
+    for key in ("acc_matrix_tag", "acc_matrix_taw", "per_task_routing"):
+        for t, row in enumerate(fields[key]):
+            if row is None and key == "per_task_routing":  # not in the events: left out
+                continue
+            if len(row) < t + 1:
+                raise RunDirError(f"{source}: {key} row {t} has {len(row)} accuracies; after "
+                                  f"task {t} it has {t + 1}")
+            for j, value in enumerate(row[:t + 1]):
+                _check_accuracy(value, f"{key}[{t}][{j}]", source)
+
+
+def _check_accuracy(value: Any, where: str, source: Path, unbounded: bool = False) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is None or (number and math.isfinite(value)
+                         and 0 <= value <= (math.inf if unbounded else 1)):
+        return
+    raise RunDirError(f"{source}: {where} is {short_repr(value)}; expected "
+                      f"{'a number >= 0' if unbounded else 'an accuracy in 0..1'} or null")
+
+
+def check_ownership(layers: Any, source: Path) -> None:
+    """Each layer's weight counts: whole numbers >= 0, one owned count per task (the same
+    number of tasks in every layer)."""
+    widths = set()
+    for name, layer in layers.items() if isinstance(layers, dict) else [("", layers)]:
+        owned = layer.get("owned") if isinstance(layer, dict) else None
+        if not (isinstance(owned, list) and all(map(_whole, owned))
+                and all(_whole(layer.get(k)) for k in ("free", "total"))):
+            raise RunDirError(f"{source}: the weight counts of layer {name!r} are "
+                              f"{short_repr(layer)}; expected owned (a count per task), free "
+                              "and total, whole numbers >= 0")
+        widths.add(len(owned))
+    if len(widths) > 1:
+        raise RunDirError(f"{source}: layers count owned weights for {sorted(widths)} tasks")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
 
 
 def _from_events(evaluated: list[dict]) -> dict[str, Any]:

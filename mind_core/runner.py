@@ -25,6 +25,7 @@ from mind_core.config import (
     flatten,
 )
 from mind_core.data.base import DatasetError
+from mind_core.errors import short_repr
 from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
@@ -33,6 +34,7 @@ from mind_core.protocol import Backend, thread_counts
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule, stats_support, why_unavailable
+from mind_core.run_data import check_same_data, data_facts
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     CONFIG,
@@ -136,7 +138,7 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, versions: dict[str, str],
                     threads: dict[str, int] | None = None) -> RunDirLock:
     """Create the run directory, lock it and write config.json; returns the held lock, which
     the caller keeps for the whole run. Checked again under the lock: two `mind run --out`
-    started together cannot both pass. data: the dataset's facts (Dataset.facts), so a run's
+    started together cannot both pass. data: the dataset's facts (run_data.data_facts), so a run's
     predictions need only its directory; network: a user's network, described; threads: the
     backend's thread_counts (results on CPU depend on them)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,24 +193,28 @@ def read_run_config(run_dir: Path) -> RunConfig:
         raise RunDirError(f"{path} holds an invalid config: {message}") from None
 
 
+# Settings every config.json has held since the first release: a default standing in for a
+# missing one would silently describe another run than the checkpoints hold. Newer settings
+# may be absent (runs made before them) and take their defaults.
+SAVED_REQUIRED = ("backend", "dataset", "model", "seed", "tasks", "variant")
+
+
 def _check_saved_types(saved: dict[str, Any]) -> None:
-    """ConfigError for a section that is not a table, or a text setting that is not a string
-    (the validators check numbers, and names against their choices, but take any value for
-    free text such as dataset or device)."""
+    """ConfigError for a missing SAVED_REQUIRED setting, a section that is not a table, or a
+    text setting that is not a string (the validators check numbers, and names against their
+    choices, but take any value for free text such as dataset or device)."""
+    missing = [key for key in SAVED_REQUIRED if key not in saved]
+    if missing:
+        raise ConfigError(missing[0], "missing: a saved run's config names it")
     sections = {key.split(".")[0] for key in FIELD_TYPES if "." in key}
     for key, value in saved.items():
         if key in sections and not isinstance(value, dict):
-            raise ConfigError(key, f"expected a table of settings, got {_short(value)}")
+            raise ConfigError(key, f"expected a table of settings, got {short_repr(value)}")
         if key not in sections and isinstance(value, dict):
-            raise ConfigError(key, f"expected one value, got the table {_short(value)}")
+            raise ConfigError(key, f"expected one value, got the table {short_repr(value)}")
     for key, value in flatten(saved).items():
         if FIELD_TYPES.get(key) is str and not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {_short(value)}")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+            raise ConfigError(key, f"expected a string, got {short_repr(value)}")
 
 
 def adopt(backend: Backend, network: Any, cfg: RunConfig, image_shape: tuple[int, int, int],
@@ -236,7 +242,7 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
     engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
                                should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
-                                        **backend.versions()}, dataset.facts(), described,
+                                        **backend.versions()}, data_facts(dataset), described,
                          thread_counts(backend)):
         return engine.run()
 
@@ -259,11 +265,12 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
         ckpt = checkpoint.load(resume_path)
         checkpoint.check_run(ckpt, resume_path, cfg.tasks, resume=True,
                              epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs})
+                                     "distill": cfg.distill.epochs}, cfg=cfg)
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
         backend_obj = get_backend(backend_name, cfg.device, threads)
         dataset = load(cfg.dataset, cfg.data_dir or None)
+        check_same_data(run_dir, dataset)
         adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)
         _take_over(lock)
         engine = engine_class(cfg)(cfg, backend_obj, dataset, run_dir, observers, should_stop)
@@ -388,6 +395,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
         check_rebuildable(run_dir, cfg, network)
     backend = get_backend(backend_name, device or cfg.device)
     dataset = load(cfg.dataset, cfg.data_dir or None)
+    check_same_data(run_dir, dataset)
     adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),

@@ -42,6 +42,7 @@ def convert_network(network: nn.Module, input_shape: tuple[int, int, int],
         raise NetworkError(f"the network is a single {root} layer: put it in an nn.Module or "
                            "nn.Sequential so that it has a name")
     _check_own_tensors(root, network)
+    _check_materialised(network)
     try:
         converted = copy.deepcopy(network)
     except Exception as exc:  # noqa: BLE001 - whatever the user's object raises, say it once
@@ -98,6 +99,18 @@ def _check_own_tensors(name: str, module: nn.Module) -> None:
         if module.__module__.split(".")[0] != "torch":  # a user's class: name its tensors
             what += f" with tensors of its own: {', '.join(own)}"
         raise unsupported(name, what, "torch")
+
+
+def _check_materialised(network: nn.Module) -> None:
+    """A network built on the meta device has shapes but no values to copy (torch would raise
+    "Cannot copy out of meta tensor" from deep inside the conversion)."""
+    tensors = [*network.named_parameters(), *network.named_buffers()]
+    meta = [name for name, tensor in tensors if tensor.is_meta]
+    if meta:
+        raise NetworkError(f"the network's tensors are on the meta device, without values "
+                           f"({', '.join(meta[:3])}{', ...' if len(meta) > 3 else ''}): build "
+                           "it on the CPU, or materialise it with .to_empty(device='cpu') and "
+                           "load its weights")
 
 
 def _check_trainable(name: str, module: nn.Module) -> None:

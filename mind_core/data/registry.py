@@ -33,6 +33,16 @@ USER_FORMATS = {
 }
 
 
+USER_KINDS = tuple(spec.partition(":")[0] for spec in USER_FORMATS)  # npz, folder
+
+
+def loads_by_name(name: str) -> bool:
+    """Whether load_dataset reads something of its own for this name (a registered dataset,
+    or an npz:/folder: path): a run's arrays must never be recorded under such a name, or a
+    later eval or resume would load that instead."""
+    return name in SPECS or user_data(name) is not None
+
+
 @attrs.frozen(kw_only=True)
 class DatasetInfo:
     name: str
@@ -158,7 +168,7 @@ def user_data(name: str) -> tuple[str, str] | None:
     """(kind, path) of the user's own data: "npz:PATH", "folder:PATH", or a bare path ending
     .npz (no named dataset does, and it is what users type first); None for a name."""
     kind, sep, rest = name.partition(":")
-    if sep and kind in ("npz", "folder"):
+    if sep and kind in USER_KINDS:
         if not rest:
             raise DatasetError(f"{name!r} needs a path after '{kind}:'")
         return kind, rest
@@ -168,21 +178,30 @@ def user_data(name: str) -> tuple[str, str] | None:
 def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[DatasetInfo]:
     """Every named dataset and whether it can be loaded now (files present; cheap check)."""
     roots = search_roots(data_dir)
-    infos = []
-    for spec in SPECS.values():
-        if spec.name == "fmnist-mini":
-            available = builtin.available()
-            found = builtin.FILE if available else None
-        elif spec.find is None:
-            found, available = None, True
-        else:
-            found = spec.find(roots)
-            available = found is not None
-        infos.append(DatasetInfo(
-            name=spec.name, classes=spec.classes, image_shape=spec.image_shape,
-            available=available, how_to_get=spec.how_to_get, description=spec.description,
-            location=str(found) if found is not None else None))
-    return infos
+    return [_info(spec, roots) for spec in SPECS.values()]
+
+
+def dataset_info(name: str, data_dir: str | os.PathLike[str] | None = None) -> DatasetInfo:
+    """One dataset as list_datasets or describe_user_data sees it: DatasetError for a name
+    that is neither registered nor npz:/folder: data, or user data that cannot be used."""
+    if user_data(name) is not None:
+        return describe_user_data(name)
+    return _info(get_spec(name), search_roots(data_dir))
+
+
+def _info(spec: DatasetSpec, roots: Sequence[Path]) -> DatasetInfo:
+    if spec.name == "fmnist-mini":
+        available = builtin.available()
+        found = builtin.FILE if available else None
+    elif spec.find is None:
+        found, available = None, True
+    else:
+        found = spec.find(roots)
+        available = found is not None
+    return DatasetInfo(
+        name=spec.name, classes=spec.classes, image_shape=spec.image_shape,
+        available=available, how_to_get=spec.how_to_get, description=spec.description,
+        location=str(found) if found is not None else None)
 
 
 def describe_user_data(name: str) -> DatasetInfo:

@@ -27,15 +27,24 @@ REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 GRAY_MODES = ("1", "L", "LA", "I;16", "I")
 
 
+def npz_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, pickles refused. Anything else is a DatasetError saying
+    so: numpy reads a file that is not a zip as a pickle and would advise allow_pickle."""
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{what} {path} is not an .npz archive (a zip of .npy arrays, as "
+                           "numpy.savez writes)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc}") from None
+
+
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """The arrays of an .npz (pickles refused), with a DatasetError naming any missing key."""
     if not path.is_file():
         raise DatasetError(f"{what} {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"cannot read {what} {path}: {exc}") from exc
+    arrays = npz_arrays(path, what)
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise DatasetError(f"{what} {path} lacks the arrays {missing} (it has "

@@ -31,6 +31,7 @@ from mind_core.sweep.grid import (
     read_sweep,
     sweep_record,
 )
+from mind_core.sweep.preflight import preflight
 from mind_core.sweep.progress import Progress, eta_seconds
 from mind_core.sweep.summary import write_plots, write_summary
 from mind_core.sweep.trial import (
@@ -195,11 +196,12 @@ def run_sweep(grid: Grid, out: Path, resources: Resources = Resources(), *,
     trials = expand(grid, methods)
     out = Path(out).absolute()
     check_sweep_dir(out, grid.to_json(methods))  # before Ray starts: a wrong --out fails fast
+    trials = [_device(t, resources) for t in trials]
     to_run = [t for t in trials if not is_finished(out / t.name, t.config.tasks)]
+    preflight(to_run, local=resources.address is None)  # before Ray: fails once, not per trial
     started = connect(ray, resources) if to_run else False  # all done: no Ray needed
     try:
         slots = trial_slots(ray, resources) if to_run else 1
-        trials = [_device(t, resources) for t in trials]
         out.mkdir(parents=True, exist_ok=True)
         with RunDirLock(out):  # one driver per sweep directory
             # Again under the lock: another driver may have claimed it since the first check.

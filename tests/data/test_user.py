@@ -62,7 +62,7 @@ def test_missing_or_unreadable_npz_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(DatasetError, match="cannot read"):
+    with pytest.raises(DatasetError, match="is not an .npz archive"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}")
 
 
