@@ -36,8 +36,10 @@ import numpy as np
 from benchmarks.baselines import DENSE_METHODS, METHODS, method_overrides
 from mind_core.config import RunConfig, list_presets, resolve_config, scaled_milestones
 from mind_core.data import DatasetError, default_root, prepare_synbols
+from mind_core.events import read_events
 from mind_core.registry import get_backend
 from mind_core.routing import PAPER_RULE, ROUTINGS
+from mind_core.runner import read_run_config
 from mind_core.sweep.driver import Resources, run_sweep
 from mind_core.sweep.grid import Grid, Trial, expand, safe_part
 from mind_core.sweep.trial import read_metrics
@@ -201,7 +203,26 @@ def trial_result(setting: str, backend: str, trial: Trial, sweep_dir: Path,
     if row["status"] != "finished" or not metrics:
         out["error"] = row.get("error") or f"trial {row['status']}"
         return out
-    out["seconds"] = row["seconds"]
+    return metrics_row(out, metrics, row["seconds"])
+
+
+def collected_result(spec: str) -> dict[str, Any]:
+    """A benchmark row from a run made outside the benchmark (`mind run`), given as
+    SETTING:METHOD:RUN_DIR[:METRICS_JSON]; METRICS_JSON: `mind eval RUN --json` output to use
+    instead of the run's metrics.json (e.g. with --refit-stats)."""
+    setting, method, run_dir, *other = spec.split(":")
+    cfg = read_run_config(Path(run_dir))
+    metrics = json.loads(Path(other[0] if other else Path(run_dir) / "metrics.json").read_text())
+    finished = [e for e in read_events(Path(run_dir) / "events.jsonl")
+                if e.get("type") == "run_finished"]
+    out: dict[str, Any] = {"setting": setting, "backend": cfg.backend, "method": method,
+                           "seed": cfg.seed, "epochs": [cfg.teacher.epochs, cfg.distill.epochs],
+                           "trial": Path(run_dir).name}
+    return metrics_row(out, metrics, finished[-1]["seconds"] if finished else None)
+
+
+def metrics_row(out: dict[str, Any], metrics: dict[str, Any], seconds) -> dict[str, Any]:
+    out["seconds"] = seconds
     out.update(routing_rule=metrics.get("routing_rule", PAPER_RULE),
                final=metrics["final"], tag=metrics["tag"], taw=metrics["taw"],
                routing=metrics["routing"], acc_matrix_tag=metrics["acc_matrix_tag"],
@@ -243,6 +264,20 @@ def merge(paths: list[Path]) -> dict[str, Any]:
                 rows[(*run_key(row), tuple(row["epochs"]))] = row
     runs = list(rows.values())
     return {"meta": {"merged": metas}, "runs": runs, "summary": summarise(runs)}
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    """--out's results with the collected runs added (a run already there is replaced)."""
+    path = args.out / "results.json"
+    earlier = read_results(path) if path.exists() else {"meta": {"merged": []}, "runs": []}
+    meta = {"command": " ".join(["python -m benchmarks.accuracy", *sys.argv[1:]]),
+            "machine": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    new = [collected_result(spec) for spec in args.collect]
+    keys = {(*run_key(r), tuple(r["epochs"])) for r in new}
+    runs = [r for r in earlier["runs"] if (*run_key(r), tuple(r.get("epochs", ()))) not in keys]
+    runs += new
+    return {"meta": {"merged": [*invocations(earlier["meta"]), meta]}, "runs": runs,
+            "summary": summarise(runs)}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -442,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep finished runs in --out")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
                         help="run nothing: combine these results.json files into --out")
+    parser.add_argument("--collect", nargs="+", metavar="SETTING:METHOD:RUN[:EVAL_JSON]",
+                        help="run nothing: rows from runs made with `mind run` (and their "
+                        "`mind eval --json` output where given), merged into --out's results")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
@@ -449,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:
         results = merge(args.merge)
+        write_json(args.out / "results.json", results)
+    elif args.collect:
+        results = collect(args)
         write_json(args.out / "results.json", results)
     else:
         results = run_all(args, args.out)
