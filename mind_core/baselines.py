@@ -6,7 +6,7 @@ gives each one's formulation and where its hyper-parameters come from.
 
 finetune  task after task on the new data only, cross-entropy over every class seen so far.
 joint     (upper bound) after task t a fresh network trained on the data of tasks 0..t.
-lwf       finetune plus lwf.weight x T^2 x KL between the previous network's and this one's
+lwf       finetune plus lwf.weight x KL between the previous network's and this one's
           softened (T = lwf.temperature) logits of the old classes (Li and Hoiem, 2016).
 ewc       finetune plus ewc.weight / 2 x sum F (w - w_old)^2: F is the diagonal Fisher of the
           tasks so far, merged as alpha F_old + (1 - alpha) F_new (Kirkpatrick et al., 2017).

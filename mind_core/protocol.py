@@ -150,9 +150,8 @@ class PhaseSpec:
     # logits towards uniform on rotated copies of the batch (see outlier_turns).
     outlier_weight: float = attrs.field(default=0.0, validator=_number(0))
     # Which classes' logits the distillation term compares (None: class_range) and the
-    # temperature both sides' logits are divided by first; the term is then multiplied by
-    # T^2 (Hinton et al. 2015) so its gradients keep their size. LwF distils the old classes
-    # (0, lo) at T = 2 while the cross-entropy covers every class seen (0, hi).
+    # temperature both sides' logits are divided by first (no T^2 factor: LwF's L_old, Li and
+    # Hoiem 2016, is weighted by beta alone). LwF distils the old classes (0, lo) at T = 2.
     distill_range: tuple[int, int] | None = attrs.field(default=None, validator=_class_range)
     distill_temperature: float = attrs.field(default=1.0,
                                              validator=_number(0, inclusive=False))

@@ -187,15 +187,14 @@ class FakeBackend:
             grad_logits[:, lo:hi] = grad_z
             dist = 0.0
             if trainer.teacher is not None and phase.beta > 0:
-                # KL(teacher || student) of the softened logits of distill_range, x T^2.
+                # KL(teacher || student) of the softened logits of distill_range.
                 dlo, dhi = phase.distill_range or phase.class_range
                 temp = phase.distill_temperature
                 t_logits, _ = self._forward(trainer.teacher, xb, False, False)
                 pt = softmax(t_logits[:, dlo:dhi] / temp)
                 ps = softmax(logits[:, dlo:dhi] / temp)
-                dist = temp ** 2 * float((pt * (np.log(pt + 1e-12) - np.log(ps + 1e-12)))
-                                         .sum(1).mean())
-                grad_logits[:, dlo:dhi] += phase.beta * temp * (ps - pt) / len(yb)
+                dist = float((pt * (np.log(pt + 1e-12) - np.log(ps + 1e-12))).sum(1).mean())
+                grad_logits[:, dlo:dhi] += phase.beta * (ps - pt) / (temp * len(yb))
             grads, grad_gamma, grad_beta = self._backward(model, grad_logits,
                                                           (xin, norm, a, var))
             pull = 0.0

@@ -46,8 +46,9 @@ def ce_oracle(z: np.ndarray, y: np.ndarray, class_range, masking: str) -> float:
 
 def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_range,
                    masking: str, distill_range, temperature: float) -> float:
-    """T^2 * loss(teacher / T, student / T) on the compared logits: distill_range's classes,
-    or without one the phase's masked logits (full width with zeros for "zero" masking)."""
+    """loss(teacher / T, student / T) on the compared logits: distill_range's classes, or
+    without one the phase's masked logits (full width with zeros for "zero" masking). No T^2
+    factor: Li and Hoiem's L_old is weighted by lambda alone."""
     if distill_range is not None:
         lo, hi = distill_range
         teacher, student = teacher[:, lo:hi], student[:, lo:hi]
@@ -59,7 +60,7 @@ def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_ra
         else:
             teacher, student = teacher * keep, student * keep
     t = temperature
-    return t * t * LOSS_ORACLES[name](teacher / t, student / t)
+    return LOSS_ORACLES[name](teacher / t, student / t)
 
 
 @pytest.mark.parametrize("name,masking,distill_range,temperature", [
@@ -75,9 +76,18 @@ def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_ra
 ], ids=lambda v: str(v))
 def test_distill_range_and_temperature_match_numpy_oracles(backend, name, masking,
                                                            distill_range, temperature):
+    check_distill(backend, name, masking, distill_range, temperature, class_range=(1, 6))
+
+
+def test_lwf_distils_old_classes_outside_the_current_head(backend):
+    # LwF's phase: cross-entropy over the current task's classes, distillation of the
+    # earlier ones, which the class range does not cover.
+    check_distill(backend, "kl", "slice", (0, 3), 2.0, class_range=(3, 6))
+
+
+def check_distill(backend, name, masking, distill_range, temperature, class_range):
     # lr 0 and train_bn False: both models stay as they are and run BN in inference mode,
     # so predict() gives exactly the logits the phase's losses saw.
-    class_range = (1, 6)
     model, teacher = backend.build_model(SMALL, seed=0), backend.build_model(SMALL, seed=1)
     backend.set_bn(model, random_bn(backend, model, seed=2))
     backend.set_bn(teacher, random_bn(backend, teacher, seed=3))
