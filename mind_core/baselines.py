@@ -123,10 +123,12 @@ class BaselineEngine(Engine):
                                      seen_range(self.cfg, task.class_range),
                                      self.cfg.teacher.batch_size, self.dataset.mean,
                                      self.dataset.std)
+        # FACIL starts the running importance at 0, so task 0's merge already weighs its
+        # Fisher by 1 - alpha.
         alpha = np.float32(self.cfg.ewc.alpha)
-        old = self.importance
-        self.importance = {name: (alpha * old[name] + (1 - alpha) * f if old else f)
-                           .astype(np.float32) for name, f in fisher.items()}
+        old = self.importance or {name: np.zeros_like(f) for name, f in fisher.items()}
+        self.importance = {name: (alpha * old[name] + (1 - alpha) * f).astype(np.float32)
+                           for name, f in fisher.items()}
 
     def _evaluate_single_head(self, t: int) -> None:
         evaluation = evaluate_single_head(self.backend, self.model, self.task_data[:t + 1],
