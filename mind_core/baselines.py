@@ -94,7 +94,10 @@ class BaselineEngine(Engine):
         class_range = self.task_data[t].class_range
         # The old classes: those of earlier tasks, or every class when each task has them all.
         old = (0, class_range[0]) if cfg.scenario == "class" else class_range
-        spec = phase_spec(cfg, "teacher", seen_range(cfg, class_range),
+        # FACIL's exemplar-free protocol: the cross-entropy of the current task's head only
+        # (joint, trained on every task's data, uses every class seen).
+        ce_range = seen_range(cfg, class_range) if cfg.method == "joint" else class_range
+        spec = phase_spec(cfg, "teacher", ce_range,
                           train_bn=True, mean=self.dataset.mean, std=self.dataset.std,
                           augment=self.dataset.augment, with_teacher=False)
         spec = attrs.evolve(spec, logit_masking=SINGLE_HEAD_MASKING)
@@ -113,7 +116,21 @@ class BaselineEngine(Engine):
                               importance=self.importance)
         self.backend.set_gates(self.model, None)
         teacher = self.teacher if spec.distils else None
-        self._run_phase(t, "teacher", spec, self.model, None, teacher, x, y, penalty)
+        self._run_phase(t, "teacher", spec, self.model, self._trainable(t), teacher, x, y,
+                        penalty)
+
+    def _trainable(self, t: int) -> dict[str, np.ndarray] | None:
+        """Everything but the old tasks' classifier rows (0, lo), which FACIL's exemplar-free
+        protocol leaves out of the optimiser: no step and no weight decay moves them. None
+        (all of it) for joint, and where there are no old rows."""
+        lo = self.task_data[t].class_range[0]
+        if self.cfg.method == "joint" or lo == 0:
+            return None
+        trainable = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
+        for layer in self.layers:
+            if layer.classifier:  # rows are classes, for the weight and its bias alike
+                trainable[layer.name][:lo] = False
+        return trainable
 
     def _update_importance(self, t: int) -> None:
         """Merge task t's Fisher into the importance EWC anchors the next tasks with."""

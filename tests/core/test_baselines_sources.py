@@ -4,6 +4,7 @@ backend: which classes the cross-entropy covers, which classifier rows train, ho
 its Fisher and which tensors it anchors."""
 
 import numpy as np
+import pytest
 
 from mind_core.baselines import BaselineEngine
 from mind_core.config import resolve_config
@@ -12,7 +13,7 @@ from tests.fakes import FakeBackend, tiny_dataset
 
 SETTINGS = {"tasks": 3, "teacher.epochs": 1, "teacher.batch_size": 16,
             "backend": "tests.fakes:FakeBackend"}
-
+RANGES = [(0, 2), (2, 4), (4, 6)]
 
 
 def run(method, backend, **extra):
@@ -38,6 +39,46 @@ class RecordingBackend(FakeBackend):
         self.fisher_calls.append(class_range)
         k = len(self.fisher_calls)
         return {name: np.full_like(w, k) for name, w in model.weights.items()}
+
+
+@pytest.mark.parametrize("method", ["finetune", "lwf", "ewc"])
+def test_cross_entropy_is_the_current_heads_and_old_rows_are_frozen(method):
+    backend = RecordingBackend()
+    run(method, backend)
+    assert [phase.class_range for phase, _, _ in backend.phases] == RANGES
+    assert backend.phases[0][1] is None  # task 0: no old rows
+    for (lo, _), (_, trainable, _) in zip(RANGES[1:], backend.phases[1:], strict=True):
+        assert not trainable["fc"][:lo].any() and trainable["fc"][lo:].all()
+        assert trainable["fc1"].all()  # only the classifier has per-class rows
+
+
+def test_joint_trains_every_class_seen_and_every_row():
+    backend = RecordingBackend()
+    run("joint", backend)
+    assert [phase.class_range for phase, _, _ in backend.phases] == [(0, 2), (0, 4), (0, 6)]
+    assert all(trainable is None for _, trainable, _ in backend.phases)
+
+
+def test_old_classifier_rows_keep_their_values():
+    # No step and no weight decay reaches a frozen row (FACIL leaves old heads out of its
+    # optimiser), even with the distillation term's gradient on it.
+    rows = []
+
+    class Watch(FakeBackend):
+        def start_phase(self, model, phase, trainable, teacher=None, penalty=None):
+            rows.append(model.weights["fc"][:2].copy())
+            return super().start_phase(model, phase, trainable, teacher, penalty)
+
+    engine = run("lwf", Watch(), **{"teacher.weight_decay": 0.1})
+    np.testing.assert_array_equal(engine.model.weights["fc"][:2], rows[1])
+    np.testing.assert_array_equal(rows[2], rows[1])
+
+
+def test_lwf_distils_the_old_classes():
+    backend = RecordingBackend()
+    run("lwf", backend)
+    assert [phase.distill_range for phase, _, _ in backend.phases] == [None, (0, 2), (0, 4)]
+    assert all(phase.distill_temperature == 2.0 for phase, _, _ in backend.phases[1:])
 
 
 def test_ewc_importance_starts_at_zero_and_merges_with_alpha():
