@@ -29,7 +29,7 @@ class RecordingBackend(FakeBackend):
 
     def __init__(self, device="auto"):
         super().__init__(device)
-        self.phases, self.fisher_calls = [], []
+        self.phases, self.fisher_calls, self.fisher_inputs = [], [], []
 
     def start_phase(self, model, phase, trainable, teacher=None, penalty=None):
         self.phases.append((phase, trainable, penalty))
@@ -37,8 +37,10 @@ class RecordingBackend(FakeBackend):
 
     def fisher(self, model, x, y, class_range, batch_size, mean, std):
         self.fisher_calls.append(class_range)
+        self.fisher_inputs.append((x, y))
         k = len(self.fisher_calls)
-        return {name: np.full_like(w, k) for name, w in model.weights.items()}
+        real = super().fisher(model, x, y, class_range, batch_size, mean, std)
+        return {name: np.full_like(f, k) for name, f in real.items()}
 
 
 @pytest.mark.parametrize("method", ["finetune", "lwf", "ewc"])
@@ -93,3 +95,43 @@ def test_ewc_importance_starts_at_zero_and_merges_with_alpha():
     pulled = [penalty.importance["fc1"] for _, _, penalty in backend.phases[1:]]
     np.testing.assert_allclose([p.flat[0] for p in pulled], expected[:2], rtol=1e-6)
     np.testing.assert_allclose(engine.importance["fc1"], expected[2], rtol=1e-6)
+
+
+def test_ewc_anchors_every_parameter_but_the_classifier():
+    # FACIL keeps importance for the feature extractor's parameters (BN gamma and beta
+    # included), none for the heads; the anchor is the previous task's network.
+    backend = RecordingBackend()
+    engine = run("ewc", backend)
+    assert set(engine.importance) == {"fc1", "bn1.gamma", "bn1.beta"}
+    _, _, penalty = backend.phases[1]
+    assert set(penalty.anchor) == set(engine.importance)
+    assert penalty.anchor["bn1.gamma"].shape == (32,)
+
+
+def test_ewc_fisher_uses_the_models_predictions_on_shuffled_data():
+    backend = RecordingBackend()
+    engine = run("ewc", backend)
+    for task, (x, y) in zip(engine.task_data, backend.fisher_inputs, strict=True):
+        assert y is None  # FACIL's max_pred: the model's own argmax
+        assert not np.array_equal(x, task.x_train)  # FACIL's loader shuffles
+        assert np.array_equal(np.sort(x, axis=0), np.sort(task.x_train, axis=0))
+
+
+def test_a_checkpoints_importance_must_name_anchorable_tensors():
+    from mind_core.checkpoint import Checkpoint, CheckpointError, check_fit
+
+    shapes = {"fc1": (4, 3), "fc": (2, 4)}
+    bn = {"bn1": {key: np.zeros(4, np.float32) for key in ("gamma", "beta", "mean", "var")}}
+    weights = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+
+    def fit(importance):
+        ckpt = Checkpoint(weights=weights, owner={k: v.astype(np.int16) for k, v in
+                                                  weights.items()},
+                          bn_snapshots=[], importance=importance)
+        check_fit(ckpt, "ckpt", shapes, bn, "a model")
+
+    fit({"fc1": np.ones((4, 3), np.float32), "bn1.gamma": np.ones(4, np.float32)})
+    for bad in ({"bn1.mean": np.ones(4, np.float32)}, {"fc1": np.ones((3, 4), np.float32)},
+                {"nope": np.ones(4, np.float32)}):
+        with pytest.raises(CheckpointError, match="importance"):
+            fit(bad)

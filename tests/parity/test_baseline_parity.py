@@ -3,7 +3,7 @@ checkpoint weights, gates, BN state and batch give the same Fisher information a
 losses with a penalty, a distill_range and a temperature in torch and TF.
 
 Tolerances (float32, different kernels and summation orders): Fisher values are squared
-batch gradients, compared per tensor at relative 1e-3 of that tensor's largest value (its
+batch gradients (BN in training mode, the labels given), compared per tensor at relative 1e-3 of that tensor's largest value (its
 small entries are round-off of cancelling sums); losses at relative 1e-5 as in
 test_parity.py.
 """
@@ -80,12 +80,14 @@ def norm(spec):
     return MEAN * spec.input_shape[2], STD * spec.input_shape[2]
 
 
+@pytest.mark.parametrize("labels", ["given", "predicted"])
 @pytest.mark.parametrize("arch", SPECS)
-def test_same_checkpoint_same_fisher(backends, arch):
+def test_same_checkpoint_same_fisher(backends, arch, labels):
     spec = SPECS[arch]
     torch_b = backends[0]
     weights, gates, bn = random_state(torch_b, torch_b.build_model(spec, seed=0), seed=1)
     x, y = batch(spec, 19, (2, 4), seed=2)
+    y = y if labels == "given" else None  # None: each model's own argmax (FACIL's default)
     out = [b.fisher(load(b, spec, weights, gates, bn), x, y, (2, 4), 8, *norm(spec))
            for b in backends]
     assert_same_fisher(out[0], out[1])
@@ -121,7 +123,7 @@ def test_same_own_network_with_biases_same_fisher():
     x, y = batch(spec, 13, (0, 3), seed=4)
     out = [b.fisher(load(b, spec, weights, gates, bn), x, y, (0, 3), 5, MEAN, STD)
            for b in (torch_b, tf_b)]
-    assert list(out[1]) == ["conv1", "conv1.bias", "fc", "fc.bias"]
+    assert list(out[1]) == ["conv1", "conv1.bias", "fc", "fc.bias", "bn1.gamma", "bn1.beta"]
     assert_same_fisher(out[0], out[1])
 
 
