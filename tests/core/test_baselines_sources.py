@@ -135,3 +135,14 @@ def test_a_checkpoints_importance_must_name_anchorable_tensors():
                 {"nope": np.ones(4, np.float32)}):
         with pytest.raises(CheckpointError, match="importance"):
             fit(bad)
+
+
+@pytest.mark.parametrize("n, batch, expected", [
+    (10, 4, [(0, 4), (4, 8)]),  # FACIL's n // batch full batches: the last 2 are left out
+    (8, 4, [(0, 4), (4, 8)]),
+    (3, 4, [(0, 3)]),  # no full batch (FACIL would divide by 0): one batch of all
+])
+def test_fisher_batches_are_facils(n, batch, expected):
+    from mind_core.backend_checks import fisher_batches
+
+    assert fisher_batches(n, batch) == expected

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mind_core.backend_checks import anchorable_values
 from mind_core.protocol import ModelSpec, Penalty, PhaseSpec
 
 torch = pytest.importorskip("torch")
@@ -147,12 +148,13 @@ def test_same_checkpoint_same_lwf_and_ewc_losses(backends, masking):
     t_weights, _, t_bn = random_state(torch_b, reference, seed=6)
     teacher_state = (t_weights, {k: np.ones_like(g) for k, g in state[1].items()}, t_bn)
     rng = np.random.default_rng(8)
-    anchored = ("conv2", "fc")
+    values = anchorable_values(state[0], state[2])  # BN gamma and beta are anchored too
+    anchored = ("conv2", "fc", "bn2.gamma", "bn2.beta")
     penalty = Penalty(weight=4.0,
-                      anchor={k: state[0][k] + rng.normal(0, 0.1, state[0][k].shape).astype(
+                      anchor={k: values[k] + rng.normal(0, 0.1, values[k].shape).astype(
                           np.float32) for k in anchored},
                       importance={k: rng.uniform(0, 1, w.shape).astype(np.float32)
-                                  for k, w in state[0].items()})
+                                  for k, w in values.items()})
     x, y = batch(spec, 20, (2, 4), seed=9)
     # LwF's phase: cross-entropy over the current task's classes, distillation of the old
     # ones at T=2.
@@ -165,7 +167,7 @@ def test_same_checkpoint_same_lwf_and_ewc_losses(backends, masking):
     for field in ("loss", "ce", "distill", "accuracy"):
         assert getattr(results[1], field) == pytest.approx(getattr(results[0], field),
                                                            rel=1e-5, abs=1e-5), field
-    value = 2.0 * sum(float((penalty.importance[k] * (state[0][k] - a).astype(np.float64) ** 2)
+    value = 2.0 * sum(float((penalty.importance[k] * (values[k] - a).astype(np.float64) ** 2)
                             .sum()) for k, a in penalty.anchor.items())
     for result in results:
         assert result.distill > 0
