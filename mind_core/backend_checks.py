@@ -102,15 +102,56 @@ def check_batch_size(batch_size: int) -> int:
     return check_whole(batch_size, "batch_size")
 
 
-def check_fisher_inputs(x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
+def check_fisher_inputs(x: np.ndarray, y: np.ndarray | None, class_range: tuple[int, int],
                         batch_size: int, num_classes: int) -> tuple[int, int]:
-    """Backend.fisher's inputs; returns the class range as ints."""
+    """Backend.fisher's inputs (y None: the model's own predictions); returns the class
+    range as ints."""
     lo, hi = check_class_range(class_range, num_classes)
     check_batch_size(batch_size)
-    check_labelled(x, y, (lo, hi))
+    if y is not None:
+        check_labelled(x, y, (lo, hi))
     if len(x) == 0:
         raise ValueError("the Fisher information needs at least one sample")
     return lo, hi
+
+
+def fisher_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Backend.fisher's batches, (start, stop): FACIL's, the n // batch_size full batches
+    (a last, smaller one is left out), or one batch of all n when there is no full one
+    (where FACIL would divide by zero)."""
+    full = n // batch_size
+    if full == 0:
+        return [(0, n)]
+    return [(b * batch_size, (b + 1) * batch_size) for b in range(full)]
+
+
+BN_AFFINE = ("gamma", "beta")
+
+
+def bn_affine_name(layer: str, key: str) -> str:
+    """The name a BN layer's gamma or beta has among the tensors EWC anchors."""
+    return f"{layer}.{key}"
+
+
+def anchorable_shapes(gated: Shapes, bn_channels: Mapping[str, int]) -> dict[str, tuple]:
+    """What a Penalty may anchor and Backend.fisher measures, in model order: every gated
+    tensor, then every BN layer's gamma and beta ("<bn>.gamma", "<bn>.beta"), since FACIL's
+    EWC takes every parameter of the feature extractor, BN's affine ones included."""
+    shapes = dict(gated)
+    for layer, channels in bn_channels.items():
+        for key in BN_AFFINE:
+            shapes[bn_affine_name(layer, key)] = (int(channels),)
+    return shapes
+
+
+def anchorable_values(weights: Mapping[str, np.ndarray],
+                      bn: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A model's current values of what anchorable_shapes names (get_weights, get_bn)."""
+    values = dict(weights)
+    for layer, state in bn.items():
+        for key in BN_AFFINE:
+            values[bn_affine_name(layer, key)] = np.asarray(state[key], np.float32)
+    return values
 
 
 def subnet_width(class_ranges: list[tuple[int, int]]) -> int:
@@ -180,9 +221,9 @@ def trainable_masks(trainable: Masks | None, shapes: Shapes) -> dict[str, np.nda
 
 
 def check_penalty(penalty: Penalty, shapes: Shapes) -> list[str]:
-    """A Penalty against the model: a finite weight >= 0, anchor and importance naming gated
-    tensors, an importance for every anchor, canonical shapes. Returns the anchored names in
-    model order."""
+    """A Penalty against the model: a finite weight >= 0, anchor and importance naming
+    anchorable tensors (shapes: anchorable_shapes), an importance for every anchor,
+    canonical shapes. Returns the anchored names in model order."""
     weight = float(penalty.weight)
     if not (math.isfinite(weight) and weight >= 0):
         raise ValueError(f"the penalty weight must be a finite number >= 0, got {weight}")

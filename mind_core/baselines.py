@@ -4,12 +4,15 @@ with the teacher phase's recipe (teacher.epochs, lr, milestones, batch size). Th
 MIND engine's run directory, events, resume checkpoints and evaluation; docs/baselines.md
 gives each one's formulation and where its hyper-parameters come from.
 
-finetune  task after task on the new data only, cross-entropy over every class seen so far.
+finetune  task after task on the new data only, cross-entropy over the current task's classes
+          with the old classifier rows frozen (FACIL's exemplar-free protocol).
 joint     (upper bound) after task t a fresh network trained on the data of tasks 0..t.
-lwf       finetune plus lwf.weight x T^2 x KL between the previous network's and this one's
+lwf       finetune plus lwf.weight x KL between the previous network's and this one's
           softened (T = lwf.temperature) logits of the old classes (Li and Hoiem, 2016).
-ewc       finetune plus ewc.weight / 2 x sum F (w - w_old)^2: F is the diagonal Fisher of the
-          tasks so far, merged as alpha F_old + (1 - alpha) F_new (Kirkpatrick et al., 2017).
+ewc       finetune plus ewc.weight / 2 x sum F (w - w_old)^2 over every parameter but the
+          classifier's (BN gamma and beta included): F is the diagonal Fisher of the tasks so
+          far, merged from 0 as alpha F_old + (1 - alpha) F_new (Kirkpatrick et al., 2017, as
+          FACIL computes it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from mind_core.backend_checks import anchorable_values
 from mind_core.config import RunConfig
 from mind_core.engine import PHASES, Engine
 from mind_core.evaluation import evaluate_single_head
@@ -94,7 +98,10 @@ class BaselineEngine(Engine):
         class_range = self.task_data[t].class_range
         # The old classes: those of earlier tasks, or every class when each task has them all.
         old = (0, class_range[0]) if cfg.scenario == "class" else class_range
-        spec = phase_spec(cfg, "teacher", seen_range(cfg, class_range),
+        # FACIL's exemplar-free protocol: the cross-entropy of the current task's head only
+        # (joint, trained on every task's data, uses every class seen).
+        ce_range = seen_range(cfg, class_range) if cfg.method == "joint" else class_range
+        spec = phase_spec(cfg, "teacher", ce_range,
                           train_bn=True, mean=self.dataset.mean, std=self.dataset.std,
                           augment=self.dataset.augment, with_teacher=False)
         spec = attrs.evolve(spec, logit_masking=SINGLE_HEAD_MASKING)
@@ -108,25 +115,51 @@ class BaselineEngine(Engine):
         spec = self._phase(t)
         penalty = None
         if self.cfg.method == "ewc" and self.teacher is not None and self.importance:
+            values = anchorable_values(self.backend.get_weights(self.teacher),
+                                       self.backend.get_bn(self.teacher))
             penalty = Penalty(weight=self.cfg.ewc.weight,
-                              anchor=self.backend.get_weights(self.teacher),
+                              anchor={name: values[name] for name in self.importance},
                               importance=self.importance)
         self.backend.set_gates(self.model, None)
         teacher = self.teacher if spec.distils else None
-        self._run_phase(t, "teacher", spec, self.model, None, teacher, x, y, penalty)
+        self._run_phase(t, "teacher", spec, self.model, self._trainable(t), teacher, x, y,
+                        penalty)
+
+    def _trainable(self, t: int) -> dict[str, np.ndarray] | None:
+        """Everything but the old tasks' classifier rows (0, lo), which FACIL's exemplar-free
+        protocol leaves out of the optimiser: no step and no weight decay moves them. None
+        (all of it) for joint, and where there are no old rows."""
+        lo = self.task_data[t].class_range[0]
+        if self.cfg.method == "joint" or lo == 0:
+            return None
+        trainable = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
+        for layer in self.layers:
+            if layer.classifier:  # rows are classes, for the weight and its bias alike
+                trainable[layer.name][:lo] = False
+        return trainable
 
     def _update_importance(self, t: int) -> None:
-        """Merge task t's Fisher into the importance EWC anchors the next tasks with."""
+        """Merge task t's Fisher into the importance EWC anchors the next tasks with. As
+        FACIL: on the task's training data in a seeded shuffled order (its loader shuffles;
+        BN's batch statistics depend on which samples share a batch), the labels the model
+        predicts, every class seen; every parameter but the classifier's (FACIL keeps none
+        for its heads)."""
         task = self.task_data[t]
+        order = np.random.default_rng(derive_seed(self.cfg.seed, "fisher", t)).permutation(
+            len(task.x_train))
         self.backend.set_gates(self.model, None)
-        fisher = self.backend.fisher(self.model, task.x_train, task.y_train,
+        fisher = self.backend.fisher(self.model, task.x_train[order], None,
                                      seen_range(self.cfg, task.class_range),
                                      self.cfg.teacher.batch_size, self.dataset.mean,
                                      self.dataset.std)
+        head = {layer.name for layer in self.layers if layer.classifier}
+        fisher = {name: f for name, f in fisher.items() if name not in head}
+        # FACIL starts the running importance at 0, so task 0's merge already weighs its
+        # Fisher by 1 - alpha.
         alpha = np.float32(self.cfg.ewc.alpha)
-        old = self.importance
-        self.importance = {name: (alpha * old[name] + (1 - alpha) * f if old else f)
-                           .astype(np.float32) for name, f in fisher.items()}
+        old = self.importance or {name: np.zeros_like(f) for name, f in fisher.items()}
+        self.importance = {name: (alpha * old[name] + (1 - alpha) * f).astype(np.float32)
+                           for name, f in fisher.items()}
 
     def _evaluate_single_head(self, t: int) -> None:
         evaluation = evaluate_single_head(self.backend, self.model, self.task_data[:t + 1],

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from mind_core.backend_checks import anchorable_shapes
 from mind_core.protocol import BNState, Weights
 from mind_core.routing import RoutingError, TaskStats
 from mind_core.rundir import CONFIG
@@ -54,7 +55,7 @@ class Checkpoint:
     live_bn: BNState | None = None
     teacher_weights: Weights | None = None
     teacher_bn: BNState | None = None
-    importance: Weights | None = None  # EWC: each weight's importance (merged Fisher)
+    importance: Weights | None = None  # EWC: merged Fisher, of backend_checks.anchorable_shapes
     trainer: dict[str, np.ndarray] | None = None
     tasks: int = 0
     classes_per_task: int = 0
@@ -300,8 +301,6 @@ def check_fit(ckpt: Checkpoint, path: Path | str, shapes: Mapping[str, tuple[int
     named = [("weight", ckpt.weights), ("owner", ckpt.owner)]
     if ckpt.teacher_weights is not None:
         named.append(("teacher/weight", ckpt.teacher_weights))
-    if ckpt.importance is not None:
-        named.append(("importance", ckpt.importance))
     for kind, tensors in named:
         if set(tensors) != set(shapes):
             odd = sorted(set(tensors) ^ set(shapes))[0]
@@ -312,6 +311,13 @@ def check_fit(ckpt: Checkpoint, path: Path | str, shapes: Mapping[str, tuple[int
             if tuple(value.shape) != tuple(shapes[name]):
                 raise CheckpointError(f"{path}: tensor '{kind}/{name}' has shape "
                                       f"{tuple(value.shape)}; {model} needs {tuple(shapes[name])}")
+    if ckpt.importance is not None:  # EWC's: a part of what a Penalty may anchor
+        anchorable = anchorable_shapes(shapes, {layer: np.shape(fields["gamma"])[0]
+                                                for layer, fields in bn.items()})
+        for name, value in ckpt.importance.items():
+            if anchorable.get(name) != tuple(value.shape):
+                raise CheckpointError(f"{path}: tensor 'importance/{name}' of shape "
+                                      f"{tuple(value.shape)} fits no tensor of {model}")
     expected = {(layer, field): tuple(np.shape(value))
                 for layer, fields in bn.items() for field, value in fields.items()}
     groups = [(f"bn/{t}", snapshot) for t, snapshot in enumerate(ckpt.bn_snapshots)]

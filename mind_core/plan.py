@@ -14,7 +14,7 @@ from mind_core.config import SELF_TEACHER_VARIANTS, ConfigError, PhaseConfig, Ru
 from mind_core.protocol import MIN_IMAGE_SIDE, Augment, ModelSpec, PhaseSpec
 
 _STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
-               "reinit": 6, "stats": 7}
+               "reinit": 6, "stats": 7, "fisher": 8}
 
 
 def derive_seed(seed: int, step: str, task: int = 0, epoch: int = 0) -> int:

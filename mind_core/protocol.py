@@ -150,9 +150,8 @@ class PhaseSpec:
     # logits towards uniform on rotated copies of the batch (see outlier_turns).
     outlier_weight: float = attrs.field(default=0.0, validator=_number(0))
     # Which classes' logits the distillation term compares (None: class_range) and the
-    # temperature both sides' logits are divided by first; the term is then multiplied by
-    # T^2 (Hinton et al. 2015) so its gradients keep their size. LwF distils the old classes
-    # (0, lo) at T = 2 while the cross-entropy covers every class seen (0, hi).
+    # temperature both sides' logits are divided by first (no T^2 factor: LwF's L_old, Li and
+    # Hoiem 2016, is weighted by beta alone). LwF distils the old classes (0, lo) at T = 2.
     distill_range: tuple[int, int] | None = attrs.field(default=None, validator=_class_range)
     distill_temperature: float = attrs.field(default=1.0,
                                              validator=_number(0, inclusive=False))
@@ -191,9 +190,10 @@ def outlier_count(batch_size: int) -> int:
 @attrs.frozen(kw_only=True)
 class Penalty:
     """A quadratic pull towards anchor values (EWC): the training loss gets
-    weight / 2 * sum over gated tensors of importance * (w - anchor) ** 2, on the tensors named
-    in anchor (a weight or a "<layer>.bias"). Its value is part of EpochResult.loss, not of
-    ce or distill."""
+    weight / 2 * sum of importance * (w - anchor) ** 2, on the tensors named in anchor (a
+    weight, a "<layer>.bias", a BN layer's "<bn>.gamma" or "<bn>.beta":
+    backend_checks.anchorable_shapes). Its value is part of EpochResult.loss, not of ce or
+    distill."""
 
     weight: float
     anchor: Weights
@@ -308,14 +308,21 @@ class Backend(Protocol):
         Must not copy the model; leaves the model's gates/BN in an unspecified state (the
         engine sets them again before training)."""
 
-    def fisher(self, model: Any, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
-               batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
-        """The diagonal empirical Fisher information of every gated tensor (weights and
-        "<layer>.bias"), canonical layout, float32: with BN in inference mode, the current
-        gates, and the cross-entropy of y over the logits of class_range, for each batch b of
-        n_b samples (in order, no shuffling, no augmentation) the gradient g_b of the batch's
-        mean loss; F = sum_b n_b * g_b ** 2 / len(x). (Batch gradients, the common cheap
-        approximation of per-sample ones.) The model's weights and BN are left unchanged."""
+    def fisher(self, model: Any, x: np.ndarray, y: np.ndarray | None,
+               class_range: tuple[int, int], batch_size: int, mean: tuple[float, ...],
+               std: tuple[float, ...]) -> Weights:
+        """The diagonal Fisher information as FACIL's EWC computes it, canonical layout,
+        float32, for every tensor backend_checks.anchorable_shapes names (gated tensors, then
+        BN gamma and beta as "<bn>.gamma", "<bn>.beta"). With BN in training mode (batch
+        statistics), the current gates, and the cross-entropy over the logits of class_range
+        of y, or where y is None of the model's own argmax there (FACIL's max_pred): for
+        each batch b of backend_checks.fisher_batches (in the given order, no augmentation)
+        the gradient g_b of the batch's mean loss; F = mean over batches of g_b ** 2. That
+        is a mean of squared batch-mean gradients, not the empirical Fisher's mean of
+        per-sample squared gradients: per entry it estimates mean(g) ** 2 + var(g) / B where
+        the empirical Fisher is mean(g) ** 2 + var(g) (B the batch size), so it is smaller,
+        by up to a factor B. The model's weights and BN (running statistics included) are
+        left unchanged."""
 
     def distill_loss(self, name: str, teacher_logits: np.ndarray,
                      student_logits: np.ndarray) -> float:

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from mind_core.backend_checks import check_batch_size
+from mind_core.backend_checks import check_batch_size, fisher_batches
 from mind_core.metrics import softmax
 from mind_core.protocol import EpochResult, LayerInfo, ModelSpec, PhaseSpec, Subnet
 
@@ -152,17 +152,19 @@ class FakeBackend:
     def fisher(self, model, x, y, class_range, batch_size, mean, std):
         data = self._prepare(x, mean, std)
         lo, hi = class_range
-        total = {name: np.zeros_like(w, dtype=np.float64) for name, w in model.weights.items()}
-        for start in range(0, len(x), batch_size):
-            xb, yb = data[start:start + batch_size], y[start:start + batch_size]
-            logits, cache = self._forward(model, xb, False, False)
+        batches = fisher_batches(len(x), batch_size)
+        total = {}
+        for start, stop in batches:
+            logits, cache = self._forward(model, data[start:stop], True, False)
             p = softmax(logits[:, lo:hi])
+            yb = p.argmax(1) if y is None else y[start:stop] - lo
             grad_logits = np.zeros_like(logits)
-            grad_logits[:, lo:hi] = (p - np.eye(hi - lo)[yb - lo]) / len(yb)
-            grads, _, _ = self._backward(model, grad_logits, cache)
+            grad_logits[:, lo:hi] = (p - np.eye(hi - lo)[yb]) / len(yb)
+            grads, grad_gamma, grad_beta = self._backward(model, grad_logits, cache)
+            grads.update({"bn1.gamma": grad_gamma, "bn1.beta": grad_beta})
             for name, g in grads.items():
-                total[name] += len(yb) * g.astype(np.float64) ** 2
-        return {name: (v / len(x)).astype(np.float32) for name, v in total.items()}
+                total[name] = total.get(name, 0.0) + g.astype(np.float64) ** 2
+        return {name: (v / len(batches)).astype(np.float32) for name, v in total.items()}
 
     def train_epoch(self, trainer, x, y, epoch, seed, progress=None, should_stop=None):
         model, phase = trainer.model, trainer.phase
@@ -190,24 +192,28 @@ class FakeBackend:
             grad_logits[:, lo:hi] = grad_z
             dist = 0.0
             if trainer.teacher is not None and phase.beta > 0:
-                # KL(teacher || student) of the softened logits of distill_range, x T^2.
+                # KL(teacher || student) of the softened logits of distill_range.
                 dlo, dhi = phase.distill_range or phase.class_range
                 temp = phase.distill_temperature
                 t_logits, _ = self._forward(trainer.teacher, xb, False, False)
                 pt = softmax(t_logits[:, dlo:dhi] / temp)
                 ps = softmax(logits[:, dlo:dhi] / temp)
-                dist = temp ** 2 * float((pt * (np.log(pt + 1e-12) - np.log(ps + 1e-12)))
-                                         .sum(1).mean())
-                grad_logits[:, dlo:dhi] += phase.beta * temp * (ps - pt) / len(yb)
+                dist = float((pt * (np.log(pt + 1e-12) - np.log(ps + 1e-12))).sum(1).mean())
+                grad_logits[:, dlo:dhi] += phase.beta * (ps - pt) / (temp * len(yb))
             grads, grad_gamma, grad_beta = self._backward(model, grad_logits,
                                                           (xin, norm, a, var))
             pull = 0.0
             if trainer.penalty is not None:
                 pen = trainer.penalty
+                bn_grads = {"bn1.gamma": grad_gamma, "bn1.beta": grad_beta}
+                values = {**model.weights, "bn1.gamma": model.bn["bn1"]["gamma"],
+                          "bn1.beta": model.bn["bn1"]["beta"]}
                 for name, anchor in pen.anchor.items():
-                    diff = model.weights[name] - anchor
+                    diff = values[name] - anchor
                     pull += pen.weight / 2 * float((pen.importance[name] * diff ** 2).sum())
-                    grads[name] = grads[name] + pen.weight * pen.importance[name] * diff
+                    pulled = grads if name in grads else bn_grads
+                    pulled[name] = pulled[name] + pen.weight * pen.importance[name] * diff
+                grad_gamma, grad_beta = bn_grads["bn1.gamma"], bn_grads["bn1.beta"]
             if phase.train_bn:
                 model.bn["bn1"]["gamma"] -= lr * grad_gamma.astype(np.float32)
                 model.bn["bn1"]["beta"] -= lr * grad_beta.astype(np.float32)

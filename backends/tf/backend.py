@@ -188,9 +188,10 @@ class TFBackend:
                         feats[j, start:start + batch_size] = hidden.numpy()
         return out if feats is None else (out, feats)
 
-    def fisher(self, model, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
-               batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
-        """Diagonal empirical Fisher of every gated tensor (backends.tf.ewc.fisher)."""
+    def fisher(self, model, x: np.ndarray, y: np.ndarray | None,
+               class_range: tuple[int, int], batch_size: int, mean: tuple[float, ...],
+               std: tuple[float, ...]) -> Weights:
+        """Diagonal Fisher of every anchorable tensor (backends.tf.ewc.fisher)."""
         with tf.device(self.device):
             return fisher(model, x, y, class_range, batch_size, mean, std)
 

@@ -1,26 +1,58 @@
 """EWC's two pieces on the TF side: the quadratic penalty a phase adds to every batch's loss,
-and the diagonal empirical Fisher information that weighs it.
+and the diagonal Fisher information that weighs it.
 
-Both work on the gated layers' raw `kernel` variables (what get_weights returns), in Keras
-layout inside and canonical layout at the boundary.
+Both work on every gated layer's raw `kernel` variable (what get_weights returns) and every
+BN layer's gamma and beta (backend_checks.anchorable_shapes), in Keras layout inside and
+canonical layout at the boundary.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from backends.tf import tf_import
 from backends.tf.augment import normalise
 from backends.tf.losses import cross_entropy
-from mind_core.backend_checks import check_fisher_inputs, check_penalty
+from mind_core.backend_checks import (
+    bn_affine_name,
+    check_fisher_inputs,
+    check_penalty,
+    fisher_batches,
+)
 from mind_core.protocol import Penalty, Weights
 
 tf, _ = tf_import()
 
 
-def _keras_constant(layer, canonical):
+class Anchorable(NamedTuple):
+    variable: Any
+    shape: tuple[int, ...]  # canonical
+    to_keras: Callable[[np.ndarray], np.ndarray]
+    to_canonical: Callable[[np.ndarray], np.ndarray]
+
+
+def _same(array):
+    return array
+
+
+def anchorable(model) -> dict[str, Anchorable]:
+    """The tensors backend_checks.anchorable_shapes names, in its order."""
+    out = {name: Anchorable(layer.kernel, tuple(layer.canonical_shape), layer.from_canonical,
+                            layer.to_canonical)
+           for name, layer in model.gated.items()}
+    for layer_name, layer in model.bn.items():  # BN vectors have one layout
+        for key, var in (("gamma", layer.gamma), ("beta", layer.beta)):
+            out[bn_affine_name(layer_name, key)] = Anchorable(var, tuple(var.shape), _same,
+                                                              _same)
+    return out
+
+
+def _constant(tensor: Anchorable, canonical):
     """A checked canonical array (backend_checks.check_penalty) as a Keras-layout constant."""
-    return tf.constant(layer.from_canonical(np.asarray(canonical, np.float32)))
+    return tf.constant(tensor.to_keras(np.asarray(canonical, np.float32)))
 
 
 class PenaltyTerm:
@@ -31,13 +63,13 @@ class PenaltyTerm:
     """
 
     def __init__(self, model, penalty: Penalty):
-        anchored = check_penalty(penalty, {name: tuple(layer.canonical_shape)
-                                           for name, layer in model.gated.items()})
+        tensors = anchorable(model)
+        anchored = check_penalty(penalty, {name: t.shape for name, t in tensors.items()})
         self.half_weight = 0.5 * float(penalty.weight)
-        # (kernel variable, anchor, importance) in Keras layout, model order
-        self.items = [(model.gated[name].kernel,
-                       _keras_constant(model.gated[name], penalty.anchor[name]),
-                       _keras_constant(model.gated[name], penalty.importance[name]))
+        # (variable, anchor, importance) in Keras layout, model order
+        self.items = [(tensors[name].variable,
+                       _constant(tensors[name], penalty.anchor[name]),
+                       _constant(tensors[name], penalty.importance[name]))
                       for name in anchored]
 
     def __call__(self):
@@ -58,27 +90,28 @@ def make_penalty(model, penalty: Penalty | None) -> PenaltyTerm | None:
 
 
 def _make_fisher_fn(model):
-    """Per batch: n_b * g_b ** 2 for every gated kernel, g_b the gradient of the batch's mean
-    cross-entropy over the logits of [lo, hi), BN in inference mode."""
-    layers = list(model.gated.values())
-    variables = [layer.kernel for layer in layers]
+    """Per batch: g_b ** 2 for every anchorable variable, g_b the gradient of the batch's mean
+    cross-entropy over the logits of [lo, hi), BN in training mode (batch statistics), the
+    labels y or, where predicted is true, the model's own argmax."""
+    variables = [tensor.variable for tensor in anchorable(model).values()]
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, *model.input_hwc], tf.uint8),
-                         tf.TensorSpec([None], tf.int64), tf.TensorSpec([2], tf.int64),
+                         tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.bool),
+                         tf.TensorSpec([2], tf.int64),
                          tf.TensorSpec([model.input_hwc[2]], tf.float32),
                          tf.TensorSpec([model.input_hwc[2]], tf.float32)],
         autograph=False,
     )
-    def batch_fisher(x, y, class_range, mean, std):
+    def batch_fisher(x, y, predicted, class_range, mean, std):
         x = normalise(x, mean, std)
         with tf.GradientTape() as tape:
-            logits = model(x, training=False)[:, class_range[0]:class_range[1]]
-            loss = cross_entropy(logits, y - class_range[0])
+            logits = model(x, training=True)[:, class_range[0]:class_range[1]]
+            own = tf.stop_gradient(tf.argmax(logits, axis=-1, output_type=tf.int64))
+            loss = cross_entropy(logits, tf.where(predicted, own, y - class_range[0]))
         grads = tape.gradient(loss, variables)
-        n = tf.cast(tf.shape(x)[0], tf.float32)
         # A tensor the loss does not reach (none today) has no gradient: its Fisher is 0.
-        return [tf.zeros_like(v) if g is None else n * tf.square(g)
+        return [tf.zeros_like(v) if g is None else tf.square(g)
                 for g, v in zip(grads, variables, strict=True)]
 
     return batch_fisher
@@ -93,25 +126,35 @@ def fisher_fn(model):
     return fn
 
 
-def fisher(model, x: np.ndarray, y: np.ndarray, class_range: tuple[int, int],
+def fisher(model, x: np.ndarray, y: np.ndarray | None, class_range: tuple[int, int],
            batch_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
-    """Backend.fisher: F = sum_b n_b * g_b ** 2 / len(x), canonical float32 per gated tensor.
-    Only gradients are taken: weights, BN statistics and any optimiser are untouched."""
+    """Backend.fisher, as FACIL computes it: F = mean over backend_checks.fisher_batches of
+    g_b ** 2, canonical float32 per anchorable tensor. Only gradients are taken: weights and
+    any optimiser are untouched, and the BN moving statistics the training-mode forward
+    moves are put back."""
     lo, hi = check_fisher_inputs(x, y, class_range, batch_size, model.num_classes)
-    y = np.asarray(y, np.int64)
-    layers = list(model.gated.items())
-    n = len(x)
+    tensors = anchorable(model)
     channels = model.input_hwc[2]
     mean_t = tf.constant(np.broadcast_to(np.asarray(mean, np.float32), (channels,)))
     std_t = tf.constant(np.broadcast_to(np.asarray(std, np.float32), (channels,)))
     fn = fisher_fn(model)
     x_dev = tf.convert_to_tensor(np.ascontiguousarray(x, dtype=np.uint8))
-    y_dev = tf.convert_to_tensor(y)
+    labels = np.full(len(x), lo, np.int64) if y is None else np.asarray(y, np.int64)
+    y_dev = tf.convert_to_tensor(labels)
+    predicted = tf.constant(y is None)
     bounds = tf.constant([lo, hi], tf.int64)
+    batches = fisher_batches(len(x), int(batch_size))
+    moving = [(var, var.numpy()) for layer in model.bn.values()
+              for var in (layer.moving_mean, layer.moving_var)]
     totals = None
-    for start in range(0, n, batch_size):
-        stop = start + batch_size
-        parts = fn(x_dev[start:stop], y_dev[start:stop], bounds, mean_t, std_t)
-        totals = parts if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
-    return {name: layer.to_canonical((total / n).numpy()).astype(np.float32, copy=False)
-            for (name, layer), total in zip(layers, totals, strict=True)}
+    try:
+        for start, stop in batches:
+            parts = fn(x_dev[start:stop], y_dev[start:stop], predicted, bounds, mean_t, std_t)
+            totals = parts if totals is None else [t + p for t, p in zip(totals, parts,
+                                                                         strict=True)]
+    finally:
+        for var, saved in moving:
+            var.assign(saved)
+    return {name: tensor.to_canonical((total / len(batches)).numpy()).astype(np.float32,
+                                                                             copy=False)
+            for (name, tensor), total in zip(tensors.items(), totals, strict=True)}

@@ -99,7 +99,6 @@ class Trainer:
         use_teacher = teacher is not None
         loss_fn = distill_loss_fn(phase.loss)
         distill_logits = _distill_logits(phase)
-        temperature = float(phase.distill_temperature)
         penalty = self.penalty
         lo, hi = phase.class_range
         channels = model.input_hwc[2]
@@ -135,9 +134,8 @@ class Trainer:
                 student, labels = mask_logits(logits, y, (lo, hi), phase.logit_masking)
                 ce = cross_entropy(student, labels)
                 if use_teacher:
+                    # No T^2 factor: Li and Hoiem's L_old weighs it by lambda alone.
                     distill = loss_fn(target, distill_logits(logits, student))
-                    if temperature != 1.0:  # T^2 keeps the soft targets' gradients in scale
-                        distill = distill * (temperature * temperature)
                     total = ce + phase.beta * distill
                 else:
                     distill, total = tf.constant(0.0), ce

@@ -246,7 +246,7 @@ class TorchBackend:
             return out.cpu().numpy()
         return out.cpu().numpy(), feats.cpu().numpy()
 
-    def fisher(self, model: nn.Module, x: np.ndarray, y: np.ndarray,
+    def fisher(self, model: nn.Module, x: np.ndarray, y: np.ndarray | None,
                class_range: tuple[int, int], batch_size: int, mean: tuple[float, ...],
                std: tuple[float, ...]) -> Weights:
         return fisher(model, x, y, class_range, batch_size, mean, std, self._device)

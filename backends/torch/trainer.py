@@ -132,9 +132,10 @@ class Trainer:
                  student: torch.Tensor) -> torch.Tensor:
         """The distillation term. Without distill_range both sides are the phase's masked
         logits (student: already masked); with it, both sides are just those classes' raw
-        logits (LwF: the old classes, which the phase's class_range also covers). Then the
+        logits (LwF: the old classes (0, lo), outside the current head's class_range). Then the
         temperature, skipped at T = 1 so that such phases compute exactly what they did
-        before temperatures existed."""
+        before temperatures existed. No T^2 factor: Li and Hoiem's L_old (and FACIL's LwF)
+        weighs the softened term by lambda alone."""
         if self.distill_range is None:
             teacher = self.mask.logits(teacher)
         else:
@@ -143,7 +144,7 @@ class Trainer:
         t = self.temperature
         if t == 1.0:
             return self.loss_fn(teacher, student)
-        return (t * t) * self.loss_fn(teacher / t, student / t)
+        return self.loss_fn(teacher / t, student / t)
 
     def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor],
               batch_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,9 +12,10 @@ import os
 import numpy as np
 import pytest
 
+from mind_core.backend_checks import anchorable_shapes, anchorable_values
 from mind_core.metrics import LOSS_ORACLES
 from mind_core.numerics import log_softmax
-from mind_core.protocol import Penalty, Subnet
+from mind_core.protocol import Penalty
 from tests.backends.test_conformance import (
     AUGMENT,
     MEAN,
@@ -46,8 +47,9 @@ def ce_oracle(z: np.ndarray, y: np.ndarray, class_range, masking: str) -> float:
 
 def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_range,
                    masking: str, distill_range, temperature: float) -> float:
-    """T^2 * loss(teacher / T, student / T) on the compared logits: distill_range's classes,
-    or without one the phase's masked logits (full width with zeros for "zero" masking)."""
+    """loss(teacher / T, student / T) on the compared logits: distill_range's classes, or
+    without one the phase's masked logits (full width with zeros for "zero" masking). No T^2
+    factor: Li and Hoiem's L_old is weighted by lambda alone."""
     if distill_range is not None:
         lo, hi = distill_range
         teacher, student = teacher[:, lo:hi], student[:, lo:hi]
@@ -59,7 +61,7 @@ def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_ra
         else:
             teacher, student = teacher * keep, student * keep
     t = temperature
-    return t * t * LOSS_ORACLES[name](teacher / t, student / t)
+    return LOSS_ORACLES[name](teacher / t, student / t)
 
 
 @pytest.mark.parametrize("name,masking,distill_range,temperature", [
@@ -75,9 +77,18 @@ def distill_oracle(name: str, teacher: np.ndarray, student: np.ndarray, class_ra
 ], ids=lambda v: str(v))
 def test_distill_range_and_temperature_match_numpy_oracles(backend, name, masking,
                                                            distill_range, temperature):
+    check_distill(backend, name, masking, distill_range, temperature, class_range=(1, 6))
+
+
+def test_lwf_distils_old_classes_outside_the_current_head(backend):
+    # LwF's phase: cross-entropy over the current task's classes, distillation of the
+    # earlier ones, which the class range does not cover.
+    check_distill(backend, "kl", "slice", (0, 3), 2.0, class_range=(3, 6))
+
+
+def check_distill(backend, name, masking, distill_range, temperature, class_range):
     # lr 0 and train_bn False: both models stay as they are and run BN in inference mode,
     # so predict() gives exactly the logits the phase's losses saw.
-    class_range = (1, 6)
     model, teacher = backend.build_model(SMALL, seed=0), backend.build_model(SMALL, seed=1)
     backend.set_bn(model, random_bn(backend, model, seed=2))
     backend.set_bn(teacher, random_bn(backend, teacher, seed=3))
@@ -139,6 +150,23 @@ def test_penalty_is_part_of_the_loss_only(backend):
     plain, pulled = results
     assert pulled.ce == pytest.approx(plain.ce, rel=1e-5) and pulled.distill == 0.0
     assert pulled.loss - plain.loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_penalty_anchors_bn_gamma_and_beta(backend):
+    # FACIL's EWC anchors every feature-extractor parameter, BN's affine ones included.
+    x, y = images(20)
+    model = backend.build_model(SMALL, seed=0)
+    values = anchorable_values(backend.get_weights(model), backend.get_bn(model))
+    names = [k for k in anchorable(backend, model) if k.endswith((".gamma", ".beta"))][:2]
+    rng = np.random.default_rng(5)
+    penalty = Penalty(weight=3.0, anchor={k: values[k] + 0.5 for k in names},
+                      importance={k: rng.uniform(0, 2, values[k].shape).astype(np.float32)
+                                  for k in names})
+    results = [backend.train_epoch(start(backend, model, phase(lr=0.0, train_bn=False),
+                                         penalty=pull), x, y, epoch=0, seed=0)
+               for pull in (None, penalty)]
+    assert results[1].loss - results[0].loss == pytest.approx(
+        penalty_oracle(penalty, values), rel=1e-4)
 
 
 def test_penalty_pulls_towards_the_anchor_and_never_moves_frozen_entries(backend):
@@ -236,64 +264,66 @@ def fisher_setup(backend, spec=SMALL, n=13):
     return model, gates, x, y
 
 
-def test_fisher_of_the_classifier_matches_numpy_gradients(backend):
-    # The classifier's gradient needs no autograd: for batch b, the mean cross-entropy over
-    # the class range's logits z = h W^T has dL/dW[c] = mean_i (softmax(z_i) - onehot_i)[c]
-    # h_i for c in the range (0 elsewhere), times the gate; h are predict()'s features, in
-    # inference mode like fisher's forward.
+def anchorable(backend, model) -> dict:
+    return anchorable_shapes({i.name: tuple(i.shape) for i in backend.layers(model)},
+                             {k: len(v["gamma"]) for k, v in backend.get_bn(model).items()})
+
+
+def test_fisher_labels_are_the_models_own_prediction(backend):
+    # FACIL's max_pred. One image, dense gates: the classifier row j's Fisher is
+    # (p_j - [j = c]) ** 2 * h ** 2 for label c, so its total is (|p| ** 2 - 2 p_c + 1) |h| ** 2,
+    # smallest for the class the model predicts, whatever BN mode gave p and h.
+    model = backend.build_model(SMALL, seed=0)
+    backend.set_bn(model, random_bn(backend, model, seed=2))
+    x, _ = images(1, seed=5)
+    head = next(info.name for info in backend.layers(model) if info.classifier)
+    given = [backend.fisher(model, x, np.array([c]), (2, 5), 1, MEAN, STD) for c in (2, 3, 4)]
+    totals = [float(f[head].sum()) for f in given]
+    assert len({round(t, 6) for t in totals}) == 3
+    own = backend.fisher(model, x, None, (2, 5), 1, MEAN, STD)
+    expected = given[int(np.argmin(totals))]
+    for name, value in own.items():
+        np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-12, err_msg=name)
+
+
+def test_fisher_runs_bn_in_training_mode(backend):
+    # Batch statistics, as FACIL's model.train(): the running statistics play no part.
     model, gates, x, y = fisher_setup(backend)
+    before = backend.fisher(model, x, y, (2, 5), 5, MEAN, STD)
+    other = random_bn(backend, model, seed=7)
     bn = backend.get_bn(model)
-    fisher = backend.fisher(model, x, y, (2, 5), 5, MEAN, STD)
-    z, h = backend.predict(model, x, [Subnet(gates=gates, bn=bn, class_range=(2, 5))], 7,
-                           MEAN, STD, features=True)
-    z, h = z[0].astype(np.float64), h[0].astype(np.float64)
-    head = next(info for info in backend.layers(model) if info.classifier)
-    expected = np.zeros(head.shape)
-    for start_ in range(0, len(x), 5):
-        zb, hb, yb = z[start_:start_ + 5], h[start_:start_ + 5], y[start_:start_ + 5]
-        delta = np.exp(log_softmax(zb))
-        delta[np.arange(len(yb)), yb - 2] -= 1.0
-        grad = np.zeros(head.shape)
-        grad[2:5] = delta.T @ hb / len(yb) * gates[head.name][2:5]
-        expected += len(yb) * grad ** 2
-    expected /= len(x)
-    assert expected[2:5].max() > 1e-4
-    np.testing.assert_allclose(fisher[head.name], expected, rtol=1e-3, atol=1e-7)
+    backend.set_bn(model, {k: {**v, "mean": other[k]["mean"], "var": other[k]["var"]}
+                           for k, v in bn.items()})
+    after = backend.fisher(model, x, y, (2, 5), 5, MEAN, STD)
+    for name, value in before.items():
+        np.testing.assert_allclose(after[name], value, rtol=1e-4, atol=1e-12, err_msg=name)
 
 
-def test_fisher_shapes_zeros_and_batch_weighting(backend):
+def test_fisher_names_zeros_and_batches(backend):
     model, gates, x, y = fisher_setup(backend, n=10)
     weights, bn = backend.get_weights(model), backend.get_bn(model)
     fisher = backend.fisher(model, x, y, (2, 5), 4, MEAN, STD)
-    assert [(k, v.shape) for k, v in fisher.items()] == [(i.name, tuple(i.shape))
-                                                        for i in backend.layers(model)]
+    assert [(k, v.shape) for k, v in fisher.items()] == list(anchorable(backend,
+                                                                         model).items())
     for k, f in fisher.items():
         assert f.dtype == np.float32 and np.all(np.isfinite(f)) and np.all(f >= 0), k
-        assert np.all(f[~gates[k]] == 0), k  # a gated-off entry does not reach the loss
         assert np.any(f > 0), k
+        if k in gates:
+            assert np.all(f[~gates[k]] == 0), k  # a gated-off entry does not reach the loss
+    head = next(info.name for info in backend.layers(model) if info.classifier)
+    assert np.all(fisher[head][[0, 1, 5]] == 0)  # classes outside the range: no gradient
     assert_same(backend.get_weights(model), weights)
-    assert_same(backend.get_bn(model), bn)  # inference mode: no running statistic moved
-    # Batches of 4, 4 and 2 in order: F is the sample-weighted mean of their Fishers.
+    assert_same(backend.get_bn(model), bn)  # the running statistics are put back
+    # FACIL's batches: the full ones (4 and 4; the last 2 samples are left out), F the mean
+    # of their squared gradients; with no full batch, one batch of everything.
     parts = [backend.fisher(model, x[s:s + 4], y[s:s + 4], (2, 5), 4, MEAN, STD)
-             for s in (0, 4, 8)]
+             for s in (0, 4)]
+    short = backend.fisher(model, x[:3], y[:3], (2, 5), 4, MEAN, STD)
+    whole = backend.fisher(model, x[:3], y[:3], (2, 5), 3, MEAN, STD)
     for k, f in fisher.items():
-        combined = (4 * parts[0][k] + 4 * parts[1][k] + 2 * parts[2][k]) / 10
-        np.testing.assert_allclose(f, combined, rtol=1e-4, atol=1e-12 + 1e-5 * f.max())
-    # One batch of everything: F = g^2, against a central finite difference of the loss.
-    whole = backend.fisher(model, x, y, (2, 5), len(x), MEAN, STD)
-    conv = next(info.name for info in backend.layers(model) if info.kind == "conv")
-    for index in np.argsort(whole[conv], axis=None)[-3:]:
-        entry = np.unravel_index(index, whole[conv].shape)
-        losses = []
-        for step in (1e-3, -1e-3):
-            nudged = weights[conv].copy()
-            nudged[entry] += step
-            backend.set_weights(model, {conv: nudged})
-            z = logits(backend, model, x, gates, bn, (2, 5)).astype(np.float64)
-            losses.append(-log_softmax(z)[np.arange(len(y)), y - 2].mean())
-        backend.set_weights(model, weights)
-        slope = (losses[0] - losses[1]) / 2e-3
-        assert np.sqrt(whole[conv][entry]) == pytest.approx(abs(slope), rel=0.05), entry
+        np.testing.assert_allclose(f, (parts[0][k] + parts[1][k]) / 2, rtol=1e-4,
+                                   atol=1e-12 + 1e-5 * f.max(), err_msg=k)
+        np.testing.assert_allclose(short[k], whole[k], rtol=1e-5, atol=1e-12, err_msg=k)
 
 
 def test_fisher_leaves_training_as_it_was(backend):

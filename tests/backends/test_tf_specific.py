@@ -269,27 +269,30 @@ def test_fisher_of_a_keras_network_with_biases_is_its_squared_keras_gradient():
     y = rng.integers(1, 3, 11)
     weights, bn = backend.get_weights(model), backend.get_bn(model)
     got = backend.fisher(model, x, y, (1, 3), 4, (0.4,), (0.3,))
-    assert list(got) == ["conv1", "conv1.bias", "fc", "fc.bias"]
-    # Plain Keras, BN in inference mode: the gradient with respect to weight * gate, times the
-    # gate, is the gradient with respect to the weight.
+    assert list(got) == ["conv1", "conv1.bias", "fc", "fc.bias", "bn1.gamma", "bn1.beta"]
+    # Plain Keras, BN in training mode (FACIL's): the gradient with respect to weight * gate,
+    # times the gate, is the gradient with respect to the weight; the two full batches of 4.
+    bn1 = reference.get_layer("bn1")
     variables = [reference.get_layer("conv1").kernel, reference.get_layer("conv1").bias,
-                 reference.get_layer("fc").kernel, reference.get_layer("fc").bias]
+                 reference.get_layer("fc").kernel, reference.get_layer("fc").bias,
+                 bn1.gamma, bn1.beta]
     expected = [np.zeros(v.shape, np.float64) for v in variables]
-    for start in range(0, 11, 4):
+    for start in (0, 4):
         xb = (x[start:start + 4].astype(np.float32) / 255.0 - 0.4) / 0.3
         with tf.GradientTape() as tape:
-            logits = reference(xb, training=False)[:, 1:3]
+            logits = reference(xb, training=True)[:, 1:3]
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 y[start:start + 4] - 1, logits))
         for total, g in zip(expected, tape.gradient(loss, variables), strict=True):
-            total += len(xb) * g.numpy().astype(np.float64) ** 2 / 11
+            total += g.numpy().astype(np.float64) ** 2 / 2
     layouts = {"conv1": (3, 2, 0, 1), "fc": (1, 0)}
     for (name, value), reference_value in zip(got.items(), expected, strict=True):
         if name in layouts:
             reference_value = np.transpose(reference_value, layouts[name])
-        assert value.dtype == np.float32 and value.shape == weights[name].shape
-        assert np.all(value[~gates[name]] == 0), name
-        np.testing.assert_allclose(value, reference_value * gates[name], rtol=1e-4,
+        gate = gates.get(name, np.ones(value.shape, bool))  # BN has no gate
+        assert value.dtype == np.float32 and value.shape == reference_value.shape
+        assert np.all(value[~gate] == 0), name
+        np.testing.assert_allclose(value, reference_value * gate, rtol=1e-4,
                                    atol=1e-6 * reference_value.max(), err_msg=name)
     assert np.all(got["fc"][[0, 3]] == 0) and np.all(got["fc.bias"][[0, 3]] == 0)
     assert_same_state(backend, model, weights, bn)

@@ -16,6 +16,7 @@ from backends.torch.backend import TorchBackend  # noqa: E402
 from backends.torch.layers import GatedConv2d  # noqa: E402
 from backends.torch.losses import LogitMask  # noqa: E402
 from backends.torch.models import BasicBlock, gated_layers  # noqa: E402
+from mind_core.numerics import log_softmax  # noqa: E402
 from mind_core.protocol import Augment, ModelSpec, Penalty, PhaseSpec, Subnet  # noqa: E402
 
 SPEC = ModelSpec(arch="small_cnn", input_shape=(8, 8, 3), num_classes=4)
@@ -245,17 +246,19 @@ def test_fisher_and_penalty_cover_a_user_networks_biases(tb):
     x = rng.integers(0, 256, (10, 6, 6, 1), dtype=np.uint8)
     y = rng.integers(1, 4, 10)
     fisher = tb.fisher(model, x, y, (1, 4), 4, (0.5,), (0.25,))
-    assert list(fisher) == ["0", "0.bias", "4", "4.bias"]
-    # dL/db[c] of the classifier's bias is the batch mean of softmax - onehot over [1, 4).
-    z = tb.predict(model, x, [Subnet(gates={}, bn=tb.get_bn(model), class_range=(1, 4))], 10,
-                   (0.5,), (0.25,)).astype(np.float64)[0]
+    assert list(fisher) == ["0", "0.bias", "4", "4.bias", "1.gamma", "1.beta"]
+    # dL/db[c] of the classifier's bias is the batch mean of softmax - onehot over [1, 4),
+    # from a training-mode forward (batch statistics) of the two full batches of 4.
+    twin = copy.deepcopy(model).train()
+    normalise = Normaliser((0.5,), (0.25,), "cpu", channels_last=False)
     expected = np.zeros(4)
-    for s in range(0, 10, 4):
-        p = np.exp(z[s:s + 4] - z[s:s + 4].max(1, keepdims=True))
-        delta = p / p.sum(1, keepdims=True)
-        delta[np.arange(len(delta)), y[s:s + 4] - 1] -= 1
-        expected[1:] += len(delta) * delta.mean(0) ** 2
-    np.testing.assert_allclose(fisher["4.bias"], expected / 10, rtol=1e-4, atol=1e-9)
+    for s in (0, 4):
+        with torch.no_grad():
+            z = twin(normalise(torch.from_numpy(x[s:s + 4])))[:, 1:4].double().numpy()
+        delta = np.exp(log_softmax(z))
+        delta[np.arange(4), y[s:s + 4] - 1] -= 1
+        expected[1:] += delta.mean(0) ** 2
+    np.testing.assert_allclose(fisher["4.bias"], expected / 2, rtol=1e-4, atol=1e-9)
     # A strong pull on the classifier's bias holds it at its anchor.
     anchor = tb.get_weights(model)["4.bias"]
     ph = PhaseSpec(kind="teacher", epochs=1, lr=0.05, milestones=(), gamma=0.5,

@@ -3,7 +3,7 @@ checkpoint weights, gates, BN state and batch give the same Fisher information a
 losses with a penalty, a distill_range and a temperature in torch and TF.
 
 Tolerances (float32, different kernels and summation orders): Fisher values are squared
-batch gradients, compared per tensor at relative 1e-3 of that tensor's largest value (its
+batch gradients (BN in training mode, the labels given), compared per tensor at relative 1e-3 of that tensor's largest value (its
 small entries are round-off of cancelling sums); losses at relative 1e-5 as in
 test_parity.py.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mind_core.backend_checks import anchorable_values
 from mind_core.protocol import ModelSpec, Penalty, PhaseSpec
 
 torch = pytest.importorskip("torch")
@@ -80,12 +81,14 @@ def norm(spec):
     return MEAN * spec.input_shape[2], STD * spec.input_shape[2]
 
 
+@pytest.mark.parametrize("labels", ["given", "predicted"])
 @pytest.mark.parametrize("arch", SPECS)
-def test_same_checkpoint_same_fisher(backends, arch):
+def test_same_checkpoint_same_fisher(backends, arch, labels):
     spec = SPECS[arch]
     torch_b = backends[0]
     weights, gates, bn = random_state(torch_b, torch_b.build_model(spec, seed=0), seed=1)
     x, y = batch(spec, 19, (2, 4), seed=2)
+    y = y if labels == "given" else None  # None: each model's own argmax (FACIL's default)
     out = [b.fisher(load(b, spec, weights, gates, bn), x, y, (2, 4), 8, *norm(spec))
            for b in backends]
     assert_same_fisher(out[0], out[1])
@@ -121,7 +124,7 @@ def test_same_own_network_with_biases_same_fisher():
     x, y = batch(spec, 13, (0, 3), seed=4)
     out = [b.fisher(load(b, spec, weights, gates, bn), x, y, (0, 3), 5, MEAN, STD)
            for b in (torch_b, tf_b)]
-    assert list(out[1]) == ["conv1", "conv1.bias", "fc", "fc.bias"]
+    assert list(out[1]) == ["conv1", "conv1.bias", "fc", "fc.bias", "bn1.gamma", "bn1.beta"]
     assert_same_fisher(out[0], out[1])
 
 
@@ -145,16 +148,18 @@ def test_same_checkpoint_same_lwf_and_ewc_losses(backends, masking):
     t_weights, _, t_bn = random_state(torch_b, reference, seed=6)
     teacher_state = (t_weights, {k: np.ones_like(g) for k, g in state[1].items()}, t_bn)
     rng = np.random.default_rng(8)
-    anchored = ("conv2", "fc")
+    values = anchorable_values(state[0], state[2])  # BN gamma and beta are anchored too
+    anchored = ("conv2", "fc", "bn2.gamma", "bn2.beta")
     penalty = Penalty(weight=4.0,
-                      anchor={k: state[0][k] + rng.normal(0, 0.1, state[0][k].shape).astype(
+                      anchor={k: values[k] + rng.normal(0, 0.1, values[k].shape).astype(
                           np.float32) for k in anchored},
                       importance={k: rng.uniform(0, 1, w.shape).astype(np.float32)
-                                  for k, w in state[0].items()})
-    x, y = batch(spec, 20, (0, 4), seed=9)
-    # LwF's phase: cross-entropy over every class seen, distillation of the old ones at T=2.
+                                  for k, w in values.items()})
+    x, y = batch(spec, 20, (2, 4), seed=9)
+    # LwF's phase: cross-entropy over the current task's classes, distillation of the old
+    # ones at T=2.
     phase = PhaseSpec(kind="distill", epochs=1, lr=0.0, milestones=(), gamma=0.5,
-                      weight_decay=0.0, batch_size=8, class_range=(0, 4),
+                      weight_decay=0.0, batch_size=8, class_range=(2, 4),
                       logit_masking=masking, beta=1.5, loss="kl", distill_range=(0, 2),
                       distill_temperature=2.0, train_bn=False, mean=norm(spec)[0],
                       std=norm(spec)[1])
@@ -162,7 +167,7 @@ def test_same_checkpoint_same_lwf_and_ewc_losses(backends, masking):
     for field in ("loss", "ce", "distill", "accuracy"):
         assert getattr(results[1], field) == pytest.approx(getattr(results[0], field),
                                                            rel=1e-5, abs=1e-5), field
-    value = 2.0 * sum(float((penalty.importance[k] * (state[0][k] - a).astype(np.float64) ** 2)
+    value = 2.0 * sum(float((penalty.importance[k] * (values[k] - a).astype(np.float64) ** 2)
                             .sum()) for k, a in penalty.anchor.items())
     for result in results:
         assert result.distill > 0
