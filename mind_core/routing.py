@@ -97,7 +97,7 @@ class TaskStats:
                 raise RoutingError(f"{where}: tensor {name!r} holds non-finite values")
         if calibration[1] <= 0 or calibration[3] <= 0:
             raise RoutingError(f"{where}: tensor 'calibration' has a non-positive spread")
-        if spaces and means.shape[1] != {s.means.shape[1] for s in spaces.values()}.pop():
+        if any(space.means.shape[1] != means.shape[1] for space in spaces.values()):
             raise RoutingError(f"{where}: its spaces' features are not {means.shape[1]}-wide")
         return cls(means=means, whiten=whiten, calibration=calibration, spaces=spaces)
 

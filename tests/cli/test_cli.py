@@ -213,7 +213,7 @@ def test_a_run_without_statistics_evaluates_with_the_score_only_rules(tmp_path, 
 
 @pytest.mark.parametrize("setting, message", [
     ("inference.routing=nearest", "inference.routing: must be one of max_prob, entropy"),
-    ("tasks=3", "only inference.* settings can change"),
+    ("tasks=3", "only inference.* settings (and stats.* with --refit-stats) can change"),
     ("inference.temperature=0", "inference.temperature"),
 ])
 def test_eval_refuses_bad_settings_in_one_line(tmp_path, capsys, setting, message):
