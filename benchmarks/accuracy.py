@@ -39,6 +39,7 @@ from mind_core.data import DatasetError, default_root, prepare_synbols
 from mind_core.events import read_events
 from mind_core.registry import get_backend
 from mind_core.routing import PAPER_RULE, ROUTINGS
+from mind_core.rundir import EVENTS, METRICS
 from mind_core.runner import read_run_config
 from mind_core.sweep.driver import Resources, run_sweep
 from mind_core.sweep.grid import Grid, Trial, expand, safe_part
@@ -212,8 +213,8 @@ def collected_result(spec: str) -> dict[str, Any]:
     instead of the run's metrics.json (e.g. with --refit-stats)."""
     setting, method, run_dir, *other = spec.split(":")
     cfg = read_run_config(Path(run_dir))
-    metrics = json.loads(Path(other[0] if other else Path(run_dir) / "metrics.json").read_text())
-    finished = [e for e in read_events(Path(run_dir) / "events.jsonl")
+    metrics = json.loads(Path(other[0] if other else Path(run_dir) / METRICS).read_text())
+    finished = [e for e in read_events(Path(run_dir) / EVENTS)
                 if e.get("type") == "run_finished"]
     out: dict[str, Any] = {"setting": setting, "backend": cfg.backend, "method": method,
                            "seed": cfg.seed, "epochs": [cfg.teacher.epochs, cfg.distill.epochs],

@@ -315,6 +315,7 @@ MISSING = {"stats": "per-task feature statistics",
 """What a rule lacks when a run's checkpoints do not give it what it needs."""
 
 WHY_MISSING = {
+    "logits": "the run did not score it (it was made before the rule existed)",
     "stats": "the run's checkpoints hold no routing statistics (it was made before they were "
              "recorded; `mind eval RUN --refit-stats` fits them from its training data)",
     "spaces": "the run's checkpoints hold each task's statistics in its own sub-network only "

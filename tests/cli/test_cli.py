@@ -507,7 +507,7 @@ def test_a_resume_state_with_an_unknown_phase_is_exit_2(tmp_path):
 def test_eval_explains_a_missing_pairwise_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet",
-          "--set", "stats.spaces=0"])
+          "--set", "stats.spaces=0", "--set", "inference.routing=mahalanobis"])
     capsys.readouterr()
     assert main(["eval", str(out), *TRUST, "--routing", "all"]) == 0
     printed = capsys.readouterr().out
@@ -524,7 +524,7 @@ def test_eval_refit_stats_scores_pairwise_on_a_run_that_fitted_its_own_spaces_on
         tmp_path, capsys):
     out, full = tmp_path / "own", tmp_path / "full"
     main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--quiet",
-          "--set", "stats.spaces=0"])
+          "--set", "stats.spaces=0", "--set", "inference.routing=mahalanobis"])
     main(["run", "--preset", "smoke", *FAKE, "--out", str(full), "--quiet"])
     capsys.readouterr()
     assert main(["eval", str(out), *TRUST, "--json", "--refit-stats",

@@ -65,7 +65,9 @@ def test_mind_config_reads_a_file_or_a_run_as_mind_run_does(tmp_path, capsys, fl
         assert main(["presets", "--show", "smoke"]) == 0
         source = tmp_path / "mine.toml"
         source.write_text(capsys.readouterr().out.replace("seed = 0", "seed = 7"))
-    assert main(["config", flag, str(source), "--set", "tasks=3"]) == 0
+    # A run's module:Class backend is named again, as for every command reading a run.
+    assert main(["config", flag, str(source), "--set", "tasks=3",
+                 "--set", "backend=tests.fakes:FakeBackend"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["seed"], shown["tasks"]) == (7, 3)
     assert main(["config", flag, str(source), "--preset", "demo"]) == 2

@@ -40,7 +40,7 @@ def test_npz_predictions_are_the_runs_classes(run_dir, test_images, tmp_path, ca
     out = tmp_path / "preds.csv"
     assert main(["predict", str(run_dir), str(tmp_path / "imgs.npz"), *FAKE,
                  "--out", str(out)]) == 0
-    assert "40 predictions (mahalanobis routing)" in capsys.readouterr().out
+    assert "40 predictions (pairwise routing)" in capsys.readouterr().out
     rows = _rows(out)
     expected = Predictor(run_dir, FAKE[1]).predict(x)
     assert [int(r["class"]) for r in rows] == expected.classes.tolist()

@@ -38,7 +38,7 @@ def test_three_task_run_writes_documented_files(tmp_path):
     assert on_disk["tasks_done"] == 3
     assert set(on_disk["final"]) == {"tag", "taw", "routing", "tag_entropy", "rules"}
     assert set(on_disk["final"]["rules"]) == set(ROUTINGS)  # statistics were fitted
-    assert on_disk["routing_rule"] == "mahalanobis"  # the default outside the paper presets
+    assert on_disk["routing_rule"] == "pairwise"  # the default outside the paper presets
     assert [len(row) for row in on_disk["acc_matrix_tag"]] == [1, 2, 3]
     assert [len(row) for row in on_disk["acc_matrix_taw"]] == [1, 2, 3]
     assert len(on_disk["tag"]) == len(on_disk["taw"]) == len(on_disk["routing"]) == 3
