@@ -22,6 +22,15 @@ def fmt_duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+
+def device_text(e: dict[str, Any]) -> str:
+    """", on cpu in bf16": where and in what arithmetic (resolved: `auto` says which); empty
+    for events written before these fields existed."""
+    device, precision = e.get("device"), e.get("precision")
+    where = f" on {device}" if device else ""
+    return f",{where} in {precision}" if precision else (f",{where}" if where else "")
+
+
 class ConsoleReporter:
     """Prints one line per step and epoch; on a terminal, a live progress line too."""
 
@@ -52,7 +61,8 @@ class ConsoleReporter:
         self.started = time.time()
         verb = "Resuming" if e.get("resumed") else "MIND run"
         self._print(f"{verb} {e['name']}: backend {e['backend']}, dataset {e['dataset']}, "
-                    f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}")
+                    f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}"
+                    f"{device_text(e)}")
 
     def on_task_started(self, e):
         lo, hi = e["class_range"]
