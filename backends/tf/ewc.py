@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.amp import as_float32
 from backends.tf.augment import normalise
 from backends.tf.losses import cross_entropy
 from mind_core.backend_checks import check_fisher_inputs, check_penalty
@@ -73,7 +74,7 @@ def _make_fisher_fn(model):
     def batch_fisher(x, y, class_range, mean, std):
         x = normalise(x, mean, std)
         with tf.GradientTape() as tape:
-            logits = model(x, training=False)[:, class_range[0]:class_range[1]]
+            logits = as_float32(model(x, training=False))[:, class_range[0]:class_range[1]]
             loss = cross_entropy(logits, y - class_range[0])
         grads = tape.gradient(loss, variables)
         n = tf.cast(tf.shape(x)[0], tf.float32)

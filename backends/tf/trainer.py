@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.amp import as_float32
 from backends.tf.augment import augment_batch, normalise
 from backends.tf.ewc import make_penalty
 from backends.tf.losses import (
@@ -114,7 +115,7 @@ class Trainer:
             pushed towards uniform; BN in inference mode keeps its statistics the task's.
             outlier_plan: (quarter turns, how many images), protocol.outlier_turns/_count."""
             turned = tf.image.rot90(x[:outlier_plan[1]], k=outlier_plan[0])
-            return uniform_cross_entropy(model(turned, training=False)[:, lo:hi])
+            return uniform_cross_entropy(as_float32(model(turned, training=False))[:, lo:hi])
 
         @tf.function(
             input_signature=[image_spec(model), tf.TensorSpec([None], tf.int64),
@@ -127,11 +128,11 @@ class Trainer:
             y = tf.gather(y_all, index)
             x = augment_batch(x, mean, std, aug, seed) if augmenting else normalise(x, mean, std)
             if use_teacher:
-                raw = teacher(x, training=False)
+                raw = as_float32(teacher(x, training=False))
                 masked, _ = mask_logits(raw, None, (lo, hi), phase.logit_masking)
                 target = tf.stop_gradient(distill_logits(raw, masked))
             with tf.GradientTape() as tape:
-                logits = model(x, training=phase.train_bn)
+                logits = as_float32(model(x, training=phase.train_bn))
                 student, labels = mask_logits(logits, y, (lo, hi), phase.logit_masking)
                 ce = cross_entropy(student, labels)
                 if use_teacher:
