@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 # fp32: everything in float32 (the paper presets, and the default until `auto` wins 3-seed
 # benchmarks). bf16 / fp16: matrix products and convolutions in that type, with float32
 # master weights. auto: bf16 where the device runs it natively, else fp32.
@@ -50,6 +52,35 @@ def resolve_precision(requested: str, *, gpu: bool, bf16_native: bool) -> str:
     if requested == "bf16" and gpu and not bf16_native:
         raise ValueError("precision: this GPU has no bfloat16 support; use fp16 or fp32")
     return requested
+
+
+# The trainer-state entries of fp16's loss scaler (beside AdamW's "adamw.<param>.<field>"),
+# named alike by both backends: "loss_scaler.scale", "loss_scaler.growth_tracker".
+LOSS_SCALER = "loss_scaler"
+
+
+def scaler_entries(state: dict[str, float]) -> dict[str, np.ndarray]:
+    """A loss scaler's state as trainer-state arrays."""
+    return {f"{LOSS_SCALER}.{key}": np.asarray(value, np.float64) for key, value in state.items()}
+
+
+def split_scaler_entries(state: dict[str, np.ndarray]
+                         ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(the loss scaler's state, the rest) of a trainer state."""
+    prefix = f"{LOSS_SCALER}."
+    scaler = {key[len(prefix):]: float(np.asarray(value).reshape(-1)[0])
+              for key, value in state.items() if key.startswith(prefix)}
+    return scaler, {key: value for key, value in state.items() if not key.startswith(prefix)}
+
+
+def load_scaler_entries(scaler, scaler_state: dict[str, float], precision: str) -> None:
+    """Restores a loss scaler (None outside fp16) from split_scaler_entries' first part."""
+    if not scaler_state:
+        return
+    if scaler is None:
+        raise ValueError(f"loss-scaler state was given, but this phase trains in {precision}: "
+                         "resume with the precision it was saved in")
+    scaler.load_state(scaler_state)
 
 
 def backend_precision(backend) -> str:

@@ -5,6 +5,8 @@ variables (the master copy MaskedAdamW updates, with exact freezing), the convol
 matrix product runs on a bf16 copy, and the gradient comes back float32. BatchNorm layers keep
 the float32 policy, so they normalise and fit their running statistics in float32 (Keras casts
 their bf16 input up). Logits and features are cast to float32 where they leave the model.
+fp16 (GPUs only) adds dynamic loss scaling (LossScale) around MaskedAdamW: Keras'
+LossScaleOptimizer wraps only Keras optimizers, and exact freezing needs MaskedAdamW.
 """
 
 from __future__ import annotations
@@ -30,14 +32,8 @@ def resolve(requested: str, device: str) -> str:
     """The precision a run gets on this TF device (`auto` resolved); ValueError for one the
     device, or this backend, cannot run."""
     gpu = device.startswith("/GPU")
-    precision = resolve_precision(requested, gpu=gpu,
-                                  bf16_native=_gpu_runs_bf16(device) if gpu else cpu_runs_bf16())
-    if precision == "fp16":
-        # Keras' LossScaleOptimizer wraps a Keras optimizer, and exact freezing needs our own
-        # MaskedAdamW: fp16 waits for loss scaling written into it (docs/precision.md).
-        raise ValueError("precision: fp16 is not available with the tf backend yet (no loss "
-                         "scaling in its masked AdamW); use bf16 or fp32")
-    return precision
+    return resolve_precision(requested, gpu=gpu,
+                             bf16_native=_gpu_runs_bf16(device) if gpu else cpu_runs_bf16())
 
 
 def apply_policy(model, precision: str) -> None:
@@ -51,3 +47,56 @@ def apply_policy(model, precision: str) -> None:
 def as_float32(tensor):
     """Logits or features as the losses and the core take them (a no-op on float32)."""
     return tf.cast(tensor, tf.float32)
+
+
+# torch.amp.GradScaler's defaults, so both backends scale alike.
+INITIAL_SCALE, GROWTH_INTERVAL = 2.0**16, 2000
+
+
+class LossScale:
+    """fp16's dynamic loss scaling, for use inside the compiled train step: the loss is
+    multiplied by the scale before the gradient; a step whose unscaled gradients are all
+    finite is applied and, after GROWTH_INTERVAL such steps in a row, the scale doubles; any
+    other step is skipped whole (MaskedAdamW's moments, step count and weight decay
+    included) and the scale halves."""
+
+    def __init__(self) -> None:
+        self.scale = tf.Variable(INITIAL_SCALE, dtype=tf.float32, trainable=False,
+                                 name="loss_scale")
+        self.growth_tracker = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name="loss_scale_growth")
+
+    def scaled(self, loss):
+        return loss * self.scale
+
+    def apply(self, optimizer, grads) -> None:
+        grads = [None if g is None else g / self.scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                                for g in grads if g is not None])
+
+        def take():
+            optimizer.apply(grads)
+            grown = self.growth_tracker + 1
+            grow = grown >= GROWTH_INTERVAL
+            self.scale.assign(tf.where(grow, self.scale * 2.0, self.scale))
+            self.growth_tracker.assign(tf.where(grow, tf.zeros_like(grown), grown))
+            return tf.constant(True)
+
+        def skip():
+            self.scale.assign(self.scale * 0.5)
+            self.growth_tracker.assign(0)
+            return tf.constant(False)
+
+        tf.cond(finite, take, skip)
+
+    def state(self) -> dict[str, float]:
+        return {"scale": float(self.scale.numpy()),
+                "growth_tracker": float(self.growth_tracker.numpy())}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.scale.assign(float(state["scale"]))
+        self.growth_tracker.assign(int(state["growth_tracker"]))
+
+
+def loss_scale(precision: str) -> LossScale | None:
+    return LossScale() if precision == "fp16" else None

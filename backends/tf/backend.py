@@ -154,7 +154,7 @@ class TFBackend:
     def start_phase(self, model, phase: PhaseSpec, trainable: Masks | None,
                     teacher=None, penalty: Penalty | None = None) -> Trainer:
         with tf.device(self.device):
-            return Trainer(model, phase, trainable, teacher, self.device, penalty)
+            return Trainer(model, phase, trainable, teacher, self.device, penalty, self.precision)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
@@ -162,10 +162,10 @@ class TFBackend:
         return trainer.train_epoch(x, y, epoch, seed, progress, should_stop)
 
     def trainer_state(self, trainer: Trainer) -> dict[str, np.ndarray]:
-        return trainer.optimizer.state()
+        return trainer.state()
 
     def load_trainer_state(self, trainer: Trainer, state: dict[str, np.ndarray]) -> None:
-        trainer.optimizer.load_state(state)
+        trainer.load_state(state)
 
     # -- inference -----------------------------------------------------------------------------
     def predict(self, model, x: np.ndarray, subnets: list[Subnet], batch_size: int,

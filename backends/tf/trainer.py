@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from backends.tf import tf_import
-from backends.tf.amp import as_float32
+from backends.tf.amp import as_float32, loss_scale
 from backends.tf.augment import augment_batch, normalise
 from backends.tf.ewc import make_penalty
 from backends.tf.losses import (
@@ -29,6 +29,7 @@ from mind_core.backend_checks import (
     phase_teacher,
     trainable_masks,
 )
+from mind_core.precision import load_scaler_entries, scaler_entries, split_scaler_entries
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -67,9 +68,11 @@ class Trainer:
     """Optimiser state and the compiled step for one phase of one model."""
 
     def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str,
-                 penalty: Penalty | None = None):
+                 penalty: Penalty | None = None, precision: str = "fp32"):
         check_phase_fits(phase, model.num_classes)
         self.model, self.phase, self.device = model, phase, device
+        self.precision = precision  # resolved (amp.resolve)
+        self.loss_scale = loss_scale(precision)
         self.teacher = phase_teacher(phase, model, teacher)
         canonical = trainable_masks(trainable, {name: tuple(layer.canonical_shape)
                                                 for name, layer in model.gated.items()})
@@ -97,6 +100,7 @@ class Trainer:
 
     def _compile(self):
         model, teacher, phase, optimizer = self.model, self.teacher, self.phase, self.optimizer
+        scaling = self.loss_scale
         use_teacher = teacher is not None
         loss_fn = distill_loss_fn(phase.loss)
         distill_logits = _distill_logits(phase)
@@ -146,13 +150,30 @@ class Trainer:
                     total += phase.outlier_weight * outlier_loss(x, outlier_plan)
                 if penalty is not None:
                     total += penalty()
-            optimizer.apply(tape.gradient(total, optimizer.variables))
+                if scaling is not None:
+                    scaled = scaling.scaled(total)
+            if scaling is None:
+                optimizer.apply(tape.gradient(total, optimizer.variables))
+            else:
+                scaling.apply(optimizer, tape.gradient(scaled, optimizer.variables))
             hits = tf.equal(tf.argmax(logits[:, lo:hi], axis=-1), y - lo)
             correct = tf.reduce_sum(tf.cast(hits, tf.float32))
             return tf.stack([total, ce, distill, correct])
 
         return step
 
+
+    def state(self) -> dict[str, np.ndarray]:
+        """MaskedAdamW's state, and fp16's loss scale."""
+        out = self.optimizer.state()
+        if self.loss_scale is not None:
+            out.update(scaler_entries(self.loss_scale.state()))
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        scaler, state = split_scaler_entries(state)
+        load_scaler_entries(self.loss_scale, scaler, self.precision)
+        self.optimizer.load_state(state)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
                     progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:

@@ -29,6 +29,7 @@ from mind_core.backend_checks import (
     phase_teacher,
     trainable_masks,
 )
+from mind_core.precision import load_scaler_entries, scaler_entries, split_scaler_entries
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -39,9 +40,6 @@ from mind_core.protocol import (
     outlier_count,
     outlier_turns,
 )
-
-# The prefix of the fp16 loss scaler's entries in the trainer state (beside "adamw.").
-SCALER = "loss_scaler"
 
 
 class Trainer:
@@ -241,9 +239,7 @@ class Trainer:
     def state(self) -> dict[str, np.ndarray]:
         if self.optimizer is None:
             return {}
-        out = {} if self.scaler is None else {
-            f"{SCALER}.{key}": np.asarray(value, np.float64)
-            for key, value in self.scaler.state().items()}
+        out = {} if self.scaler is None else scaler_entries(self.scaler.state())
         for index, values in self.optimizer.state_dict()["state"].items():
             for key, value in values.items():
                 array = torch.as_tensor(value).detach().to("cpu", copy=True).numpy()
@@ -255,15 +251,8 @@ class Trainer:
             if state:
                 raise ValueError("this phase trains nothing, but optimiser state was given")
             return
-        scaler = {key.partition(".")[2]: float(value) for key, value in state.items()
-                  if key.startswith(f"{SCALER}.")}
-        if scaler:
-            if self.scaler is None:
-                raise ValueError("loss-scaler state was given, but this phase trains in "
-                                 f"{self.precision}: resume with the precision it was saved in")
-            self.scaler.load_state(scaler)
-        state = {key: value for key, value in state.items()
-                 if not key.startswith(f"{SCALER}.")}
+        scaler, state = split_scaler_entries(state)
+        load_scaler_entries(self.scaler, scaler, self.precision)
         index_of = {name: i for i, name in enumerate(self.param_names)}
         per_param: dict[int, dict[str, torch.Tensor]] = {}
         for key, array in state.items():
