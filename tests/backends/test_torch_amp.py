@@ -90,3 +90,17 @@ def test_scaler_state_resumes_and_is_refused_by_another_precision():
     fp32 = Trainer(model, phase(kind="distill", class_range=(0, 3)), trainable, None, CPU)
     with pytest.raises(ValueError, match="resume with the precision it was saved in"):
         fp32.load_state(state)
+
+
+def test_batchnorm_fits_its_statistics_in_float32_under_autocast():
+    """What docs/precision.md relies on: a bf16 input's running statistics are accumulated
+    in float32 (as float32 BatchNorm computes them from the same rounded input)."""
+    x = (torch.randn(64, 16, 8, 8, generator=torch.Generator().manual_seed(0)) * 3 + 1)
+    x = x.bfloat16()
+    mixed, plain = torch.nn.BatchNorm2d(16), torch.nn.BatchNorm2d(16)
+    with amp.autocast(CPU, "bf16"):
+        mixed(x)
+    plain(x.float())
+    assert mixed.running_mean.dtype == mixed.running_var.dtype == torch.float32
+    torch.testing.assert_close(mixed.running_mean, plain.running_mean, rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixed.running_var, plain.running_var, rtol=1e-6, atol=1e-6)
