@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import mind_core.runner
+from mind_core import checkpoint
 from mind_core.config import ConfigError, beyond_paper, list_presets, resolve_config
 from mind_core.console import device_text
 from mind_core.precision import (
@@ -17,6 +19,8 @@ from mind_core.precision import (
     cpu_flags,
     cpu_runs_bf16,
     resolve_precision,
+    scaler_entries,
+    split_scaler_entries,
 )
 from mind_core.registry import BackendError, get_backend
 from mind_core.runner import start_run
@@ -105,3 +109,14 @@ def test_a_run_records_device_and_resolved_precision(tmp_path, monkeypatch):
     assert (started["device"], started["precision"]) == ("cpu", "bf16")
     assert device_text(started) == ", on cpu in bf16"
     assert device_text({}) == ""  # events written before these fields
+
+
+def test_loss_scaler_entries_survive_a_checkpoint_and_split_from_adamw(tmp_path):
+    adamw = {"adamw.fc.weight.exp_avg": np.zeros((2, 3), np.float32)}
+    trainer = {**adamw, **scaler_entries({"scale": 65536.0, "growth_tracker": 3.0})}
+    path = tmp_path / "resume.safetensors"
+    checkpoint.save(path, checkpoint.Checkpoint(
+        weights={"fc": np.zeros((2, 3), np.float32)}, owner={"fc": np.zeros((2, 3), np.int8)},
+        bn_snapshots=[], trainer=trainer, tasks=1))
+    scaler, rest = split_scaler_entries(checkpoint.load(path).trainer)
+    assert scaler == {"scale": 65536.0, "growth_tracker": 3.0} and rest.keys() == adamw.keys()
