@@ -18,6 +18,8 @@ better; targets in TARGETS):
   train_ratio_teacher_slice_vs_paper  (self-teacher step + distill step on the labels alone,
                        no teacher forward) / (teacher step + distill step): the cost of the
                        default variant outside the paper presets, teacher_slice
+  train_ratio_bf16_vs_fp32  (teacher step + distill step in precision=bf16) / (the same in
+                       fp32): a run's training cost in bfloat16, each backend against itself
   eval_ratio_stats_vs_maxprob  evaluation routed by `mahalanobis` (predict with features +
                        standardised distances to 10 tasks' statistics) / evaluation routed by
                        the paper's `max_prob` (predict + max softmax), same images
@@ -61,13 +63,16 @@ TARGETS = {"teacher_step_ratio": 1.10, "eval_ratio_vs_limit": 1.3, "tf_vs_torch_
            "tf_vs_torch_eval": 1.5, "eval_ratio_stats_vs_maxprob": 1.2,
            "train_ratio_outliers_vs_paper": 1.3, "train_ratio_self_teacher_vs_paper": 1.3,
            "train_ratio_teacher_slice_vs_paper": 1.3, "eval_ratio_pairwise_vs_maxprob": 5.0,
-           "train_ratio_spaces_vs_teacher_slice": 2.0}
+           "train_ratio_spaces_vs_teacher_slice": 2.0,
+           # bf16 pays only where the CPU has native bf16 (AVX512_BF16 / AMX) or on a GPU.
+           "train_ratio_bf16_vs_fp32": 0.7}
 SPACES_EPOCHS = 8  # of each phase: the Synbols subset's recipe (benchmarks/accuracy.py)
 # The ratios every backend gets (per_backend); the top-level figure is the torch one.
 BACKEND_RATIOS = ("teacher_step_ratio", "distill_step_ratio", "eval_ratio_vs_limit",
                   "eval_ratio_stats_vs_maxprob", "train_ratio_outliers_vs_paper",
                   "train_ratio_self_teacher_vs_paper", "train_ratio_teacher_slice_vs_paper",
-                  "eval_ratio_pairwise_vs_maxprob", "train_ratio_spaces_vs_teacher_slice")
+                  "eval_ratio_pairwise_vs_maxprob", "train_ratio_spaces_vs_teacher_slice",
+                  "train_ratio_bf16_vs_fp32")
 
 
 def simulated_ownership(layers, tasks: int = TASKS) -> dict[str, np.ndarray]:
@@ -221,6 +226,9 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
     plain = PlainTorch(resolve_device(device), batch_size, eval_batch)
     benches = {name: BackendBench(b, batch_size, eval_batch) for name in backends
                if (b := load_backend(name, device)) is not None}
+    # The same jobs in bf16, timed in the same interleaved rounds as their fp32 twins.
+    low = {name: BackendBench(load_backend(name, device, "bf16"), batch_size, eval_batch)
+           for name in benches}
     seeds = iter(range(10**9))
     jobs = {"dense_step": Job(lambda: plain.train_epoch(x, y, next(seeds)), batches),
             "dense_forward": Job(lambda: plain.forward(x_eval))}
@@ -241,6 +249,10 @@ def run_speed(backends: list[str], device: str = "cpu", batch_size: int = 64,
                 setup=bench.restore_gates)
         for rule in ("max_prob", "mahalanobis", "pairwise"):
             jobs[f"{name}_eval_{rule}"] = Job(lambda b=bench, r=rule: b.evaluate(x_eval, r))
+        jobs[f"{name}_bf16_teacher_step"] = Job(lambda b=low[name]: b.teacher_epoch(x, y),
+                                                batches)
+        jobs[f"{name}_bf16_distill_step"] = Job(lambda b=low[name]: b.distill_epoch(x, y),
+                                                batches, setup=low[name].restore_gates)
     samples = measure(jobs, repeats)
     # Process CPU time is what a job costs; on a shared CPU box wall time mostly measures the
     # neighbours. On a GPU the host's CPU time means little, so wall time decides there.
@@ -295,6 +307,9 @@ def ratios(raw: dict[str, float], backends: list[str], batch_size: int,
             "train_ratio_spaces_vs_teacher_slice": round(
                 (slice_task + raw[f"{name}_fit_stats_{TASKS}"])
                 / (slice_task + raw[f"{name}_fit_stats_0"]), 3),
+            "train_ratio_bf16_vs_fp32": round(
+                (raw[f"{name}_bf16_teacher_step"] + raw[f"{name}_bf16_distill_step"])
+                / (raw[f"{name}_teacher_step"] + raw[f"{name}_distill_step"]), 3),
             "teacher_images_per_s": round(batch_size / raw[f"{name}_teacher_step"], 1),
             "distill_images_per_s": round(batch_size / raw[f"{name}_distill_step"], 1),
             "eval_images_per_s": round(eval_images / raw[f"{name}_predict"], 1)}

@@ -26,10 +26,10 @@ SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=10)
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-def load(name: str, device: str):
+def load(name: str, device: str, precision: str = "fp32"):
     module, _, cls = BACKENDS[name][0].partition(":")
     try:
-        return getattr(importlib.import_module(module), cls)(device=device)
+        return getattr(importlib.import_module(module), cls)(device=device, precision=precision)
     except ImportError as error:
         print(f"skipping {name}: {error}", file=sys.stderr)
         return None

@@ -18,6 +18,7 @@ import attrs
 from mind_core.errors import did_you_mean
 from mind_core.masks import INITS, MODES
 from mind_core.network import CUSTOM_ARCH
+from mind_core.precision import DEFAULT_PRECISION, PRECISIONS
 from mind_core.protocol import ARCHS, LOSSES, MASKINGS
 from mind_core.registry import BACKENDS
 from mind_core.routing import PAPER_RULE, ROUTINGS, RULES
@@ -27,7 +28,7 @@ from mind_core.spaces import COVARIANCES, TRANSFORMS
 # The loop's variants (what each sets: VARIANT_DEFAULTS, plan.Plan) and BatchNorm modes
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS, COVARIANCES,
-# TRANSFORMS.
+# TRANSFORMS, PRECISIONS.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
 # The variants the paper defines (docs/algorithm.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
@@ -163,6 +164,9 @@ class RunConfig:
     description: str = ""
     backend: str = attrs.field(default="torch", validator=_backend_name)
     device: str = "auto"
+    # The arithmetic of training and inference (mind_core.precision); `auto` is resolved by
+    # the backend on its device and recorded in config.json's versions.
+    precision: str = attrs.field(default=DEFAULT_PRECISION, validator=_one_of(*PRECISIONS))
     dataset: str = "fmnist-mini"
     data_dir: str = ""
     scenario: str = attrs.field(default="class", validator=_one_of(*SCENARIOS))
@@ -350,6 +354,8 @@ def _failing_field(cls, values: dict[str, Any]) -> str:
 
 
 def _check_consistency(cfg: RunConfig) -> None:
+    if cfg.precision == "fp16" and cfg.device == "cpu":  # else the backend refuses it
+        raise ConfigError("precision", "fp16 runs on a GPU only; on a CPU use bf16 or fp32")
     if RULES[cfg.inference.routing].needs == "spaces" and cfg.stats.spaces == 0:
         raise ConfigError("inference.routing", f"{cfg.inference.routing} needs statistics in "
                           "other sub-networks' spaces: set stats.spaces >= 1")
@@ -414,7 +420,7 @@ def _preset_files() -> dict[str, Any]:
 # reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
 PAPER_VALUES: dict[str, Any] = {"inference.routing": PAPER_RULE, "allocation.init": "zero",
                                 "allocation.redraw_free": False,
-                                "distillation.outlier_weight": 0.0}
+                                "distillation.outlier_weight": 0.0, "precision": "fp32"}
 
 
 def beyond_paper(cfg: RunConfig) -> dict[str, Any]:

@@ -22,6 +22,7 @@ def fmt_duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+
 class ConsoleReporter:
     """Prints one line per step and epoch; on a terminal, a live progress line too."""
 
@@ -51,7 +52,7 @@ class ConsoleReporter:
         self.tasks = e["tasks"]
         self.started = time.time()
         verb = "Resuming" if e.get("resumed") else "MIND run"
-        self._print(f"{verb} {e['name']}: backend {e['backend']}{_device_text(e)}, dataset "
+        self._print(f"{verb} {e['name']}: backend {e['backend']}{device_text(e)}, dataset "
                     f"{e['dataset']}, model {e['model']}, {e['tasks']} tasks, variant "
                     f"{e['variant']}")
 
@@ -99,10 +100,12 @@ class ConsoleReporter:
         self._print(f"Run stopped ({e['reason']}): {e['message']}")
 
 
-def _device_text(e: dict[str, Any]) -> str:
-    """The device and thread pools of a run_started event, as ' on cpu, threads 4 intra-op /
-    4 inter-op' (empty for what an older run's events lack): results on CPU depend on both."""
+def device_text(e: dict[str, Any]) -> str:
+    """The device, precision and thread pools of a run_started event, as ' on cpu in bf16,
+    threads 4 intra-op / 4 inter-op' (empty for what an older run's events lack): results on
+    CPU depend on all three."""
     text = f" on {e['device']}" if e.get("device") else ""
+    text += f" in {e['precision']}" if e.get("precision") else ""
     threads = e.get("threads") or {}
     pools = " / ".join(f"{n} {pool.replace('_', '-')}" for pool, n in threads.items())
     return text + (f", threads {pools}" if pools else "")

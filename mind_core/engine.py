@@ -25,6 +25,7 @@ from mind_core.evaluation import History, evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
+from mind_core.precision import backend_precision
 from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet, thread_counts
 from mind_core.routing import (
     MIN_SAMPLES,
@@ -165,7 +166,8 @@ class Engine:
         self.events.emit("run_started", name=cfg.name, backend=cfg.backend,
                          dataset=cfg.dataset, tasks=cfg.tasks, variant=cfg.variant,
                          method=cfg.method, model=cfg.model, pid=_pid(), resumed=resumed,
-                         device=self.backend.device, threads=thread_counts(self.backend))
+                         device=self.backend.device, threads=thread_counts(self.backend),
+                         precision=backend_precision(self.backend))
         try:
             if not resumed:
                 self._save_resume()  # so even a run stopped in its first epoch can resume

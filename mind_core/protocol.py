@@ -236,9 +236,12 @@ class Backend(Protocol):
         "inter_op": 4} (0: the framework's own choice), recorded in config.json and
         metrics.json because results on CPU depend on them. Optional: see thread_counts()."""
 
-    # Constructor: Backend(device="auto", threads=None). threads: the intra-op threads the
-    # framework may use (None: its own default, every core); a sweep gives each trial its
-    # share so that trials side by side do not oversubscribe the cores.
+    # Constructor: Backend(device="auto", threads=None, precision="fp32"). threads: the
+    # intra-op threads the framework may use (None: its own default, every core); a sweep
+    # gives each trial its share so that trials side by side do not oversubscribe the cores.
+    # precision: one of mind_core.precision.PRECISIONS, resolved on the device and kept as
+    # the attribute `precision` (docs/precision.md); passed only when it is not fp32, so a
+    # backend without mixed precision may leave it out and have no such attribute.
 
     def build_model(self, spec: ModelSpec, seed: int) -> Any:
         """A fresh randomly initialised model (He-normal convs/linears, biases 0, BN gamma 1

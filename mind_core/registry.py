@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from mind_core.extras import install_hint
+from mind_core.precision import DEFAULT_PRECISION
 from mind_core.protocol import Backend
 
 # name -> (module:Class, the framework it needs, the pyproject extra that installs it, and
@@ -45,11 +46,24 @@ def resolve_backend_class(name: str) -> type:
     return found
 
 
-def get_backend(name: str, device: str = "auto", threads: int | None = None) -> Backend:
-    """threads: the framework's intra-op threads (None: its default)."""
+def get_backend(name: str, device: str = "auto", threads: int | None = None,
+                precision: str = DEFAULT_PRECISION) -> Backend:
+    """threads: the framework's intra-op threads (None: its default); precision: one of
+    mind_core.precision.PRECISIONS, passed only when it is not the default, so a
+    `module:Class` backend written before the setting existed still loads for fp32."""
     cls = resolve_backend_class(name)
+    kwargs: dict = {"device": device}
+    if threads is not None:
+        kwargs["threads"] = threads
+    if precision != DEFAULT_PRECISION:
+        kwargs["precision"] = precision
     try:
-        return cls(device=device) if threads is None else cls(device=device, threads=threads)
+        return cls(**kwargs)
+    except TypeError as exc:
+        if "precision" in kwargs and "precision" in str(exc):
+            raise BackendError(f"precision: the backend {name!r} takes no precision setting; "
+                               f"use precision={DEFAULT_PRECISION}") from None
+        raise
     except ValueError as exc:  # e.g. a CUDA device asked for where there is none
         raise BackendError(str(exc)) from None
 

@@ -30,6 +30,7 @@ from mind_core.evaluation import History, evaluate_single_head, evaluate_task
 from mind_core.events import write_json_atomic
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError
 from mind_core.plan import Plan, derive_seed, model_spec
+from mind_core.precision import backend_precision
 from mind_core.protocol import Backend, thread_counts
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
@@ -236,12 +237,13 @@ def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = 
     threads: the framework's intra-op threads (None: its default)."""
     run_dir = Path(run_dir)
     check_out_dir(run_dir)  # before the framework and the data: a wrong --out fails fast
-    backend = get_backend(cfg.backend, cfg.device, threads)
+    backend = get_backend(cfg.backend, cfg.device, threads, cfg.precision)
     dataset = load(cfg.dataset, cfg.data_dir or None)
     described = adopt(backend, network, cfg, dataset.image_shape, dataset.num_classes)
     engine = engine_class(cfg)(cfg, backend, dataset, run_dir, observers,
                                should_stop)  # validates first
     with prepare_run_dir(run_dir, cfg, {"backend": backend.name, "device": backend.device,
+                                        "precision": backend_precision(backend),
                                         **backend.versions()}, data_facts(dataset), described,
                          thread_counts(backend)):
         return engine.run()
@@ -268,7 +270,7 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
                                      "distill": cfg.distill.epochs}, cfg=cfg)
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
-        backend_obj = get_backend(backend_name, cfg.device, threads)
+        backend_obj = get_backend(backend_name, cfg.device, threads, cfg.precision)
         dataset = load(cfg.dataset, cfg.data_dir or None)
         check_same_data(run_dir, dataset)
         adopt(backend_obj, network, cfg, dataset.image_shape, dataset.num_classes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.amp import apply_policy, as_float32, resolve
 from backends.tf.augment import normalise
 from backends.tf.convert import adopt, build_converted
 from backends.tf.ewc import fisher
@@ -61,12 +62,14 @@ class TFBackend:
 
     name = "tf"
 
-    def __init__(self, device: str = "auto", threads: int | None = None):
+    def __init__(self, device: str = "auto", threads: int | None = None,
+                 precision: str = "fp32"):
         # First: both are refused once TF has started, and resolving the device does not
         # start it (listing devices does not).
         set_threads(threads)
         enable_memory_growth()
         self.device = resolve_device(device)
+        self.precision = resolve(precision, self.device)
         on_gpu = self.device.startswith("/GPU")
         # On CPU every op TF runs here is deterministic already (checked by the conformance
         # suite), so the process-wide enable_op_determinism switch is not needed.
@@ -84,7 +87,15 @@ class TFBackend:
     def build_model(self, spec: ModelSpec, seed: int):
         with tf.device(self.device):
             if spec.arch != CUSTOM_ARCH:
-                return build_network(spec.arch, spec.input_shape, spec.num_classes, seed)
+                model = build_network(spec.arch, spec.input_shape, spec.num_classes, seed)
+                apply_policy(model, self.precision)
+                return model
+            if self.precision != "fp32":
+                # A user's network may mix its own ops with our layers' bf16 outputs; only
+                # the built-in models are checked in bf16 so far.
+                raise NetworkError(f"precision: {self.precision} covers the built-in models "
+                                   "in the tf backend; train your own network with "
+                                   "precision=fp32")
             if self._adopted is None:
                 raise NetworkError(NO_NETWORK)
             return build_converted(self._adopted, spec.input_shape, spec.num_classes, seed)
@@ -146,7 +157,7 @@ class TFBackend:
     def start_phase(self, model, phase: PhaseSpec, trainable: Masks | None,
                     teacher=None, penalty: Penalty | None = None) -> Trainer:
         with tf.device(self.device):
-            return Trainer(model, phase, trainable, teacher, self.device, penalty)
+            return Trainer(model, phase, trainable, teacher, self.device, penalty, self.precision)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
@@ -154,10 +165,10 @@ class TFBackend:
         return trainer.train_epoch(x, y, epoch, seed, progress, should_stop)
 
     def trainer_state(self, trainer: Trainer) -> dict[str, np.ndarray]:
-        return trainer.optimizer.state()
+        return trainer.state()
 
     def load_trainer_state(self, trainer: Trainer, state: dict[str, np.ndarray]) -> None:
-        trainer.optimizer.load_state(state)
+        trainer.load_state(state)
 
     # -- inference -----------------------------------------------------------------------------
     def predict(self, model, x: np.ndarray, subnets: list[Subnet], batch_size: int,
@@ -219,7 +230,7 @@ def make_predict_fn(model):
     )
     def forward(x, kernels, mean, std):
         hidden = model.features(normalise(x, mean, std), training=False, kernels=kernels)
-        return model.classify(hidden, kernels), hidden
+        return as_float32(model.classify(hidden, kernels)), as_float32(hidden)
 
     return forward
 

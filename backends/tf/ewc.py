@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.amp import as_float32
 from backends.tf.augment import normalise
 from backends.tf.losses import cross_entropy
 from mind_core.backend_checks import (
@@ -106,7 +107,7 @@ def _make_fisher_fn(model):
     def batch_fisher(x, y, predicted, class_range, mean, std):
         x = normalise(x, mean, std)
         with tf.GradientTape() as tape:
-            logits = model(x, training=True)[:, class_range[0]:class_range[1]]
+            logits = as_float32(model(x, training=True))[:, class_range[0]:class_range[1]]
             own = tf.stop_gradient(tf.argmax(logits, axis=-1, output_type=tf.int64))
             loss = cross_entropy(logits, tf.where(predicted, own, y - class_range[0]))
         grads = tape.gradient(loss, variables)

@@ -51,7 +51,7 @@ class GatedConv2D(keras.layers.Layer):
         return self.kernel * self.gate
 
     def call(self, x, kernel=None):
-        k = self.effective_kernel() if kernel is None else kernel
+        k = _compute(self.effective_kernel() if kernel is None else kernel, x)
         if self.dilation != 1 and self.dilation != (1, 1):
             # As Keras runs it: TF's CPU Conv2D has no gradient for dilation rates over 1,
             # tf.nn.convolution computes those through space_to_batch.
@@ -86,7 +86,7 @@ class GatedDense(keras.layers.Layer):
         return self.kernel * self.gate
 
     def call(self, x, kernel=None):
-        k = self.effective_kernel() if kernel is None else kernel
+        k = _compute(self.effective_kernel() if kernel is None else kernel, x)
         if x.shape.rank == 2:
             return tf.matmul(x, k)
         return tf.tensordot(x, k, axes=1)
@@ -119,7 +119,7 @@ class GatedBias(keras.layers.Layer):
         return self.kernel * self.gate
 
     def call(self, x, kernel=None):
-        return tf.nn.bias_add(x, self.effective_kernel() if kernel is None else kernel)
+        return tf.nn.bias_add(x, _compute(self.effective_kernel() if kernel is None else kernel, x))
 
     @staticmethod
     def to_canonical(array: np.ndarray) -> np.ndarray:
@@ -128,6 +128,12 @@ class GatedBias(keras.layers.Layer):
     @staticmethod
     def from_canonical(array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(array)
+
+
+def _compute(kernel, x):
+    """A kernel in its input's type: under a mixed policy Keras casts the input and the
+    layer's own variables, but not a kernel computed outside the layer (predict's)."""
+    return tf.cast(kernel, x.dtype)
 
 
 def _pair(value) -> tuple[int, int]:

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from backends.tf import tf_import
+from backends.tf.amp import as_float32, loss_scale
 from backends.tf.augment import augment_batch, normalise
 from backends.tf.ewc import make_penalty
 from backends.tf.losses import (
@@ -28,6 +29,7 @@ from mind_core.backend_checks import (
     phase_teacher,
     trainable_masks,
 )
+from mind_core.precision import load_scaler_entries, scaler_entries, split_scaler_entries
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -66,9 +68,11 @@ class Trainer:
     """Optimiser state and the compiled step for one phase of one model."""
 
     def __init__(self, model, phase: PhaseSpec, trainable: Masks | None, teacher, device: str,
-                 penalty: Penalty | None = None):
+                 penalty: Penalty | None = None, precision: str = "fp32"):
         check_phase_fits(phase, model.num_classes)
         self.model, self.phase, self.device = model, phase, device
+        self.precision = precision  # resolved (amp.resolve)
+        self.loss_scale = loss_scale(precision)
         self.teacher = phase_teacher(phase, model, teacher)
         canonical = trainable_masks(trainable, {name: tuple(layer.canonical_shape)
                                                 for name, layer in model.gated.items()})
@@ -96,6 +100,7 @@ class Trainer:
 
     def _compile(self):
         model, teacher, phase, optimizer = self.model, self.teacher, self.phase, self.optimizer
+        scaling = self.loss_scale
         use_teacher = teacher is not None
         loss_fn = distill_loss_fn(phase.loss)
         distill_logits = _distill_logits(phase)
@@ -113,7 +118,7 @@ class Trainer:
             pushed towards uniform; BN in inference mode keeps its statistics the task's.
             outlier_plan: (quarter turns, how many images), protocol.outlier_turns/_count."""
             turned = tf.image.rot90(x[:outlier_plan[1]], k=outlier_plan[0])
-            return uniform_cross_entropy(model(turned, training=False)[:, lo:hi])
+            return uniform_cross_entropy(as_float32(model(turned, training=False))[:, lo:hi])
 
         @tf.function(
             input_signature=[image_spec(model), tf.TensorSpec([None], tf.int64),
@@ -126,11 +131,11 @@ class Trainer:
             y = tf.gather(y_all, index)
             x = augment_batch(x, mean, std, aug, seed) if augmenting else normalise(x, mean, std)
             if use_teacher:
-                raw = teacher(x, training=False)
+                raw = as_float32(teacher(x, training=False))
                 masked, _ = mask_logits(raw, None, (lo, hi), phase.logit_masking)
                 target = tf.stop_gradient(distill_logits(raw, masked))
             with tf.GradientTape() as tape:
-                logits = model(x, training=phase.train_bn)
+                logits = as_float32(model(x, training=phase.train_bn))
                 student, labels = mask_logits(logits, y, (lo, hi), phase.logit_masking)
                 ce = cross_entropy(student, labels)
                 if use_teacher:
@@ -143,13 +148,30 @@ class Trainer:
                     total += phase.outlier_weight * outlier_loss(x, outlier_plan)
                 if penalty is not None:
                     total += penalty()
-            optimizer.apply(tape.gradient(total, optimizer.variables))
+                if scaling is not None:
+                    scaled = scaling.scaled(total)
+            if scaling is None:
+                optimizer.apply(tape.gradient(total, optimizer.variables))
+            else:
+                scaling.apply(optimizer, tape.gradient(scaled, optimizer.variables))
             hits = tf.equal(tf.argmax(logits[:, lo:hi], axis=-1), y - lo)
             correct = tf.reduce_sum(tf.cast(hits, tf.float32))
             return tf.stack([total, ce, distill, correct])
 
         return step
 
+
+    def state(self) -> dict[str, np.ndarray]:
+        """MaskedAdamW's state, and fp16's loss scale."""
+        out = self.optimizer.state()
+        if self.loss_scale is not None:
+            out.update(scaler_entries(self.loss_scale.state()))
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        scaler, state = split_scaler_entries(state)
+        load_scaler_entries(self.loss_scale, scaler, self.precision)
+        self.optimizer.load_state(state)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
                     progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:

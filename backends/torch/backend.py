@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from backends.torch.amp import autocast, resolve
 from backends.torch.augment import Normaliser
 from backends.torch.convert import convert_network
 from backends.torch.ewc import fisher
@@ -85,10 +86,12 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, device: str = "auto", threads: int | None = None,
+                 precision: str = "fp32") -> None:
         self.device = resolve_device(device)
-        set_threads(threads)
         self._device = torch.device(self.device)
+        self.precision = resolve(precision, self._device)  # before set_threads changes anything
+        set_threads(threads)
         if self._device.type == "cuda":
             self.capabilities = frozenset({"gpu"})
             # Fixed shapes every step: let cuDNN pick the fastest kernels once.
@@ -195,7 +198,7 @@ class TorchBackend:
     def start_phase(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
                     teacher: nn.Module | None = None, penalty: Penalty | None = None
                     ) -> Trainer:
-        return Trainer(model, phase, trainable, teacher, self._device, penalty)
+        return Trainer(model, phase, trainable, teacher, self._device, penalty, self.precision)
 
     def train_epoch(self, trainer: Trainer, x: np.ndarray, y: np.ndarray, epoch: int,
                     seed: int, progress: ProgressFn | None = None,
@@ -234,11 +237,14 @@ class TorchBackend:
                     for layer in gated:
                         layer.cache_effective_weight()  # weight * gate once per sub-network
                     for start in range(0, n, batch_size):
-                        logits, hidden = logits_and_features(
-                            model, normalise(x_dev[start:start + batch_size]))
-                        out[j, start:start + batch_size] = logits[:, lo:hi]
+                        with autocast(self._device, self.precision):
+                            logits, hidden = logits_and_features(
+                                model, normalise(x_dev[start:start + batch_size]))
+                        # Stored as float32 (out and feats are): the core fits its
+                        # routing statistics on them in float64.
+                        out[j, start:start + batch_size] = logits[:, lo:hi].float()
                         if feats is not None:
-                            feats[j, start:start + batch_size] = hidden
+                            feats[j, start:start + batch_size] = hidden.float()
         finally:
             for layer in gated:
                 layer.clear_cache()

@@ -5,7 +5,8 @@ network) are multiplied by the 0/1 trainable mask, so their Adam moments stay ex
 the Adam update of a frozen entry is exactly 0; decoupled weight decay is applied by us as a
 multiplication by 1 - lr * wd * mask, which is exactly 1 on frozen entries. Fully frozen
 tensors are not optimised at all. An EWC penalty (ewc.py) is part of the loss, so its
-gradient is masked like every other.
+gradient is masked like every other. In bf16 or fp16 (amp.py) the forward passes run under
+autocast and the parameters, gradients and moments stay float32, so all of this holds as is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends.torch.amp import autocast, loss_scaler
 from backends.torch.augment import EpochAugmenter, Normaliser
 from backends.torch.ewc import make_penalty
 from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
@@ -27,6 +29,7 @@ from mind_core.backend_checks import (
     phase_teacher,
     trainable_masks,
 )
+from mind_core.precision import load_scaler_entries, scaler_entries, split_scaler_entries
 from mind_core.protocol import (
     EpochResult,
     Masks,
@@ -42,9 +45,11 @@ from mind_core.protocol import (
 class Trainer:
     def __init__(self, model: nn.Module, phase: PhaseSpec, trainable: Masks | None,
                  teacher: nn.Module | None, device: torch.device,
-                 penalty: Penalty | None = None) -> None:
+                 penalty: Penalty | None = None, precision: str = "fp32") -> None:
         check_phase_fits(phase, model.spec.num_classes)
         self.model, self.phase, self.device = model, phase, device
+        self.precision = precision  # resolved (amp.resolve)
+        self.scaler = loss_scaler(device, precision)
         self.teacher = phase_teacher(phase, model, teacher)
         self.loss_fn = get_loss(phase.loss)
         self.mask = LogitMask(phase.logit_masking, phase.class_range,
@@ -121,7 +126,7 @@ class Trainer:
         turned = torch.rot90(xb[:outlier_count(xb.shape[0])], turns, dims=(2, 3))
         for bn in self.bns:
             bn.eval()
-        logits = self.model(turned)
+        logits = self.model(turned).float()
         if self.phase.train_bn:
             for bn in self.bns:
                 bn.train()
@@ -146,14 +151,16 @@ class Trainer:
             return self.loss_fn(teacher, student)
         return self.loss_fn(teacher / t, student / t)
 
-    def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor],
-              batch_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.model(xb)
+    def _loss(self, xb: torch.Tensor, yb: torch.Tensor, batch_index: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, ce, distill, student logits). Logits are float32 from here on: the losses'
+        softmaxes and logs would lose too much in bf16 or fp16."""
+        logits = self.model(xb).float()
         student = self.mask.logits(logits)
         ce = F.cross_entropy(student, self.mask.labels(yb))
         if self.teacher is not None:
             with torch.no_grad():
-                teacher = self.teacher(xb)
+                teacher = self.teacher(xb).float()
             distill = self._distill(teacher, logits, student)
             loss = ce + self.phase.beta * distill
         else:
@@ -163,17 +170,36 @@ class Trainer:
             loss = loss + self.phase.outlier_weight * self._outlier_loss(xb, batch_index)
         if self.penalty is not None:
             loss = loss + self.penalty()
+        return loss, ce, distill, logits
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor, decay: list[torch.Tensor],
+              batch_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.precision):
+            loss, ce, distill, logits = self._loss(xb, yb, batch_index)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.scaler is None:
+                loss.backward()
+            else:
+                self.scaler.backward(loss)
             if self.masked_params:
+                # Scaled or not, a frozen entry's gradient becomes exactly 0 (an overflowed
+                # one NaN, which makes the scaler skip the whole step).
                 torch._foreach_mul_([p.grad for p in self.masked_params], self.keep)
-                if decay:
-                    with torch.no_grad():
-                        torch._foreach_mul_(self.masked_params, decay)
-            self.optimizer.step()
+            if self.scaler is None:
+                self._decay(decay)
+                self.optimizer.step()
+            elif self.scaler.step(self.optimizer):
+                # Only after a step that was taken; so fp16 decays the updated value, where
+                # fp32 decays the one before (a difference of order lr^2 * wd).
+                self._decay(decay)
         correct = (self.mask.task_predictions(logits.detach()) == yb).sum()
         return loss.detach(), ce.detach(), distill.detach(), correct
+
+    def _decay(self, decay: list[torch.Tensor]) -> None:
+        if decay and self.masked_params:
+            with torch.no_grad():
+                torch._foreach_mul_(self.masked_params, decay)
 
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, seed: int,
                     progress: ProgressFn | None, should_stop: StopFn | None) -> EpochResult:
@@ -214,7 +240,7 @@ class Trainer:
     def state(self) -> dict[str, np.ndarray]:
         if self.optimizer is None:
             return {}
-        out = {}
+        out = {} if self.scaler is None else scaler_entries(self.scaler.state())
         for index, values in self.optimizer.state_dict()["state"].items():
             for key, value in values.items():
                 array = torch.as_tensor(value).detach().to("cpu", copy=True).numpy()
@@ -226,6 +252,8 @@ class Trainer:
             if state:
                 raise ValueError("this phase trains nothing, but optimiser state was given")
             return
+        scaler, state = split_scaler_entries(state)
+        load_scaler_entries(self.scaler, scaler, self.precision)
         index_of = {name: i for i, name in enumerate(self.param_names)}
         per_param: dict[int, dict[str, torch.Tensor]] = {}
         for key, array in state.items():

@@ -30,7 +30,7 @@ def test_speed_returns_documented_keys():
     # threads=0 leaves the process's thread settings alone for the tests that follow.
     out = run_speed(["torch"], batch_size=2, batches=1, repeats=1, eval_images=2,
                     eval_batch=2, threads=0)
-    assert "train_ratio_teacher_slice_vs_paper" in BACKEND_RATIOS
+    assert "train_ratio_bf16_vs_fp32" in BACKEND_RATIOS
     for key in BACKEND_RATIOS:
         assert out[key] > 0
         assert out[key] == out["per_backend"]["torch"][key]
@@ -46,7 +46,9 @@ def test_speed_returns_documented_keys():
                                                   "torch_self_teacher_step",
                                                   "torch_distill_labels_step",
                                                   "torch_eval_pairwise", "torch_fit_stats_0",
-                                                  "torch_fit_stats_10"}
+                                                  "torch_fit_stats_10",
+                                                  "torch_bf16_teacher_step",
+                                                  "torch_bf16_distill_step"}
     assert out["stats_bytes_last_task"] > 0
     assert out["eval_limit_seconds"] == pytest.approx(
         10 * out["raw_seconds"]["cpu"]["dense_forward"], rel=1e-3)
