@@ -53,7 +53,7 @@ def test_the_thread_count_is_recorded_and_printed(tmp_path, capsys):
     header line of `mind run` say how many the run used."""
     out = tmp_path / "run"
     assert main(["run", "--preset", "smoke", *FAKE, "--out", str(out), "--threads", "3"]) == 0
-    assert "backend tests.fakes:FakeBackend on cpu, threads 3 intra-op, dataset" in \
+    assert "backend tests.fakes:FakeBackend on cpu in fp32, threads 3 intra-op, dataset" in \
         capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["threads"] == {"intra_op": 3}
     assert json.loads((out / "metrics.json").read_text())["threads"] == {"intra_op": 3}
