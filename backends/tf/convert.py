@@ -13,6 +13,7 @@ The user's model object is only read.
 from __future__ import annotations
 
 import re
+import warnings
 
 import attrs
 
@@ -154,11 +155,11 @@ def layer_kind(op, name: str) -> tuple[str, dict]:
                         "kernel_size": tuple(config["kernel_size"]),
                         "strides": tuple(config["strides"]), "padding": config["padding"],
                         "dilation": tuple(config["dilation_rate"]),
-                        "bias": bool(config["use_bias"]), "relu": _relu(op, name, config)}
+                        "bias": bool(config["use_bias"]), **_activation(op, name, config)}
     if cls is keras.layers.Dense:
         config = op.get_config()
         return "linear", {"units": int(config["units"]), "bias": bool(config["use_bias"]),
-                          "relu": _relu(op, name, config)}
+                          **_activation(op, name, config)}
     if cls is keras.layers.BatchNormalization:
         config = op.get_config()
         if not (config["center"] and config["scale"]):
@@ -171,21 +172,51 @@ def layer_kind(op, name: str) -> tuple[str, dict]:
     return "op", {}
 
 
-def _relu(op, name: str, config: dict) -> bool:
-    """Whether the layer's activation is relu; linear is False; anything else is an error."""
+def _activation(op, name: str, config: dict) -> dict:
+    """{"relu": bool, "softmax": bool}; an activation other than linear, relu or softmax is an
+    error. A softmax is kept only as a flag: the converted layer outputs logits, and adopt
+    allows it on the classifier alone (MIND applies its own softmax to the logits)."""
     what = type(op).__name__
     if getattr(op, "lora_enabled", False):
         raise unsupported(name, f"{what} with LoRA", "tf")
     activation = config.get("activation")
-    if activation in ("linear", None):
-        return False
-    if activation == "relu":
-        return True
-    if activation == "softmax":
-        raise NetworkError(f"layer {name!r} applies softmax: the network must output logits "
-                           "(MIND applies its own softmax), so remove activation='softmax'")
+    if activation in ("linear", None, "relu", "softmax"):
+        return {"relu": activation == "relu", "softmax": activation == "softmax"}
     shown = activation if isinstance(activation, str) else "a custom function"
     raise unsupported(name, f"{what} with activation {shown!r}", "tf")
+
+
+def _is_softmax(op) -> bool:
+    """A parameter-free layer that only applies softmax over the classes."""
+    if isinstance(op, keras.layers.Softmax):
+        return op.get_config().get("axis", -1) in (-1, [-1])
+    return isinstance(op, keras.layers.Activation) and \
+        op.get_config().get("activation") == "softmax"
+
+
+def _strip_softmax(blueprint: Blueprint, classifier: str) -> tuple[Blueprint, str | None]:
+    """The blueprint with the classifier's softmax removed (its activation, or a Softmax
+    layer right after it that ends the network), and what was removed, for adopt's one
+    warning once the network is accepted: a Keras
+    classifier usually ends in softmax for a probability loss, while MIND trains and routes
+    on logits. A softmax anywhere else is an error: removing it would change the network."""
+    steps = list(blueprint.steps)
+    output, stripped = blueprint.output_slot, None
+    last = steps[-1]
+    if (last.kind == "op" and _is_softmax(last.op) and output in last.outputs
+            and len(steps) > 1 and steps[-2].name == classifier
+            and last.args[0].index in steps[-2].outputs):
+        steps.pop()
+        output, stripped = last.args[0].index, f"layer {last.name!r}"
+    for i, step in enumerate(steps):
+        if not step.settings.get("softmax"):
+            continue
+        if step.name != classifier:
+            raise NetworkError(f"layer {step.name!r} applies softmax: only the classifier "
+                               f"({classifier!r}) may, and MIND then uses its logits")
+        steps[i] = attrs.evolve(step, settings={**step.settings, "softmax": False})
+        stripped = f"the activation of {classifier!r}"
+    return attrs.evolve(blueprint, steps=tuple(steps), output_slot=output), stripped
 
 
 # -- adopting and building --------------------------------------------------------------------
@@ -210,7 +241,12 @@ def adopt(network, input_shape: tuple[int, int, int],
     template, values = _first_forward(blueprint)
     found = template.found_layers
     classifier = choose_classifier(found, num_classes)
+    blueprint, stripped = _strip_softmax(blueprint, classifier)
     _check_classifier(blueprint, classifier, values)
+    if stripped:
+        warnings.warn(f"MIND removed the softmax ({stripped}): it trains and routes on the "
+                      f"logits of {classifier!r} and applies its own softmax", UserWarning,
+                      stacklevel=3)
     return attrs.evolve(blueprint, in_widths=dict(template.in_widths)), found
 
 
