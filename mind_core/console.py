@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from mind_core.eta import RunEta
 from mind_core.routing import PAPER_RULE
 from mind_core.rundir import CHECKPOINT_DIR, CONFIG, ERROR_LOG, EVENTS, METRICS
+from mind_core.schedule import classes_text
 
 
 def pct(value: float) -> str:
@@ -55,8 +56,11 @@ class ConsoleReporter:
                     f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}")
 
     def on_task_started(self, e):
-        lo, hi = e["class_range"]
-        self._print(f"Task {e['task'] + 1}/{e['tasks']}  (classes {lo}-{hi - 1})")
+        # The dataset's own class ids (and names), not the relabelled ids the core works in:
+        # those are the ones a person can look up (older events have no `classes`).
+        classes = e.get("classes")
+        shown = f"  (classes {classes_text(classes, e.get('class_names'))})" if classes else ""
+        self._print(f"Task {e['task'] + 1}/{e['tasks']}{shown}")
 
     def on_progress(self, e):
         if not self.live:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mind_core.schedule import classes_text
+
 # Theme variables made for text on the theme's background: readable on dark and light themes.
 STATUS_COLOUR = {"running": "text-primary", "finished": "text-success", "failed": "text-error",
                  "interrupted": "text-warning"}
@@ -64,9 +66,12 @@ def _run_started(e: dict[str, Any]) -> str:
 
 
 def _task_started(e: dict[str, Any]) -> str:
-    lo, hi = (e.get("class_range") or [None, None])[:2]
-    classes = f" (classes {lo}–{hi - 1})" if isinstance(hi, int) else ""
-    return f"{_task(e)}/{e.get('tasks', '?')} started{classes}"
+    # The dataset's class ids, as the console shows them (older events have none); names only
+    # where there is one per class.
+    classes, names = e.get("classes"), e.get("class_names")
+    names = names if classes and names and len(names) == len(classes) else None
+    shown = f" (classes {classes_text(classes, names)})" if classes else ""
+    return f"{_task(e)}/{e.get('tasks', '?')} started{shown}"
 
 
 def _phase_started(e: dict[str, Any]) -> str:
