@@ -151,11 +151,9 @@ SHOWN_CLASSES = 6  # a task header lists this many classes, then how many there 
 def task_started_fields(task: TaskData, class_names: tuple[str, ...] = ()) -> dict:
     """A task_started event's class fields: class_range in the relabelled space (what the
     core works in) and the task's classes as the dataset numbers them, with their names where
-    the dataset has them (what a person knows the classes by)."""
-    fields = {"class_range": list(task.class_range), "classes": [int(c) for c in task.classes]}
-    if class_names:
-        fields["class_names"] = [str(class_names[c]) for c in task.classes]
-    return fields
+    the dataset has them, else null (what a person knows the classes by)."""
+    return {"class_range": list(task.class_range), "classes": [int(c) for c in task.classes],
+            "class_names": [str(class_names[c]) for c in task.classes] if class_names else None}
 
 
 def classes_text(classes: list[int], names: list[str] | None = None) -> str:
