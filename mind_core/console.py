@@ -17,6 +17,11 @@ def pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 epoch", "2 epochs": a count with its noun (a regular plural in -s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def fmt_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
@@ -53,7 +58,7 @@ class ConsoleReporter:
         self.started = time.time()
         verb = "Resuming" if e.get("resumed") else "MIND run"
         self._print(f"{verb} {e['name']}: backend {e['backend']}, dataset {e['dataset']}, "
-                    f"model {e['model']}, {e['tasks']} tasks, variant {e['variant']}")
+                    f"model {e['model']}, {plural(e['tasks'], 'task')}, variant {e['variant']}")
 
     def on_task_started(self, e):
         # The dataset's own class ids (and names), not the relabelled ids the core works in:
