@@ -98,6 +98,14 @@ class _Reader:
             raise NetworkError(f"layer {name!r} must be called on one tensor")
         if kind != "op":
             _check_call_arguments(name, kind, kwargs)
+        if kind == "separable":  # two gated convs, "<name>.depthwise" then "<name>.pointwise"
+            middle = self.new_slot()
+            self.steps.append(Step(name=f"{name}.depthwise", kind="conv", args=tuple(args),
+                                   kwargs={}, outputs=(middle,), settings=settings["depthwise"]))
+            self.steps.append(Step(name=f"{name}.pointwise", kind="conv",
+                                   args=(Slot(middle),), kwargs={}, outputs=outputs,
+                                   settings=settings["pointwise"]))
+            return list(outputs)
         self.steps.append(Step(name=name, kind=kind, args=tuple(args), kwargs=dict(kwargs),
                                outputs=outputs, op=op if kind == "op" else None,
                                settings=settings))
@@ -140,22 +148,17 @@ def _check_settings(name: str, config: dict) -> None:
         raise NetworkError(f"layer {name!r} sets {key}, which MIND would ignore: {fix}")
 
 
+CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
 def layer_kind(op, name: str) -> tuple[str, dict]:
-    """("conv" | "linear" | "bn" | "op", settings), or the NetworkError MIND gives for it."""
+    """("conv" | "linear" | "bn" | "op", settings), or ("separable", {"depthwise": settings,
+    "pointwise": settings}): two gated convs, or the NetworkError MIND gives for it."""
     cls = type(op)
-    if cls in (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization):
+    if cls in (*CONVS, keras.layers.Dense, keras.layers.BatchNormalization):
         _check_settings(name, op.get_config())
-    if cls is keras.layers.Conv2D:
-        config = op.get_config()
-        if config["data_format"] != "channels_last":
-            raise unsupported(name, f"Conv2D with data_format={config['data_format']!r}", "tf")
-        if config.get("groups", 1) != 1:
-            raise unsupported(name, f"Conv2D with groups={config['groups']}", "tf")
-        return "conv", {"filters": int(config["filters"]),
-                        "kernel_size": tuple(config["kernel_size"]),
-                        "strides": tuple(config["strides"]), "padding": config["padding"],
-                        "dilation": tuple(config["dilation_rate"]),
-                        "bias": bool(config["use_bias"]), **_activation(op, name, config)}
+    if cls in CONVS:
+        return _conv_kind(op, name, op.get_config())
     if cls is keras.layers.Dense:
         config = op.get_config()
         return "linear", {"units": int(config["units"]), "bias": bool(config["use_bias"]),
@@ -170,6 +173,30 @@ def layer_kind(op, name: str) -> tuple[str, dict]:
     if isinstance(op, WEIGHTED_LAYERS) or getattr(op, "weights", None):
         raise unsupported(name, cls.__name__, "tf")
     return "op", {}
+
+
+def _conv_kind(op, name: str, config: dict) -> tuple[str, dict]:
+    """A Conv2D (groups too), a DepthwiseConv2D (groups = its input channels, known once it
+    runs: `depth_multiplier` marks it) or a SeparableConv2D (a depthwise conv, then a 1x1
+    conv with the bias and activation). Ownership is per weight entry, so a grouped kernel
+    is gated like any other."""
+    what = type(op).__name__
+    if config["data_format"] != "channels_last":
+        raise unsupported(name, f"{what} with data_format={config['data_format']!r}", "tf")
+    spatial = {"kernel_size": tuple(config["kernel_size"]),
+               "strides": tuple(config["strides"]), "padding": config["padding"],
+               "dilation": tuple(config["dilation_rate"])}
+    output = {"bias": bool(config["use_bias"]), **_activation(op, name, config)}
+    if type(op) is keras.layers.Conv2D:
+        return "conv", {"filters": int(config["filters"]), "groups": int(config["groups"]),
+                        **spatial, **output}
+    depthwise = {"depth_multiplier": int(config["depth_multiplier"]), **spatial}
+    if type(op) is keras.layers.DepthwiseConv2D:
+        return "conv", {**depthwise, **output}
+    return "separable", {
+        "depthwise": {**depthwise, "bias": False, "relu": False, "softmax": False},
+        "pointwise": {"filters": int(config["filters"]), "groups": 1, "kernel_size": (1, 1),
+                      "strides": (1, 1), "padding": "valid", "dilation": (1, 1), **output}}
 
 
 def _activation(op, name: str, config: dict) -> dict:

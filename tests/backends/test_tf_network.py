@@ -274,8 +274,8 @@ REFUSED = {
     "unbuilt layer norm": (lambda: keras.Sequential([L.LayerNormalization(name="ln"),
                                                      L.Flatten(), L.Dense(4)]),
                            "'ln' (LayerNormalization) is not supported"),
-    "depthwise": (lambda: with_head(L.DepthwiseConv2D(3, name="dw"), L.Flatten()),
-                  "'dw' (DepthwiseConv2D) is not supported"),
+    "depthwise subclass": (lambda: with_head(type("MyDepthwise", (L.DepthwiseConv2D,), {})(
+        3, name="dw"), L.Flatten()), "'dw' (MyDepthwise) is not supported"),
     "tanh": (lambda: with_head(L.Conv2D(2, 3, activation="tanh", name="c"), L.Flatten()),
              "Conv2D with activation 'tanh'"),
     "softmax hidden": (lambda: with_head(L.Flatten(), L.Dense(5, activation="softmax",
