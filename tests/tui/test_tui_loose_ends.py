@@ -102,6 +102,8 @@ def test_the_runs_list_fits_100_columns_with_long_names(runs_dir, catalog):
         table.move_cursor(row=list(rows(screen)).index(shown))
         await pilot.pause()
         assert plain(screen.query_one("#runs-hint")).replace("\n", "").startswith(long)
+        await pilot.resize_terminal(170, 30)  # wide enough for the name: it is shown whole
+        await wait_for(pilot, lambda: long in rows(screen))
 
     drive(app, scenario, size=(100, 30))
 

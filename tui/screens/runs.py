@@ -237,6 +237,11 @@ class RunsScreen(Screen):
                 text = keys
         self.query_one("#runs-hint", Static).update(text)
 
+    def on_resize(self) -> None:
+        # The run column's width follows the screen's (name_width): fit it again.
+        if self.rows:
+            self._fill_table()
+
     def on_data_table_row_highlighted(self) -> None:
         self._update_hint()
 
