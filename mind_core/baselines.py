@@ -28,6 +28,7 @@ from mind_core.engine import PHASES, Engine
 from mind_core.evaluation import evaluate_single_head
 from mind_core.plan import derive_seed, phase_spec
 from mind_core.protocol import Penalty, PhaseSpec
+from mind_core.schedule import task_started_fields
 
 SINGLE_HEAD_MASKING = "slice"  # the head is the classes seen so far; the rest do not exist yet
 
@@ -58,7 +59,8 @@ class BaselineEngine(Engine):
         if st.phase == "teacher":
             if st.next_epoch == 0:
                 self.events.emit("task_started", task=t, tasks=self.cfg.tasks,
-                                 class_range=list(self.task_data[t].class_range))
+                                 **task_started_fields(self.task_data[t],
+                                                       self.dataset.class_names))
                 self._start_task(t)
             self._train_task(t)
             self.bn_snapshots.append(self.backend.get_bn(self.model))

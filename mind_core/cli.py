@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="classify new images with a trained run",
                           description="Classify images with a run's final sub-networks, "
                           "task-agnostically with the run's routing rule: one CSV row per image "
-                          "(image, class, class_name, task, score = the routed sub-network's "
+                          "(image, class = the dataset's class id, class_name, task = the "
+                          "routed sub-network numbered from 1, score = its "
                           "softmax probability of that class).")
     pred.add_argument("run_dir", type=Path)
     pred.add_argument("images", type=Path, help="an .npz (array x, images or x_test) or a "

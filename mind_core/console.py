@@ -10,10 +10,16 @@ from typing import Any, TextIO
 from mind_core.eta import RunEta
 from mind_core.routing import PAPER_RULE
 from mind_core.rundir import CHECKPOINT_DIR, CONFIG, ERROR_LOG, EVENTS, METRICS
+from mind_core.schedule import classes_text
 
 
 def pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 epoch", "2 epochs": a count with its noun (a regular plural in -s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -53,12 +59,15 @@ class ConsoleReporter:
         self.started = time.time()
         verb = "Resuming" if e.get("resumed") else "MIND run"
         self._print(f"{verb} {e['name']}: backend {e['backend']}{device_text(e)}, dataset "
-                    f"{e['dataset']}, model {e['model']}, {e['tasks']} tasks, variant "
-                    f"{e['variant']}")
+                    f"{e['dataset']}, model {e['model']}, {plural(e['tasks'], 'task')}, "
+                    f"variant {e['variant']}")
 
     def on_task_started(self, e):
-        lo, hi = e["class_range"]
-        self._print(f"Task {e['task'] + 1}/{e['tasks']}  (classes {lo}-{hi - 1})")
+        # The dataset's own class ids (and names), not the relabelled ids the core works in:
+        # those are the ones a person can look up (older events have no `classes`).
+        classes = e.get("classes")
+        shown = f"  (classes {classes_text(classes, e.get('class_names'))})" if classes else ""
+        self._print(f"Task {e['task'] + 1}/{e['tasks']}{shown}")
 
     def on_progress(self, e):
         if not self.live:

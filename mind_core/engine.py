@@ -42,7 +42,7 @@ from mind_core.rundir import (
     STOP_FILE,
     task_checkpoint,
 )
-from mind_core.schedule import make_tasks
+from mind_core.schedule import make_tasks, task_started_fields
 from mind_core.spaces import space_ids
 
 
@@ -202,7 +202,7 @@ class Engine:
         if st.phase == "teacher":
             if st.next_epoch == 0:
                 self.events.emit("task_started", task=t, tasks=self.cfg.tasks,
-                                 class_range=list(task.class_range))
+                                 **task_started_fields(task, self.dataset.class_names))
                 self.teacher = self._new_teacher(t)
             self._train(t, "teacher", self.teacher, trainable=self._teacher_trainable())
             st.phase, st.next_epoch = "allocate", 0

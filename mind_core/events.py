@@ -17,7 +17,7 @@ from typing import Any
 # Contract: docs/design.md, "The run directory".
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "run_started": ("name", "backend", "dataset", "tasks", "variant", "model", "pid", "resumed"),
-    "task_started": ("task", "tasks", "class_range"),
+    "task_started": ("task", "tasks", "class_range", "classes", "class_names"),
     "phase_started": ("task", "phase", "epochs"),
     "progress": ("task", "phase", "epoch", "epochs", "batch", "batches", "loss", "eta_s"),
     "epoch_ended": ("task", "phase", "epoch", "epochs", "loss", "ce", "distill", "accuracy", "lr",

@@ -17,10 +17,12 @@ CUSTOM_ARCH = "custom"
 """ModelSpec.arch / RunConfig.model of a run that trains a user's own network."""
 
 SUPPORTED_LAYERS = {
-    "torch": "Conv2d (groups=1, zero padding), Linear, BatchNorm1d/BatchNorm2d (affine, with "
-             "running statistics) and parameter-free modules or functional calls",
-    "tf": "Conv2D (groups=1, channels_last) and Dense with a linear or relu activation, "
-          "BatchNormalization (center and scale, axis -1) and parameter-free layers",
+    "torch": "Conv2d (grouped and depthwise too, zero padding), Linear, "
+             "BatchNorm1d/BatchNorm2d (affine, with running statistics) and parameter-free "
+             "modules or functional calls",
+    "tf": "Conv2D (grouped too), DepthwiseConv2D, SeparableConv2D (channels_last) and Dense "
+          "with a linear or relu activation, BatchNormalization (center and scale, axis -1) "
+          "and parameter-free layers",
 }
 """What each backend converts, as printed in errors; docs/models.md ("Your own network")
 says the same for users."""

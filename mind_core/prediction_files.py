@@ -67,7 +67,9 @@ def predictions_csv(ids: list[str], found: Predictions) -> str:
     writer.writerow(CSV_COLUMNS)
     for name, cls, class_name, task, score in zip(ids, found.classes, found.names(),
                                                   found.tasks, found.scores, strict=True):
-        writer.writerow([name, int(cls), class_name, int(task), f"{float(score):.6f}"])
+        # Tasks from 1, as every file a person reads numbers them (docs/design.md,
+        # "Numbering"); Predictions.tasks keeps the 0-based index.
+        writer.writerow([name, int(cls), class_name, int(task) + 1, f"{float(score):.6f}"])
     return out.getvalue()
 
 

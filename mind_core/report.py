@@ -7,8 +7,8 @@ metrics.json's, so that a metrics.json and an events.jsonl from different runs a
 mixed. How much of each layer every task owns comes from the last `allocated` event, else from
 the newest checkpoint.
 
-Task numbers in the CSV files count from 0, as in events.jsonl and metrics.json; the plots
-label tasks from 1, as the console does. Plotting (mind_core.report_plots) needs matplotlib,
+Task numbers in the CSV files and the plots count from 1, as everything a person reads does
+(docs/design.md, "Numbering"); events.jsonl and metrics.json keep 0-based indices. Plotting (mind_core.report_plots) needs matplotlib,
 the `report` extra; reading the run and writing the CSVs need nothing beyond the core.
 """
 
@@ -285,7 +285,7 @@ def write_tables(results: RunResults, out: Path) -> list[Path]:
     for t in range(results.tasks_done):
         routing_row = results.per_task_routing[t]
         for j in range(t + 1):
-            row = [t, j, results.acc_matrix_taw[t][j], results.acc_matrix_tag[t][j]]
+            row = [t + 1, j + 1, results.acc_matrix_taw[t][j], results.acc_matrix_tag[t][j]]
             if with_routing:
                 row.append(routing_row[j] if routing_row is not None else None)
             long_rows.append(row)
@@ -294,14 +294,14 @@ def write_tables(results: RunResults, out: Path) -> list[Path]:
                    ["after_task", "task", "taw", "tag"] + (["routing"] if with_routing else []),
                    long_rows),
         _write_csv(out / "summary.csv", ["after_task", "tag", "taw", "routing", "tag_entropy"],
-                   [[t, results.tag[t], results.taw[t], results.routing[t],
+                   [[t + 1, results.tag[t], results.taw[t], results.routing[t],
                      results.tag_entropy[t]] for t in range(results.tasks_done)]),
     ]
     if results.ownership:
         tasks = len(next(iter(results.ownership.values()))["owned"])
         written.append(_write_csv(
             out / "ownership.csv",
-            ["layer", "total", "free"] + [f"task{t}" for t in range(tasks)],
+            ["layer", "total", "free"] + [f"task{t + 1}" for t in range(tasks)],
             [[name, layer["total"], layer["free"], *layer["owned"]]
              for name, layer in results.ownership.items()]))
     return written

@@ -142,3 +142,24 @@ def _check_labels(dataset: Dataset) -> None:
         if y.size and (y.min() < 0 or y.max() >= dataset.num_classes):
             raise ScheduleError(f"{split} labels of {dataset.name!r} span {y.min()}..{y.max()}, "
                                 f"outside 0..{dataset.num_classes - 1}")
+
+
+# ----------------------------------------------------------------------------- what a person reads
+SHOWN_CLASSES = 6  # a task header lists this many classes, then how many there are
+
+
+def task_started_fields(task: TaskData, class_names: tuple[str, ...] = ()) -> dict:
+    """A task_started event's class fields: class_range in the relabelled space (what the
+    core works in) and the task's classes as the dataset numbers them, with their names where
+    the dataset has them, else null (what a person knows the classes by)."""
+    return {"class_range": list(task.class_range), "classes": [int(c) for c in task.classes],
+            "class_names": [str(class_names[c]) for c in task.classes] if class_names else None}
+
+
+def classes_text(classes: list[int], names: list[str] | None = None) -> str:
+    """`3 Dress, 7 Sneaker` (the dataset's class ids, and names where known), the first
+    SHOWN_CLASSES only, then how many there are in all."""
+    shown = [f"{c} {n}" if names else str(c)
+             for c, n in zip(classes, names or [None] * len(classes), strict=True)]
+    more = f", … ({len(classes)} classes)" if len(shown) > SHOWN_CLASSES else ""
+    return ", ".join(shown[:SHOWN_CLASSES]) + more

@@ -4,7 +4,8 @@
 engine (start_run, resume_run, `mind run --tensorboard DIR`) and close() it after the run. It
 writes with tensorboardX, the `tensorboard` extra.
 
-Scalars (task numbers in tags count from 0, as in events.jsonl):
+Scalars (task numbers in tags count from 1, as everything a person reads does; docs/design.md,
+"Numbering"):
 
     task<t>/<phase>/loss, ce, accuracy, lr      phase teacher or distill, after every epoch
     task<t>/distill/distill                      the distillation term (distill phase only)
@@ -70,7 +71,7 @@ class TensorBoardLogger:
 
     # ------------------------------------------------------------------ events
     def _epoch_ended(self, e: dict[str, Any]) -> None:
-        prefix = f"task{e['task']}/{e['phase']}"
+        prefix = f"task{e['task'] + 1}/{e['phase']}"
         step = e["epoch"] + 1
         for field in EPOCH_FIELDS:
             self._scalar(f"{prefix}/{field}", e.get(field), step, e.get("time"))
@@ -83,7 +84,7 @@ class TensorBoardLogger:
             self._scalar(f"eval/{field}", e.get(field), step, e.get("time"))
         for name, field in PER_TASK_FIELDS.items():
             for j, value in enumerate(e.get(field) or []):
-                self._scalar(f"eval_per_task/task{j}/{name}", value, step, e.get("time"))
+                self._scalar(f"eval_per_task/task{j + 1}/{name}", value, step, e.get("time"))
 
     # ------------------------------------------------------------------ writing
     def _scalar(self, tag: str, value: Any, step: int, walltime: float | None) -> None:

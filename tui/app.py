@@ -9,6 +9,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 
 from tui.catalog import Catalog, CoreCatalog
 from tui.cli import main, parse_args
@@ -27,18 +28,23 @@ class MindApp(App[None]):
     # Textual's own, quits from anywhere.
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("f2", "switch_mode('runs')", "Runs"),
-        Binding("f3", "switch_mode('launch')", "New run"),
+        Binding("f2", "show_mode('runs')", "Runs"),
+        Binding("f3", "show_mode('launch')", "New run"),
     ]
 
     def __init__(self, backend: str = "torch", runs_dir: Path | str = "runs",
-                 attach: Path | str | None = None, catalog: Catalog | None = None) -> None:
+                 attach: Path | str | None = None, catalog: Catalog | None = None,
+                 sweeps_dir: Path | str | None = "sweeps") -> None:
         # With --attach the monitor sits on top of the runs list, so "back" lands there.
         self.DEFAULT_MODE = "runs" if attach else "launch"
         super().__init__()
         self.backend = backend
-        self.runs_dir = Path(runs_dir)
-        self.runs_label = str(runs_dir)
+        self.runs_dir = Path(runs_dir)  # where runs launched here go
+        # The runs list shows both: `mind run` writes to runs/ and `mind sweep` to sweeps/.
+        self.list_dirs = [self.runs_dir]
+        if sweeps_dir is not None and Path(sweeps_dir).absolute() != self.runs_dir.absolute():
+            self.list_dirs.append(Path(sweeps_dir))
+        self.runs_label = " and ".join(str(d) for d in self.list_dirs)
         self.attach = Path(attach) if attach else None
         self.catalog: Catalog = catalog if catalog is not None else CoreCatalog()
         # Child processes this app started, by resolved run directory.
@@ -47,6 +53,16 @@ class MindApp(App[None]):
     def on_mount(self) -> None:
         if self.attach is not None:
             self.push_screen(MonitorScreen(self.attach))
+
+    def action_show_mode(self, mode: str) -> None:
+        """The mode's own screen, the launch form or the runs list, with whatever was opened
+        on top of it closed: a monitor a launch opened sits on the launch mode's stack, and
+        switching modes alone would show that monitor again (or do nothing from it)."""
+        if isinstance(self.screen, ModalScreen):  # a question waits for its answer
+            return
+        self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
 
     def running_children(self) -> list[RunProcess]:
         return [process for process in self.processes.values() if process.alive]

@@ -29,7 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='framework for new runs: "torch", "tf" or "module:Class" '
                              "(default: torch; changeable on the launch screen)")
     parser.add_argument("--runs", default="runs", metavar="DIR",
-                        help="directory holding the run directories (default: ./runs)")
+                        help="directory holding the run directories, where new runs go "
+                             "(default: ./runs)")
+    parser.add_argument("--sweeps", default="sweeps", metavar="DIR",
+                        help="directory holding `mind sweep` directories, listed beside the "
+                             "runs (default: ./sweeps, mind sweep's own)")
     parser.add_argument("--attach", metavar="DIR",
                         help="open the monitor on an existing run directory (e.g. one started "
                              "with `mind run --out DIR`)")
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> Any:
         return EXIT_BAD_INPUT
     from tui.app import MindApp, run_app
 
-    return run_app(MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach))
+    return run_app(MindApp(backend=args.backend, runs_dir=args.runs, attach=args.attach,
+                           sweeps_dir=args.sweeps))
 
 
 if __name__ == "__main__":

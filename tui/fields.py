@@ -41,6 +41,18 @@ def class_range(value: Any) -> list[int] | None:
     return None
 
 
+def counts(value: Any) -> list[int] | None:
+    """A list of whole numbers >= 0 (a task's class ids)."""
+    if isinstance(value, list) and all(count(v) is not None for v in value):
+        return value
+    return None
+
+
+def texts(value: Any) -> list[str] | None:
+    """A list of strings (a task's class names)."""
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+
 def layers(value: Any) -> dict[str, dict[str, Any]] | None:
     """An allocated event's ownership: {layer: {"owned": [count per task], "free", "total"}}."""
     if not isinstance(value, dict):
@@ -80,6 +92,8 @@ KINDS: dict[str, tuple[Reader, str]] = {
     "number": (finite, "a finite number"),
     "text": (text, "a string"),
     "class_range": (class_range, "[first class, end class]"),
+    "counts": (counts, "a list of whole numbers >= 0"),
+    "texts": (texts, "a list of strings"),
     "layers": (layers, "{layer: {owned, free, total}} counts"),
     "matrix": (matrix, "a list of rows of numbers"),
 }
@@ -90,6 +104,8 @@ FIELDS: dict[str, str] = {
     **dict.fromkeys(("phase", "backend", "dataset", "variant", "model", "name", "reason",
                      "message", "path", "routing_rule"), "text"),
     "class_range": "class_range",
+    "classes": "counts",
+    "class_names": "texts",
     "layers": "layers",
     "acc_matrix_tag": "matrix",
     "acc_matrix_taw": "matrix",

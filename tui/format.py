@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mind_core.console import plural
+from mind_core.schedule import classes_text
+
 # Theme variables made for text on the theme's background: readable on dark and light themes.
 STATUS_COLOUR = {"running": "text-primary", "finished": "text-success", "failed": "text-error",
                  "interrupted": "text-warning"}
@@ -32,8 +35,14 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def date(unix: float | None) -> str:
-    return "–" if unix is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))
+def date(unix: float | None, now: float | None = None) -> str:
+    """"11-27 10:15" this year, "2025-11-27" before (as `ls -l` does): short enough for the
+    runs list to leave its names room at 100 columns."""
+    if unix is None:
+        return "–"
+    moment = time.localtime(unix)
+    this_year = moment.tm_year == time.localtime(now).tm_year
+    return time.strftime("%m-%d %H:%M" if this_year else "%Y-%m-%d", moment)
 
 
 def event_line(event: dict[str, Any], start: float | None,
@@ -60,17 +69,26 @@ def _task(e: dict[str, Any]) -> str:
 def _run_started(e: dict[str, Any]) -> str:
     verb = "resumed" if e.get("resumed") else "started"
     return (f"run {verb}: {e.get('backend', '?')} · {e.get('dataset', '?')} · "
-            f"{e.get('tasks', '?')} tasks · {e.get('variant', '?')} · {e.get('model', '?')}")
+            f"{_count(e.get('tasks'), 'task')} · {e.get('variant', '?')} · "
+            f"{e.get('model', '?')}")
+
+
+def _count(value: Any, noun: str) -> str:
+    """plural() for a field that may be missing ("? tasks")."""
+    return plural(value, noun) if isinstance(value, int) else f"? {noun}s"
 
 
 def _task_started(e: dict[str, Any]) -> str:
-    lo, hi = (e.get("class_range") or [None, None])[:2]
-    classes = f" (classes {lo}–{hi - 1})" if isinstance(hi, int) else ""
-    return f"{_task(e)}/{e.get('tasks', '?')} started{classes}"
+    # The dataset's class ids, as the console shows them (older events have none); names only
+    # where there is one per class.
+    classes, names = e.get("classes"), e.get("class_names")
+    names = names if classes and names and len(names) == len(classes) else None
+    shown = f" (classes {classes_text(classes, names)})" if classes else ""
+    return f"{_task(e)}/{e.get('tasks', '?')} started{shown}"
 
 
 def _phase_started(e: dict[str, Any]) -> str:
-    epochs = f", {e['epochs']} epochs" if e.get("epochs") else ""
+    epochs = f", {plural(e['epochs'], 'epoch')}" if e.get("epochs") else ""
     return f"{_task(e)}: {e.get('phase', '?')} phase{epochs}"
 
 

@@ -41,14 +41,25 @@ class SweepSummary:
     def count(self, status: str) -> int:
         return sum(trial.status == status for trial in self.trials)
 
+    def mean(self, key: str) -> float | None:
+        """The mean final accuracy ("tag" or "taw") of the finished trials, as summary.md's
+        mean over seeds but over the whole grid: a trial still going would pull it down."""
+        values = [getattr(t, key) for t in self.trials
+                  if t.status == FINISHED and getattr(t, key) is not None]
+        return sum(values) / len(values) if values else None
+
     def progress(self) -> str:
-        """"3/6 done, 1 running, 1 failed, ETA 4m10s": zero counts and an unknown ETA left
-        out, so a finished sweep reads "6/6 done"."""
+        """"3/6 done, 1 running, 1 failed, ETA 4m10s, mean TAg 75.0 %": zero counts, an
+        unknown ETA and a mean of no trials left out, so a finished sweep reads "6/6 done,
+        mean TAg 75.0 %"."""
         parts = [f"{self.count(FINISHED)}/{len(self.trials)} done"]
         parts += [f"{n} {word}" for n, word in ((self.count(RUNNING), "running"),
                                                 (self.count(FAILED), "failed")) if n]
         if self.eta_s is not None:
             parts.append(f"ETA {clock(self.eta_s)}")
+        tag = self.mean("tag")
+        if tag is not None:
+            parts.append(f"mean TAg {100 * tag:.1f} % of the finished")
         return ", ".join(parts)
 
     @functools.cached_property  # every trial's row asks; not a field (eq ignores it)

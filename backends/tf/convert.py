@@ -13,6 +13,7 @@ The user's model object is only read.
 from __future__ import annotations
 
 import re
+import warnings
 
 import attrs
 
@@ -97,6 +98,14 @@ class _Reader:
             raise NetworkError(f"layer {name!r} must be called on one tensor")
         if kind != "op":
             _check_call_arguments(name, kind, kwargs)
+        if kind == "separable":  # two gated convs, "<name>.depthwise" then "<name>.pointwise"
+            middle = self.new_slot()
+            self.steps.append(Step(name=f"{name}.depthwise", kind="conv", args=tuple(args),
+                                   kwargs={}, outputs=(middle,), settings=settings["depthwise"]))
+            self.steps.append(Step(name=f"{name}.pointwise", kind="conv",
+                                   args=(Slot(middle),), kwargs={}, outputs=outputs,
+                                   settings=settings["pointwise"]))
+            return list(outputs)
         self.steps.append(Step(name=name, kind=kind, args=tuple(args), kwargs=dict(kwargs),
                                outputs=outputs, op=op if kind == "op" else None,
                                settings=settings))
@@ -139,26 +148,21 @@ def _check_settings(name: str, config: dict) -> None:
         raise NetworkError(f"layer {name!r} sets {key}, which MIND would ignore: {fix}")
 
 
+CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
 def layer_kind(op, name: str) -> tuple[str, dict]:
-    """("conv" | "linear" | "bn" | "op", settings), or the NetworkError MIND gives for it."""
+    """("conv" | "linear" | "bn" | "op", settings), or ("separable", {"depthwise": settings,
+    "pointwise": settings}): two gated convs, or the NetworkError MIND gives for it."""
     cls = type(op)
-    if cls in (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization):
+    if cls in (*CONVS, keras.layers.Dense, keras.layers.BatchNormalization):
         _check_settings(name, op.get_config())
-    if cls is keras.layers.Conv2D:
-        config = op.get_config()
-        if config["data_format"] != "channels_last":
-            raise unsupported(name, f"Conv2D with data_format={config['data_format']!r}", "tf")
-        if config.get("groups", 1) != 1:
-            raise unsupported(name, f"Conv2D with groups={config['groups']}", "tf")
-        return "conv", {"filters": int(config["filters"]),
-                        "kernel_size": tuple(config["kernel_size"]),
-                        "strides": tuple(config["strides"]), "padding": config["padding"],
-                        "dilation": tuple(config["dilation_rate"]),
-                        "bias": bool(config["use_bias"]), "relu": _relu(op, name, config)}
+    if cls in CONVS:
+        return _conv_kind(op, name, op.get_config())
     if cls is keras.layers.Dense:
         config = op.get_config()
         return "linear", {"units": int(config["units"]), "bias": bool(config["use_bias"]),
-                          "relu": _relu(op, name, config)}
+                          **_activation(op, name, config)}
     if cls is keras.layers.BatchNormalization:
         config = op.get_config()
         if not (config["center"] and config["scale"]):
@@ -171,21 +175,75 @@ def layer_kind(op, name: str) -> tuple[str, dict]:
     return "op", {}
 
 
-def _relu(op, name: str, config: dict) -> bool:
-    """Whether the layer's activation is relu; linear is False; anything else is an error."""
+def _conv_kind(op, name: str, config: dict) -> tuple[str, dict]:
+    """A Conv2D (groups too), a DepthwiseConv2D (groups = its input channels, known once it
+    runs: `depth_multiplier` marks it) or a SeparableConv2D (a depthwise conv, then a 1x1
+    conv with the bias and activation). Ownership is per weight entry, so a grouped kernel
+    is gated like any other."""
+    what = type(op).__name__
+    if config["data_format"] != "channels_last":
+        raise unsupported(name, f"{what} with data_format={config['data_format']!r}", "tf")
+    spatial = {"kernel_size": tuple(config["kernel_size"]),
+               "strides": tuple(config["strides"]), "padding": config["padding"],
+               "dilation": tuple(config["dilation_rate"])}
+    output = {"bias": bool(config["use_bias"]), **_activation(op, name, config)}
+    if type(op) is keras.layers.Conv2D:
+        return "conv", {"filters": int(config["filters"]), "groups": int(config["groups"]),
+                        **spatial, **output}
+    depthwise = {"depth_multiplier": int(config["depth_multiplier"]), **spatial}
+    if type(op) is keras.layers.DepthwiseConv2D:
+        return "conv", {**depthwise, **output}
+    return "separable", {
+        "depthwise": {**depthwise, "bias": False, "relu": False, "softmax": False},
+        "pointwise": {"filters": int(config["filters"]), "groups": 1, "kernel_size": (1, 1),
+                      "strides": (1, 1), "padding": "valid", "dilation": (1, 1), **output}}
+
+
+def _activation(op, name: str, config: dict) -> dict:
+    """{"relu": bool, "softmax": bool}; an activation other than linear, relu or softmax is an
+    error. A softmax is kept only as a flag: the converted layer outputs logits, and adopt
+    allows it on the classifier alone (MIND applies its own softmax to the logits)."""
     what = type(op).__name__
     if getattr(op, "lora_enabled", False):
         raise unsupported(name, f"{what} with LoRA", "tf")
     activation = config.get("activation")
-    if activation in ("linear", None):
-        return False
-    if activation == "relu":
-        return True
-    if activation == "softmax":
-        raise NetworkError(f"layer {name!r} applies softmax: the network must output logits "
-                           "(MIND applies its own softmax), so remove activation='softmax'")
+    if activation in ("linear", None, "relu", "softmax"):
+        return {"relu": activation == "relu", "softmax": activation == "softmax"}
     shown = activation if isinstance(activation, str) else "a custom function"
     raise unsupported(name, f"{what} with activation {shown!r}", "tf")
+
+
+def _is_softmax(op) -> bool:
+    """A parameter-free layer that only applies softmax over the classes."""
+    if isinstance(op, keras.layers.Softmax):
+        return op.get_config().get("axis", -1) in (-1, [-1])
+    return isinstance(op, keras.layers.Activation) and \
+        op.get_config().get("activation") == "softmax"
+
+
+def _strip_softmax(blueprint: Blueprint, classifier: str) -> tuple[Blueprint, str | None]:
+    """The blueprint with the classifier's softmax removed (its activation, or a Softmax
+    layer right after it that ends the network), and what was removed, for adopt's one
+    warning once the network is accepted: a Keras
+    classifier usually ends in softmax for a probability loss, while MIND trains and routes
+    on logits. A softmax anywhere else is an error: removing it would change the network."""
+    steps = list(blueprint.steps)
+    output, stripped = blueprint.output_slot, None
+    last = steps[-1]
+    if (last.kind == "op" and _is_softmax(last.op) and output in last.outputs
+            and len(steps) > 1 and steps[-2].name == classifier
+            and last.args[0].index in steps[-2].outputs):
+        steps.pop()
+        output, stripped = last.args[0].index, f"layer {last.name!r}"
+    for i, step in enumerate(steps):
+        if not step.settings.get("softmax"):
+            continue
+        if step.name != classifier:
+            raise NetworkError(f"layer {step.name!r} applies softmax: only the classifier "
+                               f"({classifier!r}) may, and MIND then uses its logits")
+        steps[i] = attrs.evolve(step, settings={**step.settings, "softmax": False})
+        stripped = f"the activation of {classifier!r}"
+    return attrs.evolve(blueprint, steps=tuple(steps), output_slot=output), stripped
 
 
 # -- adopting and building --------------------------------------------------------------------
@@ -210,7 +268,12 @@ def adopt(network, input_shape: tuple[int, int, int],
     template, values = _first_forward(blueprint)
     found = template.found_layers
     classifier = choose_classifier(found, num_classes)
+    blueprint, stripped = _strip_softmax(blueprint, classifier)
     _check_classifier(blueprint, classifier, values)
+    if stripped:
+        warnings.warn(f"MIND removed the softmax ({stripped}): it trains and routes on the "
+                      f"logits of {classifier!r} and applies its own softmax", UserWarning,
+                      stacklevel=3)
     return attrs.evolve(blueprint, in_widths=dict(template.in_widths)), found
 
 

@@ -92,10 +92,13 @@ class ConvertedModel(GatedModel):
             return
         settings = step.settings
         if step.kind == "conv":
-            layer = GatedConv2D(width, settings["filters"], settings["kernel_size"],
-                                settings["strides"], settings["padding"], settings["dilation"],
+            # A depthwise conv's groups and filters follow from its input's channels.
+            multiplier = settings.get("depth_multiplier")
+            groups = width if multiplier else settings["groups"]
+            out_width = width * multiplier if multiplier else settings["filters"]
+            layer = GatedConv2D(width, out_width, settings["kernel_size"], settings["strides"],
+                                settings["padding"], settings["dilation"], groups=groups,
                                 name=step.name)
-            out_width = settings["filters"]
         elif step.kind == "linear":
             layer = GatedDense(width, settings["units"], name=step.name)
             out_width = settings["units"]

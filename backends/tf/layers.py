@@ -22,17 +22,26 @@ BN_BATCH_WEIGHT = 0.1
 
 class GatedConv2D(keras.layers.Layer):
     """Bias-free convolution. `padding` is an int (symmetric zero padding, as PyTorch pads:
-    the built-in models) or "same"/"valid" (Keras's own semantics: a user's Conv2D)."""
+    the built-in models) or "same"/"valid" (Keras's own semantics: a user's Conv2D).
+
+    groups as in Keras's Conv2D and torch's Conv2d: the kernel is [kh, kw, in / groups,
+    filters] (canonically [filters, in / groups, kh, kw]), group g's filters are the g-th
+    block of outputs and see the g-th block of inputs. groups == in_channels is a depthwise
+    conv (a user's DepthwiseConv2D, output channel c * multiplier + m from input c)."""
 
     kind = "conv"
 
     def __init__(self, in_channels: int, filters: int, kernel_size=3, stride=1, padding=1,
-                 dilation=1, **kwargs):
+                 dilation=1, groups: int = 1, **kwargs):
         super().__init__(**kwargs)
+        if in_channels % groups or filters % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
+                             f"filters={filters}")
         kh, kw = _pair(kernel_size)
         self.stride = stride if isinstance(stride, int) else tuple(stride)
         self.dilation = dilation if isinstance(dilation, int) else tuple(dilation)
-        shape = (kh, kw, in_channels, filters)
+        self.groups, self.in_channels = groups, in_channels
+        shape = (kh, kw, in_channels // groups, filters)
         self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=True,
                                       name="kernel")
         self.gate = self.add_weight(shape=shape, initializer="ones", trainable=False, name="gate")
@@ -44,7 +53,7 @@ class GatedConv2D(keras.layers.Layer):
             # stride 2 "SAME" would pad asymmetrically on even sizes, so it is spelled out.
             self.padding = ("SAME" if same
                             else [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-        self.canonical_shape = (filters, in_channels, kh, kw)
+        self.canonical_shape = (filters, in_channels // groups, kh, kw)
         self.built = True
 
     def effective_kernel(self):
@@ -52,6 +61,22 @@ class GatedConv2D(keras.layers.Layer):
 
     def call(self, x, kernel=None):
         k = _compute(self.effective_kernel() if kernel is None else kernel, x)
+        if self.groups == 1:
+            return self._convolve(x, k)
+        strides = _pair(self.stride)
+        if self.groups == self.in_channels and strides[0] == strides[1]:
+            # Depthwise: TF's own kernel, its [kh, kw, in, multiplier] being this kernel's
+            # outputs split per input channel.
+            kh, kw = k.shape[0], k.shape[1]
+            return tf.nn.depthwise_conv2d(
+                x, tf.reshape(k, (kh, kw, self.in_channels, -1)), (1, *strides, 1),
+                self.padding, dilations=_pair(self.dilation))
+        # Other groups: one conv per group (TF's grouped Conv2D runs on GPUs only).
+        parts = zip(tf.split(x, self.groups, axis=-1), tf.split(k, self.groups, axis=-1),
+                    strict=True)
+        return tf.concat([self._convolve(xg, kg) for xg, kg in parts], axis=-1)
+
+    def _convolve(self, x, k):
         if self.dilation != 1 and self.dilation != (1, 1):
             # As Keras runs it: TF's CPU Conv2D has no gradient for dilation rates over 1,
             # tf.nn.convolution computes those through space_to_batch.

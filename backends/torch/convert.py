@@ -135,13 +135,13 @@ def _check_standard_tensors(name: str, module: nn.Module) -> None:
 
 
 def _gated_conv(name: str, conv: nn.Conv2d) -> GatedConv2d:
-    if conv.groups != 1:
-        raise unsupported(name, f"Conv2d with groups={conv.groups}", "torch")
+    # Grouped and depthwise convs too: ownership is per weight entry, whatever the layout.
     if conv.padding_mode != "zeros":
         raise unsupported(name, f"Conv2d with padding_mode={conv.padding_mode!r}", "torch")
     _check_standard_tensors(name, conv)
     gated = GatedConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                        conv.padding, conv.dilation, bias=conv.bias is not None)
+                        conv.padding, conv.dilation, bias=conv.bias is not None,
+                        groups=conv.groups)
     _copy_values(conv, gated)
     return gated
 

@@ -91,29 +91,38 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 
 
 class GatedConv2d(_Gated):
-    """F.conv2d with groups 1 and zero padding; padding may also be "same"/"valid" as in
-    nn.Conv2d (F.conv2d handles both)."""
+    """F.conv2d with zero padding; padding may also be "same"/"valid" as in nn.Conv2d
+    (F.conv2d handles both). groups as in nn.Conv2d (groups == in_channels: depthwise): the
+    weight is then [out, in / groups, kh, kw], each entry owned like any other, and its
+    fan-in in / groups * kh * kw."""
 
     def __init__(self, in_channels: int, out_channels: int,
                  kernel_size: int | tuple[int, int] = 3, stride: int | tuple[int, int] = 1,
                  padding: int | tuple[int, int] | str = 1,
-                 dilation: int | tuple[int, int] = 1, bias: bool = False) -> None:
+                 dilation: int | tuple[int, int] = 1, bias: bool = False,
+                 groups: int = 1) -> None:
         super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
         kh, kw = _pair(kernel_size)
-        self._init_gated((out_channels, in_channels, kh, kw), in_channels * kh * kw, bias)
+        per_group = in_channels // groups
+        self._init_gated((out_channels, per_group, kh, kw), per_group * kh * kw, bias)
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
+        self.groups = groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.effective_weight(), self.effective_bias(), self.stride,
-                        self.padding, self.dilation)
+                        self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        out, inp, kh, kw = self.weight.shape
-        return (f"{inp}, {out}, kernel_size=({kh}, {kw}), stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, "
-                f"bias={self.bias is not None}")
+        out, per_group, kh, kw = self.weight.shape
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
+        return (f"{per_group * self.groups}, {out}, kernel_size=({kh}, {kw}), "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+                f"{groups}, bias={self.bias is not None}")
 
 
 class GatedLinear(_Gated):

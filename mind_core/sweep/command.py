@@ -58,6 +58,7 @@ def default_out(presets: tuple[str, ...], backend: str) -> Path:
 
 
 def cmd_sweep(args) -> int:
+    from mind_core.console import plural
     from mind_core.sweep.driver import Resources, import_ray, run_sweep
     from mind_core.sweep.grid import parse_grid
     from mind_core.sweep.progress import Progress
@@ -85,7 +86,7 @@ def cmd_sweep(args) -> int:
     result = run_sweep(grid, out, resources, command=command, should_stop=stop,
                        progress=Progress(0, quiet=args.quiet))
     finished, failed = result.count(FINISHED), result.count(FAILED)
-    print(f"{len(result.rows)} trials: {finished} finished, {failed} failed, "
+    print(f"{plural(len(result.rows), 'trial')}: {finished} finished, {failed} failed, "
           f"{len(result.rows) - finished - failed} not finished. Results: "
           f"{result.out / 'summary.md'}, {result.out / 'summary.csv'}")
     for row in result.rows:

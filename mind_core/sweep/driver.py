@@ -102,11 +102,16 @@ def check_sweep_dir(out: Path, grid_json: Mapping[str, Any]) -> dict[str, Any] |
             raise SweepError(f"--out {out} is not empty and holds no sweep ({shown}): choose a "
                              "new or empty directory")
         return None
-    differ = grid_difference(record.get("grid") or {}, grid_json)
+    recorded = record.get("grid") or {}
+    differ = grid_difference(recorded, grid_json)
     if differ:
+        seeds = recorded.get("seeds")
+        grow = (f"; seeds may be added, keeping the recorded ones (--seeds "
+                f"{','.join(map(str, seeds))},...)" if differ == ["seeds"] and seeds
+                and isinstance(seeds, list) else "")
         raise SweepError(f"{out} holds another sweep (its {SWEEP_JSON} records other "
-                         f"{', '.join(differ)}): rerun it with the same grid to continue it, "
-                         "or choose another --out")
+                         f"{', '.join(differ)}): rerun it with the same grid to continue it"
+                         f"{grow}, or choose another --out")
     return record
 
 

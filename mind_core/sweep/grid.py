@@ -280,7 +280,17 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any] | None:
 
 
 def grid_difference(recorded: Mapping[str, Any], grid: Mapping[str, Any]) -> list[str]:
-    """The grid entries (presets, methods, ...) in which two grids differ."""
+    """The grid entries (presets, methods, ...) in which two grids differ. More seeds are no
+    difference: the recorded trials stay what they were and the new seeds only add trials
+    beside them (each seed is its own run), so a grown sweep is the same sweep."""
     keys = sorted(set(recorded) | set(grid))
-    return [k for k in keys if json.dumps(recorded.get(k), sort_keys=True)
+    return [k for k in keys if not (k == "seeds" and seeds_grown(recorded.get(k), grid.get(k)))
+            and json.dumps(recorded.get(k), sort_keys=True)
             != json.dumps(grid.get(k), sort_keys=True)]
+
+
+def seeds_grown(recorded: Any, seeds: Any) -> bool:
+    """Whether seeds keeps every recorded seed (and may add some). An empty list means each
+    preset's own seed, which is no list to grow."""
+    return (isinstance(recorded, list) and isinstance(seeds, list) and bool(recorded)
+            and set(recorded) <= set(seeds))

@@ -274,17 +274,16 @@ REFUSED = {
     "unbuilt layer norm": (lambda: keras.Sequential([L.LayerNormalization(name="ln"),
                                                      L.Flatten(), L.Dense(4)]),
                            "'ln' (LayerNormalization) is not supported"),
-    "depthwise": (lambda: with_head(L.DepthwiseConv2D(3, name="dw"), L.Flatten()),
-                  "'dw' (DepthwiseConv2D) is not supported"),
+    "depthwise subclass": (lambda: with_head(type("MyDepthwise", (L.DepthwiseConv2D,), {})(
+        3, name="dw"), L.Flatten()), "'dw' (MyDepthwise) is not supported"),
     "tanh": (lambda: with_head(L.Conv2D(2, 3, activation="tanh", name="c"), L.Flatten()),
              "Conv2D with activation 'tanh'"),
-    "softmax classifier": (lambda: with_head(L.Flatten(), head=L.Dense(4, activation="softmax",
-                                                                       name="fc")),
-                           "must output logits"),
-    "softmax after": (lambda: keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(),
-                                                L.Dense(4, name="fc"),
-                                                L.Softmax(name="probs")]),
-                      "output comes from layer 'probs'"),
+    "softmax hidden": (lambda: with_head(L.Flatten(), L.Dense(5, activation="softmax",
+                                                              name="h")),
+                       "layer 'h' applies softmax: only the classifier ('fc') may"),
+    "softmax after a softmax": (lambda: keras.Sequential([
+        keras.Input((8, 8, 1)), L.Flatten(), L.Dense(4, activation="softmax", name="fc"),
+        L.Softmax(name="probs"), L.Softmax(name="again")]), "output comes from layer 'again'"),
     "width": (lambda: with_head(L.Flatten(), classes=3), "has 3 outputs but the data has 4"),
     "4-D classifier input": (lambda: with_head(), "gets a 4-D input"),
     "fails": (lambda: keras.Sequential([L.Reshape((5, 5, 1)), L.Flatten(), L.Dense(4)]),
@@ -302,6 +301,35 @@ def test_what_cannot_be_converted_is_a_one_line_network_error(case):
     with pytest.raises(NetworkError) as info:
         backend.adopt_network(builder(), (8, 8, 1), 4)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+SOFTMAX_ENDINGS = {  # a Keras classifier's usual softmax, and the warning's words for it
+    "activation": ([L.Dense(4, activation="softmax", name="fc")], "the activation of 'fc'"),
+    "layer": ([L.Dense(4, name="fc"), L.Softmax(name="probs")], "layer 'probs'"),
+    "activation layer": ([L.Dense(4, name="fc"), L.Activation("softmax", name="act")],
+                         "layer 'act'"),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(SOFTMAX_ENDINGS))
+def test_the_classifiers_softmax_is_stripped_with_a_warning_and_logits_used(ending):
+    layers, words = SOFTMAX_ENDINGS[ending]
+    network = keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(name="flat"), *layers])
+    backend = TFBackend(device="cpu")
+    with pytest.warns(UserWarning, match="MIND removed the softmax") as caught:
+        backend.adopt_network(network, (8, 8, 1), 4)
+    assert len(caught) == 1 and words in str(caught[0].message)
+    assert "\n" not in str(caught[0].message)
+    model = backend.build_model(ModelSpec(arch="custom", input_shape=(8, 8, 1),
+                                          num_classes=4), 0)
+    randomise(backend, model, seed=5)
+    weights = backend.get_weights(model)
+    network.get_layer("fc").set_weights([weights["fc"].T, weights["fc.bias"]])
+    x = tf.constant(images((8, 8, 1)), tf.float32) / 255.0
+    logits = model(x, training=False).numpy()
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # logits, not probabilities
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), network(x).numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_custom_without_an_adopted_network_is_a_network_error():

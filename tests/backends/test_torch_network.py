@@ -309,8 +309,6 @@ class ThreeD(nn.Module):
 ERRORS = {
     "layer_norm": (lambda: wrap(nn.Conv2d(1, 4, 3), nn.LayerNorm([4, 4, 4])),
                    r"layer '1' \(LayerNorm\) is not supported"),
-    "depthwise": (lambda: wrap(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=4)),
-                  r"layer '1' \(Conv2d with groups=4\)"),
     "own_parameter": (lambda: wrap(nn.Conv2d(1, 4, 3), Scaled()),
                       r"layer '1' \(Scaled with tensors of its own: scale\)"),
     "bn_without_affine": (lambda: wrap(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, affine=False)),

@@ -44,7 +44,7 @@ def test_npz_predictions_are_the_runs_classes(run_dir, test_images, tmp_path, ca
     rows = _rows(out)
     expected = Predictor(run_dir, FAKE[1]).predict(x)
     assert [int(r["class"]) for r in rows] == expected.classes.tolist()
-    assert [int(r["task"]) for r in rows] == expected.tasks.tolist()
+    assert [int(r["task"]) for r in rows] == (expected.tasks + 1).tolist()  # from 1
     assert [r["image"] for r in rows] == [str(i) for i in range(40)]
     assert all(0 < float(r["score"]) <= 1 for r in rows)
     # The run learned the synthetic set well beyond chance (10 classes): the classes are real.
@@ -75,7 +75,7 @@ def test_another_routing_rule_can_be_asked_for(run_dir, test_images, tmp_path, c
                  "inference.routing=energy", "--out", str(tmp_path / "p.csv")]) == 0
     assert "(energy routing)" in capsys.readouterr().out
     energy = Predictor(run_dir, FAKE[1], overrides={"inference.routing": "energy"}).predict(x)
-    assert [int(r["task"]) for r in _rows(tmp_path / "p.csv")] == energy.tasks.tolist()
+    assert [int(r["task"]) for r in _rows(tmp_path / "p.csv")] == (energy.tasks + 1).tolist()
 
 
 @pytest.mark.parametrize("make, message", [

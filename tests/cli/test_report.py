@@ -59,15 +59,15 @@ def test_csv_rows_are_the_runs_numbers(run_copy, capsys):
     report = run_copy / "report"
 
     rows = read_csv(report / "per_task_accuracy.csv")
-    assert len(rows) == 5 * 6 // 2  # tasks 0..t after each task t
-    for row in rows:
-        t, j = int(row["after_task"]), int(row["task"])
+    assert len(rows) == 5 * 6 // 2  # tasks 1..t after each task t
+    for row in rows:  # numbered from 1; metrics.json's lists from 0
+        t, j = int(row["after_task"]) - 1, int(row["task"]) - 1
         assert float(row["taw"]) == metrics["acc_matrix_taw"][t][j]
         assert float(row["tag"]) == metrics["acc_matrix_tag"][t][j]
         assert float(row["routing"]) == evaluated[t]["per_task_routing"][j]
 
     summary = read_csv(report / "summary.csv")
-    assert [int(r["after_task"]) for r in summary] == list(range(5))
+    assert [int(r["after_task"]) for r in summary] == [1, 2, 3, 4, 5]
     for key in ("tag", "taw", "routing", "tag_entropy"):
         assert [float(r[key]) for r in summary] == metrics[key]
 
@@ -77,7 +77,7 @@ def test_csv_rows_are_the_runs_numbers(run_copy, capsys):
     for row in ownership:
         layer = allocated[row["layer"]]
         assert int(row["free"]) == layer["free"] and int(row["total"]) == layer["total"]
-        assert [int(row[f"task{t}"]) for t in range(5)] == layer["owned"]
+        assert [int(row[f"task{t}"]) for t in range(1, 6)] == layer["owned"]
 
 
 def test_partly_finished_run_without_metrics_is_reported_from_its_events(run_copy, tmp_path,
@@ -97,7 +97,7 @@ def test_partly_finished_run_without_metrics_is_reported_from_its_events(run_cop
     assert [float(r["taw"]) for r in summary] == metrics["taw"][:3]
     allocated = events_of(run_copy, "allocated")[-1]
     assert allocated["task"] == 2
-    assert [int(r["task2"]) for r in read_csv(out / "ownership.csv")] == \
+    assert [int(r["task3"]) for r in read_csv(out / "ownership.csv")] == \
         [layer["owned"][2] for layer in allocated["layers"].values()]
 
 
@@ -112,7 +112,7 @@ def test_without_events_ownership_comes_from_the_newest_checkpoint(run_copy, cap
     ckpt = checkpoint.load(run_copy / "checkpoint" / "resume.safetensors")
     counts = masks.ownership_counts(ckpt.owner, ckpt.tasks)
     rows = read_csv(run_copy / "report" / "ownership.csv")
-    assert {r["layer"]: [int(r[f"task{t}"]) for t in range(5)] for r in rows} == \
+    assert {r["layer"]: [int(r[f"task{t}"]) for t in range(1, 6)] for r in rows} == \
         {name: layer["owned"] for name, layer in counts.items()}
     assert "routing" not in read_csv(run_copy / "report" / "per_task_accuracy.csv")[0]
     assert (run_copy / "report" / "ownership.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -50,17 +50,18 @@ def test_a_run_logs_every_epoch_and_evaluation(tmp_path):
     epochs = [e for e in events if e["type"] == "epoch_ended"]
     assert epochs
     for e in epochs:
-        prefix = f"task{e['task']}/{e['phase']}"
+        prefix = f"task{e['task'] + 1}/{e['phase']}"  # tags count tasks from 1
         fields = ["loss", "ce", "accuracy", "lr"] + (["distill"] if e["phase"] == "distill"
                                                       else [])
         for field in fields:
             (step, value, wall_time), = [p for p in scalars[f"{prefix}/{field}"]
                                          if p[0] == e["epoch"] + 1]
             assert close_to(value, e[field]) and wall_time == pytest.approx(e["time"])
-    assert "task0/teacher/distill" not in scalars
+    assert "task1/teacher/distill" not in scalars and not any(
+        tag.startswith(("task0/", "eval_per_task/task0/")) for tag in scalars)
 
     last = epochs[-1]
-    assert close_to(scalars[f"task{last['task']}/{last['phase']}/loss"][-1][1], last["loss"])
+    assert close_to(scalars[f"task{last['task'] + 1}/{last['phase']}/loss"][-1][1], last["loss"])
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("tag", "taw", "routing", "tag_entropy"):
         assert [step for step, _, _ in scalars[f"eval/{key}"]] == [1, 2, 3, 4, 5]
@@ -69,9 +70,10 @@ def test_a_run_logs_every_epoch_and_evaluation(tmp_path):
     assert close_to(scalars["eval/tag"][-1][1], metrics["final"]["tag"])
     final = [e for e in events if e["type"] == "evaluated"][-1]
     for j in range(5):
-        assert close_to(scalars[f"eval_per_task/task{j}/routing"][-1][1],
+        assert close_to(scalars[f"eval_per_task/task{j + 1}/routing"][-1][1],
                         final["per_task_routing"][j])
-        assert [s for s, _, _ in scalars[f"eval_per_task/task{j}/tag"]] == list(range(j + 1, 6))
+        assert [s for s, _, _ in scalars[f"eval_per_task/task{j + 1}/tag"]] == \
+            list(range(j + 1, 6))
 
 
 def test_logger_skips_missing_numbers_and_creates_nothing_before_its_first_scalar(tmp_path):
@@ -88,7 +90,7 @@ def test_logger_skips_missing_numbers_and_creates_nothing_before_its_first_scala
     logger.close()
     logger.close()  # twice is harmless
     scalars = read_scalars(logs)
-    assert set(scalars) == {"eval/tag", "eval/tag_entropy", "eval_per_task/task0/tag"}
+    assert set(scalars) == {"eval/tag", "eval/tag_entropy", "eval_per_task/task1/tag"}
     assert scalars["eval/tag"] == [(1, 0.5, 2.0)]
 
 

@@ -22,17 +22,18 @@ NETWORKS = {
     "torch LayerNorm": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(),
                                               nn.LayerNorm(64), nn.Linear(64, 6)),
                         r"'2' \(LayerNorm\) is not supported"),
-    "torch depthwise conv": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3,
-                                                   groups=4), nn.Flatten(), nn.Linear(16, 6)),
-                             "groups"),
+    "torch transposed conv": (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ConvTranspose2d(
+        4, 4, 3), nn.Flatten(), nn.Linear(144, 6)), r"'1' \(ConvTranspose2d\) is not supported"),
     "torch classifier width": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 5)),
                                "has 5 outputs but the data has 6 classes"),
     "torch softmax": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 6), nn.Softmax(1)),
                       "logits"),
     "keras LayerNormalization": (lambda: _keras(keras.layers.LayerNormalization(name="ln"),
                                                 keras.layers.Dense(6)), "'ln'"),
-    "keras softmax": (lambda: _keras(keras.layers.ReLU(),
-                                     keras.layers.Dense(6, activation="softmax")), "logits"),
+    # The classifier's own softmax is removed with a warning; one inside the network is not.
+    "keras hidden softmax": (lambda: _keras(keras.layers.ReLU(), lambda x: keras.layers.Dense(
+        6)(keras.layers.Dense(8, activation="softmax", name="h")(x))),
+                             "'h' applies softmax: only the classifier"),
     "keras classifier width": (lambda: _keras(keras.layers.ReLU(), keras.layers.Dense(4)),
                                "has 4 outputs but the data has 6 classes"),
 }

@@ -11,7 +11,13 @@ import pytest
 
 from mind_core.cli import main
 from mind_core.config import ConfigError
-from mind_core.sweep.grid import NAME_LIMIT, expand, parse_grid, split_values
+from mind_core.sweep.grid import (
+    NAME_LIMIT,
+    expand,
+    grid_difference,
+    parse_grid,
+    split_values,
+)
 from mind_core.sweep.progress import eta_seconds
 from mind_core.sweep.summary import mean_std, summary_md, write_plots
 from mind_core.sweep.trial import status_on_disk, training_seconds
@@ -153,3 +159,18 @@ def test_a_sweep_json_nested_too_deep_reads_as_unreadable(tmp_path):
 
     (tmp_path / SWEEP_JSON).write_text("[" * 100_000 + "]" * 100_000)
     assert read_sweep(tmp_path) is None
+
+
+@pytest.mark.parametrize("recorded, now, differ", [
+    ([0, 1], [0, 1, 2], []),        # grown: the same sweep, new trials only
+    ([0, 1], [2, 0, 1], []),
+    ([0, 1], [0], ["seeds"]),       # a dropped seed would leave results no grid names
+    ([0, 1], [2], ["seeds"]),
+    ([], [0], ["seeds"]),           # the presets' own seeds are no list to grow
+])
+def test_seeds_may_grow_but_not_change(recorded, now, differ):
+    grid = {"presets": ["smoke"], "sets": {}}
+    assert grid_difference({**grid, "seeds": recorded}, {**grid, "seeds": now}) == differ
+    assert grid_difference({**grid, "seeds": recorded},
+                           {"presets": ["demo"], "sets": {}, "seeds": now}) == \
+        ["presets", *differ]

@@ -106,6 +106,28 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(ray_session, tmp_path
     assert "simulated failure at beta 5" in (out / "summary.md").read_text()
 
 
+def test_added_seeds_run_only_the_new_trials_and_other_changes_are_refused(
+        ray_session, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert sweep(out, "ThreadsBackend", "--presets", "smoke", "--seeds", "0") == 0
+    first = out / "smoke-synthetic-mind-seed0"
+    before = (first / "events.jsonl").read_bytes()
+    assert sweep(out, "ThreadsBackend", "--presets", "smoke", "--seeds", "0,1") == 0
+    assert (first / "events.jsonl").read_bytes() == before  # skipped, not run again
+    rows = assert_summary_matches_metrics(out)
+    assert list(rows) == ["smoke-synthetic-mind-seed0", "smoke-synthetic-mind-seed1"]
+    assert {r["status"] for r in rows.values()} == {"finished"}
+    assert json.loads((out / "sweep.json").read_text())["grid"]["seeds"] == [0, 1]
+    capsys.readouterr()
+    # Dropping a seed, or changing another axis, would mix results: refused.
+    assert sweep(out, "ThreadsBackend", "--presets", "smoke", "--seeds", "2") == 2
+    assert "records other seeds" in capsys.readouterr().err
+    assert sweep(out, "ThreadsBackend", "--presets", "smoke", "--seeds", "0,1,2",
+                 "--set", "distill.beta=5") == 2
+    assert "records other sets" in capsys.readouterr().err
+    assert not (out / "smoke-synthetic-mind-seed2").exists()
+
+
 def test_a_stopped_sweep_leaves_every_running_trial_resumable(ray_session, tmp_path):
     """What Ctrl-C does: running trials checkpoint and stop, queued ones do not start; the
     same sweep run again finishes them all, resuming those that had started."""

@@ -101,6 +101,9 @@ def test_runs_screen_with_a_sweep(snap_compare, runs_dir: Path, catalog):
     recorded = ("finished-3tasks", "failed-3tasks", "interrupted-4tasks")
     for trial, run in zip(trials[:3], recorded, strict=True):
         shutil.copytree(runs_dir / run, beta / trial.name)
+    # A sweep counts a trial finished only with its last task's checkpoint.
+    (beta / trials[0].name / CHECKPOINT_DIR).mkdir()
+    (beta / trials[0].name / CHECKPOINT_DIR / task_checkpoint(2)).write_bytes(b"")
     write_error(beta / trials[1].name, "Traceback ...\nRuntimeError: the fake backend failed\n")
     (beta / trials[2].name / CHECKPOINT_DIR).mkdir()
     (beta / trials[2].name / CHECKPOINT_DIR / RESUME_CHECKPOINT).write_bytes(b"")

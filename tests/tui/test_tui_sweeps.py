@@ -48,7 +48,9 @@ def test_a_sweep_is_one_row_that_expands_to_its_trials(runs_dir: Path, sweep: Pa
         await wait_for(pilot, lambda: "beta" in rows(screen))
         row = rows(screen)["beta"]
         assert row[:5] == ["▸", "beta", "1/4 done", "1 running", "1 failed"]
-        assert row[5].startswith("ETA ") and row[6:8] == ["", ""]
+        assert row[5].startswith("ETA ")
+        finished = summarize(sweep / trials[0])  # the one finished trial: its TAg is the mean
+        assert row[6:8] == [f"{100 * finished.tag:.1f}", f"{100 * finished.taw:.1f}"]
         assert not set(names) & {n.strip() for n in rows(screen)}  # collapsed
         assert len(rows(screen)) == 5  # the four recorded runs and the sweep
         table = screen.query_one(DataTable)

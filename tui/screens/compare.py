@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from mind_core.console import plural
 from tui.catalog import format_value, lookup
 from tui.format import duration, pct
 from tui.rundir import CONFIG, METRICS, RunSummary, read_json, run_events, summarize
@@ -114,13 +115,18 @@ def settings_table(a: RunReport, b: RunReport) -> Table:
 
 def _status(report: RunReport) -> str:
     s = report.summary
-    return s.status if s.tasks_done == s.tasks else f"{s.status} ({s.tasks_done}/{s.tasks} tasks)"
+    return s.status if s.tasks_done == s.tasks else \
+        f"{s.status} ({s.tasks_done}/{plural(s.tasks, 'task')})"
 
 
 def _delta(a: float | None, b: float | None) -> Text:
-    if a is None or b is None:
+    """The second run's number minus the first's, as the column heading says, from the
+    numbers as shown: 63.5 and 77.0 differ by +13.5, even where the unrounded values are
+    13.45 apart (a difference of its own rounding would read +13.4 beside them)."""
+    shown_a, shown_b = pct(a), pct(b)
+    if "–" in (shown_a, shown_b):
         return Text("")
-    diff = 100 * (b - a)
+    diff = float(shown_b) - float(shown_a)
     return Text(f"{diff:+.1f}", style="bold" if abs(diff) >= 0.05 else "dim")
 
 

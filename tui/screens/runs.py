@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from mind_core.console import plural
 from mind_core.sweep.progress import clock
 from mind_core.sweep.trial import FAILED, FINISHED
 from tui.format import STATUS_COLOUR, date, pct
@@ -25,6 +26,7 @@ REFRESH_S = 3.0
 ENDED = ("finished", "failed", "interrupted")
 COLUMNS = ("", "run", "status", "backend", "dataset", "tasks", "TAg %", "TAw %", "started")
 TRIAL_INDENT = "  "  # a trial's name under its sweep's row
+MIN_NAME = 12  # the run column's narrowest: below it names are no longer told apart
 Row = RunSummary | SweepSummary
 
 
@@ -36,13 +38,39 @@ def status_text(status: str, colours: dict[str, str], label: str | None = None) 
     return Text(status if label is None else label, style=f"bold {colour}" if colour else "dim")
 
 
+def name_width(cells: list[list[object]], screen_width: int) -> int:
+    """How wide the run column may be for every column to fit the screen: what the other
+    columns' longest cells and headings leave (each column pads one space a side, and the
+    table keeps room for its scrollbar), at least MIN_NAME."""
+    others = sum(max([len(COLUMNS[i]), *(_width(row[i]) for row in cells)]) + 2
+                 for i in range(len(COLUMNS)) if i != 1)
+    longest = max([len(COLUMNS[1]), *(_width(row[1]) for row in cells)])
+    return max(MIN_NAME, min(longest, screen_width - others - 2 - 2))
+
+
+def _width(cell: object) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+def shorten(cell: object, width: int) -> object:
+    """A name cut to width with "…" in its middle: runs differ at both ends (the preset at
+    the start, the time or a trial's setting at the end). The hint below the table names the
+    selected row in full."""
+    if _width(cell) <= width:
+        return cell
+    text = cell.plain if isinstance(cell, Text) else str(cell)
+    tail = (width - 1) // 2
+    short = text[:width - 1 - tail] + "…" + text[len(text) - tail:]
+    return Text(short, style=cell.style) if isinstance(cell, Text) else short
+
+
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         # Not in the footer: the app's f3 says "New run" already, and 80 columns need the room.
-        Binding("n", "app.switch_mode('launch')", "New run", show=False),
+        Binding("n", "app.show_mode('launch')", "New run", show=False),
         Binding("r", "refresh", "Refresh"),
     ]
 
@@ -88,10 +116,11 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
-        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
-        summaries = [self._run_summary(run_dir) for run_dir in list_run_dirs(runs_dir)
-                     if not is_sweep_dir(run_dir)]
-        sweeps = [self._sweep_reader.read(sweep_dir) for sweep_dir in list_sweep_dirs(runs_dir)]
+        roots = self.app.list_dirs  # type: ignore[attr-defined]
+        summaries = [self._run_summary(run_dir) for root in roots
+                     for run_dir in list_run_dirs(root) if not is_sweep_dir(run_dir)]
+        sweeps = [self._sweep_reader.read(sweep_dir) for root in roots
+                  for sweep_dir in list_sweep_dirs(root)]
         self.post_message(self.Scanned(summaries, sweeps))
 
     def _run_summary(self, run_dir: Path) -> RunSummary:
@@ -142,23 +171,25 @@ class RunsScreen(Screen):
         table.clear()
         colours = self.app.theme_variables
         self.rows = self._ordered_rows()
-        for row in self.rows:
-            if isinstance(row, SweepSummary):
-                table.add_row(*self._sweep_cells(row, colours), key=str(row.path))
-                continue
-            done = f"{row.tasks_done}/{row.tasks}" if row.tasks else str(row.tasks_done)
-            sweep = self._sweep_of(row)
-            name = TRIAL_INDENT + sweep.short_name(row) if sweep else row.name
-            table.add_row(
-                "●" if row.path in self.marked else "",
-                name, status_text(row.status, colours), row.backend.split(":")[-1],
-                row.dataset, done, pct(row.tag), pct(row.taw), date(row.started),
-                key=str(row.path))
+        cells = [self._sweep_cells(row, colours) if isinstance(row, SweepSummary)
+                 else self._run_cells(row, colours) for row in self.rows]
+        width = name_width(cells, self.app.size.width)
+        for row, row_cells in zip(self.rows, cells, strict=True):
+            row_cells[1] = shorten(row_cells[1], width)
+            table.add_row(*row_cells, key=str(row.path))
         if selected is not None:
             keys = [row.path for row in self.rows]
             if selected.path in keys:
                 table.move_cursor(row=keys.index(selected.path))
         self._update_hint()
+
+    def _run_cells(self, row: RunSummary, colours: dict[str, str]) -> list[object]:
+        done = f"{row.tasks_done}/{row.tasks}" if row.tasks else str(row.tasks_done)
+        sweep = self._sweep_of(row)
+        name = TRIAL_INDENT + sweep.short_name(row) if sweep else row.name
+        return ["●" if row.path in self.marked else "", name, status_text(row.status, colours),
+                row.backend.split(":")[-1], row.dataset, done, pct(row.tag), pct(row.taw),
+                date(row.started)]
 
     def _sweep_cells(self, sweep: SweepSummary, colours: dict[str, str]) -> list[object]:
         """A sweep's row, read left to right: "beta  3/6 done  1 running  1 failed  ETA 4m".
@@ -176,7 +207,7 @@ class RunsScreen(Screen):
                 status_text(RUNNING, colours, f"{running} running") if running else "",
                 status_text(FAILED, colours, f"{failed} failed") if failed else "",
                 "" if sweep.eta_s is None else f"ETA {clock(sweep.eta_s)}",
-                "", "", date(sweep.started)]
+                pct(sweep.mean("tag")), pct(sweep.mean("taw")), date(sweep.started)]
 
     def _update_hint(self) -> None:
         selected = self._summary()
@@ -191,7 +222,7 @@ class RunsScreen(Screen):
                 f"a sweep; {escape(selected.problem)}" if selected.problem else
                 f"{selected.progress()}; [b]enter[/b] "
                 f"{'hides' if selected.path in self.expanded else 'shows'} its "
-                f"{len(selected.trials)} trials{self._named(selected)}")
+                f"{plural(len(selected.trials), 'trial')}{self._named(selected)}")
         else:
             keys = "[b]enter[/b] open · [b]space[/b] mark two runs, [b]c[/b] compare them"
             sweep = self._sweep_of(selected) if selected is not None else None
@@ -200,9 +231,16 @@ class RunsScreen(Screen):
                     escape(selected.message) or f"a trial of {escape(sweep.name)}: {keys}")
             elif selected is not None and selected.message:
                 text = f"[b]{escape(selected.name)}[/b]: {escape(selected.message)}"
+            elif selected is not None:  # its name in full: the row may shorten it
+                text = f"[b]{escape(selected.name)}[/b]: {keys}"
             else:
                 text = keys
         self.query_one("#runs-hint", Static).update(text)
+
+    def on_resize(self) -> None:
+        # The run column's width follows the screen's (name_width): fit it again.
+        if self.rows:
+            self._fill_table()
 
     def on_data_table_row_highlighted(self) -> None:
         self._update_hint()
