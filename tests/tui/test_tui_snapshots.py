@@ -107,9 +107,6 @@ def test_runs_screen_with_a_sweep(snap_compare, runs_dir: Path, catalog):
     write_error(beta / trials[1].name, "Traceback ...\nRuntimeError: the fake backend failed\n")
     (beta / trials[2].name / CHECKPOINT_DIR).mkdir()
     (beta / trials[2].name / CHECKPOINT_DIR / RESUME_CHECKPOINT).write_bytes(b"")
-    # A finished trial holds its last task's checkpoint (what a sweep counts as finished).
-    (beta / trials[0].name / CHECKPOINT_DIR).mkdir()
-    (beta / trials[0].name / CHECKPOINT_DIR / task_checkpoint(2)).write_bytes(b"")
     start_running(beta / trials[3].name, 3, started=1_700_000_600.0, trained=60.0)
 
     async def run_before(pilot):
