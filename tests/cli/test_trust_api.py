@@ -50,15 +50,6 @@ def test_resume_and_load_refuse_data_and_paths_of_the_wrong_type(tmp_path):
         mind.resume(tmp_path, tensorboard=1)
 
 
-def test_a_torch_network_on_the_meta_device_is_one_line(tmp_path):
-    torch = pytest.importorskip("torch")
-    with torch.device("meta"):
-        network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 10))
-    with pytest.raises(mind.MindError, match=r"^the network's tensors are on the meta device"):
-        mind.fit(network, "synthetic", preset="smoke", out=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_backend_that_is_not_a_class_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--preset", "smoke", "--backend", "os:system", "--dataset",
@@ -66,29 +57,3 @@ def test_a_backend_that_is_not_a_class_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert one_line(err) and "'os:system' is a builtin_function_or_method, not a backend " \
         "class" in err, err
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--datasets", "nope"], "unknown dataset 'nope'"),
-    (["--datasets", "cifar100", "--data-dir", "{tmp}/empty"], "cifar100 is not available here"),
-    (["--datasets", "npz:{tmp}/absent.npz"], "does not exist"),
-    (["--device", "cuda:0"], "the fake backend runs on the CPU only"),
-    (["--backend", "os:system"], "is a builtin_function_or_method, not a backend class"),
-])
-def test_sweep_settings_that_fail_in_every_trial_are_found_before_ray_starts(
-        tmp_path, capsys, monkeypatch, flags, message):
-    pytest.importorskip("ray")
-    from mind_core.sweep import driver
-
-    def no_ray(*args, **kwargs):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(driver, "connect", no_ray)
-    (tmp_path / "empty").mkdir()
-    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
-    backend = [] if "--backend" in flags else FAKE
-    out = tmp_path / "sweep"
-    assert main(["sweep", "--presets", "smoke", *backend, *flags, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert one_line(err) and message in err, err
-    assert not out.exists()
