@@ -132,9 +132,9 @@ def test_mind_run_passes_its_threads_to_the_backend(tmp_path, monkeypatch, flag,
     given = []
     real = runner.get_backend
 
-    def spy(name, device="auto", threads=None):
+    def spy(name, device="auto", threads=None, *rest):
         given.append(threads)
-        return real(name, device, threads)
+        return real(name, device, threads, *rest)
 
     monkeypatch.setattr(runner, "get_backend", spy)
     assert main(["run", "--preset", "smoke", "--backend", "tests.fakes:FakeBackend",
