@@ -47,7 +47,13 @@ def run_demo(backend: str, full: bool, env: dict[str, str]) -> dict:
         raise RuntimeError(f"mind run failed ({child.returncode}):\n{out}")
     return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "user_s": round(usage.ru_utime, 2), "sys_s": round(usage.ru_stime, 2),
-            "summary": out.strip().splitlines()[-6:]}
+            "summary": summary(out)}
+
+
+def summary(out: str) -> list[str]:
+    """The run's summary lines, without the framework's log lines around them."""
+    lines = out.strip().splitlines()
+    return [line for line in lines if line.startswith(("TAg", "Run directory"))] or lines[-6:]
 
 
 def neighbours() -> list[str]:
