@@ -1,5 +1,9 @@
 """The PyTorch backend of MIND: `backends.torch.backend:TorchBackend`."""
 
-from backends.torch.backend import TorchBackend
+from mind_core.openmp import passive_wait_policy
+
+passive_wait_policy()  # before torch loads its OpenMP runtime (mind_core/openmp.py)
+
+from backends.torch.backend import TorchBackend  # noqa: E402
 
 __all__ = ["TorchBackend"]
