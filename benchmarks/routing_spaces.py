@@ -44,6 +44,7 @@ from mind_core.routing import RoutingInputs, route
 from mind_core.runner import finished_tasks, load_dataset, read_run_config, trusted_backend
 from mind_core.schedule import make_tasks, test_set
 from mind_core.spaces import log_likelihood, pair_space, pairwise_scores
+from mind_core.views import Views
 
 # The density models of each (space, task) compared: stats.covariance and stats.transform.
 DENSITIES = {"": ("per_class", "fecam"), "tied": ("tied", "fecam"),
@@ -118,8 +119,9 @@ def score_run(run: LoadedRun, spaces: int, densities: bool = False
     x, y, true_task = test_set(run.tasks)
     ranges = [task.class_range for task in run.tasks]
     subnets = subnets_for(run.ckpt.owner, run.ckpt.bn_snapshots, run.plan, ranges)
-    logits, features = run.backend.predict(run.model, x, subnets, run.cfg.inference.batch_size,
-                                           run.dataset.mean, run.dataset.std, features=True)
+    logits, features = Views.from_config(run.cfg).predict(
+        run.backend, run.model, x, subnets, run.cfg.inference.batch_size, run.dataset.mean,
+        run.dataset.std, features=True)
     logits = np.asarray(logits, np.float64)
     lows = np.array([lo for lo, _ in ranges])
     predicted = logits.argmax(-1) + lows[:, None]

@@ -27,6 +27,7 @@ from mind_core.config_schema import (  # noqa: F401  (the schema, re-exported fo
     DistillationConfig,
     EwcConfig,
     InferenceConfig,
+    LabelAugConfig,
     LwfConfig,
     PhaseConfig,
     RunConfig,
@@ -226,6 +227,13 @@ def _check_consistency(cfg: RunConfig) -> None:
     if cfg.distill.epochs == 0 and cfg.method == "mind":
         raise ConfigError("distill.epochs", "must be > 0: the distill phase trains each task's "
                           "weights and BatchNorm statistics, also with distillation.beta=0")
+    if cfg.label_aug.transform != "none" and cfg.method != "mind":
+        raise ConfigError("label_aug.transform", "applies to MIND's sub-networks (method=mind); "
+                          f"method={cfg.method} has one head")
+    if cfg.label_aug.transform == "rotation" and cfg.distillation.outlier_weight > 0:
+        raise ConfigError("label_aug.transform", "rotation labels turned images as classes of "
+                          "their own, which distillation.outlier_weight pushes towards uniform: "
+                          "set one of them only")
     for phase in ("teacher", "distill"):
         pc: PhaseConfig = getattr(cfg, phase)
         if pc.milestones and pc.epochs and pc.milestones[-1] > pc.epochs:

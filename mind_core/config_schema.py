@@ -14,11 +14,12 @@ from mind_core.registry import BACKENDS
 from mind_core.routing import ROUTINGS
 from mind_core.schedule import SCENARIOS
 from mind_core.spaces import COVARIANCES, TRANSFORMS
+from mind_core.views import LABEL_COPIES, LABEL_TRANSFORMS
 
 # The loop's variants (what each sets: VARIANT_DEFAULTS, plan.Plan) and BatchNorm modes
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS, COVARIANCES,
-# TRANSFORMS, PRECISIONS.
+# TRANSFORMS, PRECISIONS, LABEL_TRANSFORMS, LABEL_COPIES.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
 # The variants the paper defines (docs/algorithm.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
@@ -116,6 +117,17 @@ class StatsConfig:
 
 
 @attrs.frozen(kw_only=True)
+class LabelAugConfig:
+    """Self-supervised label augmentation (mind_core.views, docs/routing.md): each (class,
+    view) pair a label of its own, so each sub-network learns what its task's images look
+    like. Beyond the paper; off unless set."""
+
+    transform: str = attrs.field(default="none", validator=_one_of(*LABEL_TRANSFORMS))
+    # "one" keeps an epoch's work as it is; "all" multiplies it by the number of views.
+    copies: str = attrs.field(default="one", validator=_one_of(*LABEL_COPIES))
+
+
+@attrs.frozen(kw_only=True)
 class LwfConfig:
     """Learning without Forgetting (method=lwf): weight and temperature of its distillation
     of the old classes' logits (docs/baselines.md: Li and Hoiem 2016, lambda 1, T 2)."""
@@ -163,10 +175,11 @@ class RunConfig:
     distillation: DistillationConfig = DistillationConfig()
     inference: InferenceConfig = InferenceConfig()
     stats: StatsConfig = StatsConfig()
+    label_aug: LabelAugConfig = LabelAugConfig()
     lwf: LwfConfig = LwfConfig()
     ewc: EwcConfig = EwcConfig()
 
 
 for _cls in (PhaseConfig, AllocationConfig, DistillationConfig, InferenceConfig, StatsConfig,
-             LwfConfig, EwcConfig, RunConfig):
+             LabelAugConfig, LwfConfig, EwcConfig, RunConfig):
     attrs.resolve_types(_cls)

@@ -44,6 +44,7 @@ from mind_core.rundir import (
 )
 from mind_core.schedule import make_tasks, task_started_fields
 from mind_core.spaces import space_ids
+from mind_core.views import Views
 
 
 class Interrupted(Exception):
@@ -107,6 +108,7 @@ class Engine:
         # The data of each task (cfg.tasks is their number).
         self.task_data = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)
         self.spec = model_spec(cfg, dataset.image_shape, dataset.num_classes)
+        self.views = Views.from_config(cfg)  # label augmentation: one row per (class, view)
         try:
             check_enough_samples(cfg.inference.routing,
                                  [len(t.x_train) for t in self.task_data])
@@ -251,10 +253,11 @@ class Engine:
 
     def _train(self, t: int, kind: str, model: Any, trainable, teacher: Any = None) -> None:
         task = self.task_data[t]
-        spec = phase_spec(self.cfg, kind, task.class_range,
+        spec = phase_spec(self.cfg, kind, self.views.widen(task.class_range),
                           train_bn=self._trains_bn(t, kind),
                           mean=self.dataset.mean, std=self.dataset.std,
-                          augment=self.dataset.augment, with_teacher=teacher is not None)
+                          augment=self.views.backend_augment(self.dataset.augment),
+                          with_teacher=teacher is not None)
         if kind == "teacher":
             self.backend.set_gates(model, None)
         teacher = teacher if spec.distils else None  # distillation.beta = 0: no teacher
@@ -275,8 +278,9 @@ class Engine:
         self.trainer_state = None
         for epoch in range(self.state.next_epoch, spec.epochs):
             self._check_stop()
+            x_epoch, y_epoch = self._epoch_data(t, kind, epoch, x, y)
             result = self.backend.train_epoch(
-                trainer, x, y, epoch, derive_seed(self.cfg.seed, kind, t, epoch),
+                trainer, x_epoch, y_epoch, epoch, derive_seed(self.cfg.seed, kind, t, epoch),
                 progress=self._progress_fn(t, kind, epoch, spec.epochs),
                 should_stop=self.should_stop)
             if result.stopped:
@@ -293,6 +297,14 @@ class Engine:
                              images_per_s=round(result.images / max(result.seconds, 1e-9), 1))
             self.state.next_epoch = epoch + 1
             self._save_resume(trainer=self.backend.trainer_state(trainer))
+
+    def _epoch_data(self, t: int, kind: str, epoch: int, x: np.ndarray, y: np.ndarray):
+        """The images and labels of one epoch: with label augmentation, their views (drawn
+        from the loop position, so a resumed run draws the same)."""
+        if self.views.count == 1:
+            return x, y
+        return self.views.training_set(x, y, derive_seed(self.cfg.seed, f"{kind}_views", t, epoch),
+                                       self.dataset.augment.hflip)
 
     def _trains_bn(self, t: int, kind: str) -> bool:
         fresh_teacher = kind == "teacher" and not self.plan.self_teacher
@@ -315,7 +327,8 @@ class Engine:
         cfg, plan = self.cfg, self.plan
         teacher_weights = self.backend.get_weights(self.teacher) if self.teacher else None
         rng = np.random.default_rng(derive_seed(cfg.seed, "allocate", t))
-        class_range = self.task_data[t].class_range if cfg.scenario == "class" else None
+        class_range = self.views.widen(self.task_data[t].class_range) \
+            if cfg.scenario == "class" else None
         new_owner = masks.allocate(self.owner, t, layers=self.layers, num_tasks=cfg.tasks,
                                    mode=plan.allocation, rng=rng,
                                    teacher_weights=teacher_weights, class_range=class_range)
@@ -339,9 +352,9 @@ class Engine:
         dense = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
         subnet = Subnet(gates=dense, bn=self.backend.get_bn(self.teacher),
                         class_range=task.class_range)
-        logits = self.backend.predict(self.teacher, task.x_test, [subnet],
-                                      self.cfg.inference.batch_size, self.dataset.mean,
-                                      self.dataset.std)
+        logits = self.views.predict(self.backend, self.teacher, task.x_test, [subnet],
+                                    self.cfg.inference.batch_size, self.dataset.mean,
+                                    self.dataset.std)
         return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
 
     def _fit_stats(self, t: int) -> None:
@@ -356,9 +369,10 @@ class Engine:
         spaces = sorted({*space_ids(t, self.cfg.stats.spaces), t})
         subnets = subnets_for(self.owner, self.bn_snapshots, self.plan,
                               [task.class_range for task in self.task_data[:t + 1]])
-        _, features = self.backend.predict(self.model, task.x_train, [subnets[j] for j in spaces],
-                                           self.cfg.inference.batch_size, self.dataset.mean,
-                                           self.dataset.std, features=True)
+        features = self.views.features(self.backend, self.model, task.x_train,
+                                       [subnets[j] for j in spaces],
+                                       self.cfg.inference.batch_size, self.dataset.mean,
+                                       self.dataset.std)
         self.stats.append(fit_stats(features, spaces, t, task.y_train, task.class_range,
                                     derive_seed(self.cfg.seed, "stats", t),
                                     self.cfg.stats.spaces, self.cfg.stats.covariance,

@@ -18,6 +18,7 @@ from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
 from mind_core.routing import PAPER_RULE, TaskStats
 from mind_core.schedule import TaskData, test_set
+from mind_core.views import Views
 
 
 def subnets_for(owner, bn_snapshots, plan: Plan,
@@ -38,8 +39,8 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     scored; without, the score-only rules."""
     x, y, true_task = test_set(tasks)
     subnets = subnets_for(owner, bn_snapshots, plan, [t.class_range for t in tasks])
-    out = backend.predict(model, x, subnets, cfg.inference.batch_size, dataset.mean,
-                          dataset.std, features=stats is not None)
+    out = Views.from_config(cfg).predict(backend, model, x, subnets, cfg.inference.batch_size,
+                                         dataset.mean, dataset.std, features=stats is not None)
     logits, features = out if stats is not None else (out, None)
     return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
                            cfg.inference.temperature, cfg.inference.routing, features, stats)

@@ -35,6 +35,7 @@ from mind_core.runner import (
     trusted_backend,
 )
 from mind_core.schedule import class_ranges, original_labels
+from mind_core.views import Views
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -102,10 +103,10 @@ class Predictor:
         if tuple(x.shape[1:]) != self.image_shape:
             raise DatasetError(f"images are {_shape(x.shape[1:])} but the run was trained on "
                                f"{_shape(self.image_shape)} images")
-        out = self.backend.predict(self.model, x, self.subnets,
-                                   self.cfg.inference.batch_size if batch_size is None
-                                   else batch_size, self.mean,
-                                   self.std, features=self.stats is not None)
+        out = Views.from_config(self.cfg).predict(
+            self.backend, self.model, x, self.subnets,
+            self.cfg.inference.batch_size if batch_size is None else batch_size, self.mean,
+            self.std, features=self.stats is not None)
         logits, features = out if self.stats is not None else (out, None)
         logits = np.asarray(logits, dtype=np.float64)
         if self.single_head:

@@ -52,6 +52,12 @@ METHODS: dict[str, dict[str, Any]] = {
     "self_distill_beta1": {"variant": "self_distill", "distillation.beta": 1.0},
     "self_distill_beta0": {"variant": "self_distill", "distillation.beta": 0.0},
     "teacher_slice": {"variant": "teacher_slice"},
+    # Self-supervised label augmentation (mind_core.views) on this project's default variant:
+    # one quarter turn per image and epoch, all four at once, or colour-channel shifts.
+    "rotation": {"variant": "teacher_slice", "label_aug.transform": "rotation"},
+    "rotation_all": {"variant": "teacher_slice", "label_aug.transform": "rotation",
+                     "label_aug.copies": "all"},
+    "channels": {"variant": "teacher_slice", "label_aug.transform": "channels"},
     "outliers": {**_MIND, "distillation.outlier_weight": OUTLIER_WEIGHT},
     "teacher_outliers": {**_MIND, "allocation.init": "teacher",
                          "distillation.outlier_weight": OUTLIER_WEIGHT},

@@ -12,9 +12,11 @@ import numpy as np
 
 from mind_core.config import SELF_TEACHER_VARIANTS, ConfigError, PhaseConfig, RunConfig
 from mind_core.protocol import MIN_IMAGE_SIDE, Augment, ModelSpec, PhaseSpec
+from mind_core.views import VIEW_COUNTS, unfit_reason
 
 _STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
-               "reinit": 6, "stats": 7, "fisher": 8}
+               "reinit": 6, "stats": 7, "fisher": 8,
+               "teacher_views": 9, "distill_views": 10}
 
 
 def derive_seed(seed: int, step: str, task: int = 0, epoch: int = 0) -> int:
@@ -56,7 +58,12 @@ def model_spec(cfg: RunConfig, image_shape: tuple[int, int, int], num_classes: i
         raise ConfigError("model", f"{cfg.model} needs images of at least {side}x{side} pixels"
                           f"{reason}, but {cfg.dataset}'s are {height}x{width}; use larger "
                           "images or another model")
-    return ModelSpec(arch=cfg.model, input_shape=image_shape, num_classes=num_classes)
+    reason = unfit_reason(cfg.label_aug.transform, image_shape)
+    if reason:
+        raise ConfigError("label_aug.transform", f"{reason} ({cfg.dataset})")
+    # With label augmentation, one output row per (class, view) pair (mind_core.views).
+    return ModelSpec(arch=cfg.model, input_shape=image_shape,
+                     num_classes=num_classes * VIEW_COUNTS[cfg.label_aug.transform])
 
 
 def phase_spec(cfg: RunConfig, kind: str, class_range: tuple[int, int], train_bn: bool,

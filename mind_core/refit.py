@@ -19,6 +19,7 @@ from mind_core.evaluation import subnets_for
 from mind_core.plan import Plan, derive_seed
 from mind_core.routing import MIN_SAMPLES, TaskStats, fit_stats
 from mind_core.spaces import space_ids
+from mind_core.views import Views
 
 
 @attrs.define(kw_only=True)
@@ -45,9 +46,9 @@ def training_features(run: LoadedRun, t: int, spaces: list[int]):
     task = run.tasks[t]
     ranges = [task.class_range for task in run.tasks[:t + 1]]
     at_end = subnets_for(run.ckpt.owner, run.ckpt.bn_snapshots[:t + 1], run.plan, ranges)
-    _, features = run.backend.predict(run.model, task.x_train, [at_end[j] for j in spaces],
-                                      run.cfg.inference.batch_size, run.dataset.mean,
-                                      run.dataset.std, features=True)
+    features = Views.from_config(run.cfg).features(
+        run.backend, run.model, task.x_train, [at_end[j] for j in spaces],
+        run.cfg.inference.batch_size, run.dataset.mean, run.dataset.std)
     run.features[key] = features
     return features
 
