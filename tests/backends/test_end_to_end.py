@@ -185,3 +185,19 @@ def test_lwf_and_ewc_train_end_to_end_and_resume_exactly(tmp_path, backend, meth
                   should_stop=StopAfter(calls=12))
     resumed = resume_run(tmp_path / "cut")
     assert resumed["final"] == whole["final"]
+
+
+def test_a_label_augmented_run_trains_evaluates_and_resumes_exactly(tmp_path, backend):
+    """label_aug.transform=rotation through this backend: a head four times wider, trained on
+    turned images with (class, view) labels, scored by summing each class over the views."""
+    settings = [*SMOKE, "tasks=2", "teacher.epochs=2", "distill.epochs=2",
+                "label_aug.transform=rotation"]
+    whole = start_run(resolve_config("smoke", settings), tmp_path / "whole")
+    assert whole["final"]["taw"] > 0.6  # 2 classes per task: chance is 0.5
+    assert evaluate_run(tmp_path / "whole")["final"] == whole["final"]
+    if "deterministic" not in backend.capabilities:
+        return
+    with pytest.raises(Interrupted):
+        start_run(resolve_config("smoke", settings), tmp_path / "cut",
+                  should_stop=StopAfter(calls=12))
+    assert resume_run(tmp_path / "cut")["final"] == whole["final"]
