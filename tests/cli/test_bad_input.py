@@ -166,3 +166,19 @@ def test_a_config_json_with_wrong_types_is_exit_2(tmp_path, capsys, edit, messag
         assert main([command, str(out), *FAKE[:2]]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and f"{config} {message}" in err, err
+
+
+@pytest.mark.parametrize("settings, words", [
+    (["label_aug.transform=channels"], "channels needs colour images"),
+    (["label_aug.transform=rotation", "method=ewc"], "method=mind"),
+])
+def test_label_augmentation_the_run_cannot_use_is_exit_2_and_writes_nothing(tmp_path, capsys,
+                                                                           settings, words):
+    out = tmp_path / "run"
+    args = ["run", *FAKE, "--out", str(out)]
+    for setting in settings:
+        args += ["--set", setting]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "label_aug.transform" in err and words in err
+    assert not out.exists()
