@@ -27,6 +27,7 @@ from mind_core.config import (
     parse_overrides,
     resolve_config,
 )
+from mind_core.config_schema import field_doc
 from mind_core.errors import short_repr
 
 __all__ = ["config_to_toml", "read_config_file", "resolve_config", "run_config",
@@ -108,19 +109,28 @@ def _check_type(key: str, value: Any, source: str) -> None:
 def config_to_toml(cfg: RunConfig) -> str:
     """Every setting of cfg as TOML that `mind run --config` (or resolve_config(base=
     read_config_file(...))) reads back to cfg itself: the top-level settings, then one table
-    per section. Floats are written with repr(), which reads back to the same float."""
+    per section, each under its one-line description as a comment. Floats are written with
+    repr(), which reads back to the same float."""
     lines = ["# A MIND run configuration: `mind run --config FILE.toml`; --set applies on top.",
-             "# Every setting is listed; README.md says what each one means."]
+             "# Every setting is listed under what it does; docs/settings.md has each one's "
+             "choices and default.", ""]
     tables: list[str] = []
     for field in attrs.fields(RunConfig):
         value = getattr(cfg, field.name)
         if attrs.has(type(value)):
-            tables += ["", f"[{field.name}]"]
-            tables += [f"{sub.name} = {_toml_value(f'{field.name}.{sub.name}', getattr(value, sub.name))}"
-                       for sub in attrs.fields(type(value))]
+            tables += ["", *_comment(field), f"[{field.name}]"]
+            for sub in attrs.fields(type(value)):
+                key = f"{field.name}.{sub.name}"
+                tables += [*_comment(sub),
+                           f"{sub.name} = {_toml_value(key, getattr(value, sub.name))}"]
         else:
-            lines.append(f"{field.name} = {_toml_value(field.name, value)}")
+            lines += [*_comment(field), f"{field.name} = {_toml_value(field.name, value)}"]
     return "\n".join(lines + tables) + "\n"
+
+
+def _comment(field: attrs.Attribute) -> list[str]:
+    doc = " ".join(field_doc(field).split())  # one comment line, whatever the text holds
+    return [f"# {doc}"] if doc else []
 
 
 def _toml_value(key: str, value: Any) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from textual.widgets import Button, Input, Select
 
+from mind_core.settings_docs import setting_doc
 from tests.tui.tui_helpers import drive, plain, wait_for
 from tui.app import MindApp
 from tui.screens.launch import LaunchScreen
@@ -220,5 +221,19 @@ def test_another_variant_shows_its_own_defaults_where_nothing_was_changed(tmp_pa
         await wait_for(pilot, lambda: "--set variant=mind" in plain(
             screen.query_one("#launch-command")))
         assert beta.value == "2"
+
+    drive(app, scenario)
+
+
+def test_each_setting_field_shows_its_description_on_hover(tmp_path: Path):
+    """The tooltip is the setting's line of docs/settings.md; a field of no setting has none."""
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        assert screen.query_one("#f-tasks", Input).tooltip == setting_doc("tasks")
+        assert screen.query_one("#f-distillation-beta", Input).tooltip == setting_doc("beta")
+        assert screen.query_one("#f-variant", Select).tooltip == setting_doc("variant")
+        assert screen.query_one("#f-preset", Select).tooltip is None
 
     drive(app, scenario)

@@ -22,6 +22,7 @@ from mind_core.config import VARIANTS
 from mind_core.protocol import ARCHS
 from mind_core.registry import BACKENDS
 from mind_core.rundir import run_dir_name
+from mind_core.settings_docs import setting_doc
 from tui.catalog import ConfigProblem, DatasetChoice, format_value, lookup
 from tui.process import RunProcess, display_command, new_run_dir, run_command
 
@@ -149,6 +150,7 @@ class LaunchScreen(Screen):
                 select.value = current
 
     def _row(self, key: str, label: str, widget: Any) -> ComposeResult:
+        widget.tooltip = setting_doc(key) or None  # the line of docs/settings.md, on hover
         yield Label(label, classes="field-label")
         yield widget
         yield Static("", id=message_id(key), classes="field-message")
