@@ -393,10 +393,12 @@ class Engine:
             self.events.emit("student_behind", **behind[0], gap=STUDENT_GAP)
 
     def _metrics(self) -> dict[str, Any]:
-        """metrics.json: the history, and the threads this process trains with, on which
-        results on CPU depend (a resumed run records its own, which may differ from
-        config.json's). A re-evaluation (`mind eval`) trains nothing and has none."""
-        return {**self.state.history.metrics(), "threads": thread_counts(self.backend)}
+        """metrics.json: the history, and the threads and the precision (`auto` resolved)
+        this process trains with, on which results depend (a resumed run records its own
+        threads, which may differ from config.json's). A re-evaluation (`mind eval`) trains
+        nothing and has neither."""
+        return {**self.state.history.metrics(), "threads": thread_counts(self.backend),
+                "precision": backend_precision(self.backend)}
 
     def _write_metrics(self) -> None:
         if self.run_dir:

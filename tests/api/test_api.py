@@ -32,6 +32,7 @@ def trained(tmp_path_factory):
 def test_fit_trains_every_task_and_reports_events(trained):
     _, _, run, events = trained
     assert run.metrics["tasks_done"] == 3
+    assert run.metrics["precision"] == "fp32"  # what it trained in, `auto` resolved
     assert run.config.tasks == 3 and run.config.backend == FAKE
     types = [e["type"] for e in events]
     assert types[0] == "run_started" and types[-1] == "run_finished"

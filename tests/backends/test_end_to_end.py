@@ -40,6 +40,7 @@ def test_smoke_run_through_the_cli_writes_the_documented_files(tmp_path, capsys,
     # The framework's pools as it ran them (0: TF's own choice, where TF started before).
     assert set(config["threads"]) == {"intra_op", "inter_op"}
     assert metrics["threads"] == config["threads"]
+    assert metrics["precision"] == config["versions"]["precision"]
     assert (f"on {backend.device} in {config['versions']['precision']}, threads "
             f"{config['threads']['intra_op']} intra-op / ") in printed
     assert len(list((out / "checkpoint").glob("task-*.safetensors"))) == 5

@@ -103,6 +103,7 @@ def test_a_bf16_run_records_its_precision_and_resumes_to_identical_metrics(tmp_p
                  *[arg for s in SMOKE for arg in ("--set", s)]]) == 0
     assert json.loads((out / "config.json").read_text())["versions"]["precision"] == "bf16"
     reference = json.loads((out / "metrics.json").read_text())
+    assert reference["precision"] == "bf16"
     stopped = tmp_path / "stopped"
     with pytest.raises(Interrupted):
         start_run(resolve_config("smoke", SMOKE), stopped, should_stop=StopAfter(11))

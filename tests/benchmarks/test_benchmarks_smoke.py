@@ -192,3 +192,28 @@ def test_merge_combines_invocations_and_keeps_other_epochs_apart(tmp_path, capsy
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(SystemExit, match="cannot read"):
         accuracy.main(["--merge", str(tmp_path / "broken.json"), "--out", str(merged)])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the whole-run benchmark trains with torch")
+def test_precision_run_writes_its_documented_keys(tmp_path):
+    """benchmarks/precision_run.py end to end at its --quick size (two tiny protocol runs and
+    the demo shrunk alike, each a `mind run` child): the JSON's keys, no timing asserted."""
+    from benchmarks import precision_run
+
+    out = tmp_path / "precision-run.json"
+    assert precision_run.main(["--quick", "--precisions", "fp32,bf16", "--demo", "auto",
+                               "--threads", "1", "--work", str(tmp_path / "work"),
+                               "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {"fp32", "bf16"} and set(result["demo"]) == {"auto"}
+    for run in [*result["runs"].values(), *result["demo"].values()]:
+        assert run["wall_s"] > 0 and run["cpu_s"] > 0
+        assert 0 <= run["tag"] <= run["taw"] <= 1
+        assert run["threads"]["intra_op"] == 1  # --threads reached each run
+    assert [result["runs"][p]["precision"] for p in ("fp32", "bf16")] == ["fp32", "bf16"]
+    assert result["demo"]["auto"]["precision"] in ("fp32", "bf16")  # resolved, never "auto"
+    assert result["protocol"]["data"]["image_shape"] == [32, 32, 1]
+    assert result["ratios"]["wall_bf16_vs_fp32"] > 0
+    assert result["ratios"]["wall_auto_vs_fp32"] is None  # auto's protocol run was not asked
+    assert set(result["met"]) == {"protocol_fp32", "protocol_bf16", "demo_auto"}
+    assert {"protocol_wall_s", "demo_wall_s", "reference_fastest_s"} <= set(result["targets"])

@@ -44,7 +44,7 @@ def test_eval_json_reproduces_the_runs_metrics(tmp_path, capsys):
     assert main(["eval", str(out), *TRUST, "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     saved = json.loads((out / "metrics.json").read_text())
-    saved.pop("threads")  # the training process's; eval trains nothing
+    saved.pop("threads"), saved.pop("precision")  # the training process's; eval trains nothing
     assert evaluated == saved
 
 
@@ -57,6 +57,8 @@ def test_the_thread_count_is_recorded_and_printed(tmp_path, capsys):
         capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["threads"] == {"intra_op": 3}
     assert json.loads((out / "metrics.json").read_text())["threads"] == {"intra_op": 3}
+    # and the precision it trained in (docs/precision.md): a backend without the setting, fp32
+    assert json.loads((out / "metrics.json").read_text())["precision"] == "fp32"
 
 
 def test_same_command_twice_gives_the_same_metrics(tmp_path):

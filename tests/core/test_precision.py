@@ -105,6 +105,8 @@ def test_a_run_records_device_and_resolved_precision(tmp_path, monkeypatch):
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["precision"] == "auto"  # what was asked, resumed as asked
     assert saved["versions"]["precision"] == "bf16"  # what it resolved to here
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16"  # what it trained in, beside the threads
     started = json.loads((run_dir / "events.jsonl").read_text().splitlines()[0])
     assert (started["device"], started["precision"]) == ("cpu", "bf16")
     assert device_text(started) == " on cpu in bf16"

@@ -6,10 +6,13 @@ from pathlib import Path
 
 from textual.widgets import Button, Input, Select
 
+from mind_core.config import resolve_config
+from mind_core.precision import PRECISIONS
 from mind_core.settings_docs import setting_doc
 from tests.tui.tui_helpers import drive, plain, wait_for
 from tui.app import MindApp
-from tui.screens.launch import LaunchScreen
+from tui.process import RunProcess
+from tui.screens.launch import SETTINGS, LaunchScreen
 
 
 async def ready(pilot, app: MindApp) -> LaunchScreen:
@@ -237,3 +240,36 @@ def test_each_setting_field_shows_its_description_on_hover(tmp_path: Path):
         assert screen.query_one("#f-preset", Select).tooltip is None
 
     drive(app, scenario)
+
+
+def test_choosing_bf16_puts_precision_in_the_launched_command(tmp_path: Path, monkeypatch):
+    """The precision field offers the core's choices; bf16 chosen there is a --set of the
+    command the launch starts, and the config that command resolves to trains in bf16."""
+    launched: list[list[str]] = []
+
+    def record(run_dir: Path, args: list[str]):
+        launched.append(args)
+        raise OSError("not started in this test")  # the screen reports it and stays
+
+    monkeypatch.setattr(RunProcess, "start", staticmethod(record))
+    app = MindApp(backend="tests.fakes:FakeBackend", runs_dir=tmp_path / "runs")
+
+    async def scenario(pilot):
+        screen = await ready(pilot, app)
+        field = screen.query_one("#f-precision", Select)
+        assert field.value == "fp32"  # the preset's
+        assert next(s for s in SETTINGS if s.key == "precision").choices is PRECISIONS
+        screen.query_one("#f-preset", Select).value = "smoke"
+        await wait_for(pilot, lambda: screen.query_one("#f-teacher-epochs", Input).value == "1")
+        field.value = "bf16"
+        await wait_for(pilot, lambda: "--set precision=bf16" in plain(
+            screen.query_one("#launch-command")) and screen.validation.ok)
+        assert message(screen, "precision") == "changed (preset: fp32)"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: bool(launched))
+
+    drive(app, scenario)
+    (args,) = launched
+    overrides = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
+    assert "precision=bf16" in overrides
+    assert resolve_config(args[args.index("--preset") + 1], overrides).precision == "bf16"

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from mind_core.config import VARIANTS
+from mind_core.precision import PRECISIONS
 from mind_core.protocol import ARCHS
 from mind_core.registry import BACKENDS
 from mind_core.rundir import run_dir_name
@@ -50,6 +51,7 @@ SETTINGS = (
     Setting("allocation.weight_sharing", "Weight sharing", ("true", "false")),
     Setting("seed", "Seed"),
     Setting("device", "Device"),
+    Setting("precision", "Precision", PRECISIONS),  # auto: bf16 where the device runs it natively
 )
 TOP_KEYS = ("preset", "backend", "dataset", "own_data", "data_dir", "name")
 
