@@ -29,7 +29,8 @@ PRESETS = {
 }
 COMMON = {"model": "small_cnn", "variant": "mind", "distillation.beta": 5.0,
           "inference.temperature": 1.0, "allocation.weight_sharing": True, "seed": 0,
-          "device": "auto", "precision": "fp32", "backend": "torch"}
+          "device": "auto", "precision": "fp32", "label_aug.transform": "none",
+          "backend": "torch"}
 DATASETS = (
     DatasetChoice("fmnist-mini", 10, (28, 28, 1), True),
     DatasetChoice("synthetic", 10, (16, 16, 3), True),

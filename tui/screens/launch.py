@@ -20,6 +20,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from mind_core.config import VARIANTS
 from mind_core.precision import PRECISIONS
+from mind_core.views import LABEL_TRANSFORMS
 from mind_core.protocol import ARCHS
 from mind_core.registry import BACKENDS
 from mind_core.rundir import run_dir_name
@@ -48,6 +49,7 @@ SETTINGS = (
     Setting("distill.milestones", "Distill milestones", optional=True),
     Setting("distillation.beta", "Beta (distillation)"),
     Setting("inference.temperature", "Temperature"),
+    Setting("label_aug.transform", "Label views", LABEL_TRANSFORMS),
     Setting("allocation.weight_sharing", "Weight sharing", ("true", "false")),
     Setting("seed", "Seed"),
     Setting("device", "Device"),
