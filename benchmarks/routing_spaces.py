@@ -22,6 +22,8 @@ transform) and, with --densities, `pairwise` with the other models of DENSITIES:
   pairwise_tied_raw both (the rule's first form)
 Last, `pairwise_mixture`: no routing at all, the class with the highest
 sum_t P(t|x) P(y|x,t), where P(t|x) is the task's share of the round robin's points.
+A run with label augmentation (label_aug) also gets `pairwise_views`: `pairwise` with
+statistics of every view (stats.views=all), the others reading the images as they are.
 """
 
 from __future__ import annotations
@@ -119,9 +121,10 @@ def score_run(run: LoadedRun, spaces: int, densities: bool = False
     x, y, true_task = test_set(run.tasks)
     ranges = [task.class_range for task in run.tasks]
     subnets = subnets_for(run.ckpt.owner, run.ckpt.bn_snapshots, run.plan, ranges)
-    logits, features = Views.from_config(run.cfg).predict(
+    logits, every_view = Views.from_config(run.cfg).predict(
         run.backend, run.model, x, subnets, run.cfg.inference.batch_size, run.dataset.mean,
         run.dataset.std, features=True)
+    features = every_view[0]  # the variants read the images as they are
     logits = np.asarray(logits, np.float64)
     lows = np.array([lo for lo, _ in ranges])
     predicted = logits.argmax(-1) + lows[:, None]
@@ -131,7 +134,7 @@ def score_run(run: LoadedRun, spaces: int, densities: bool = False
     for suffix, (covariance, transform) in DENSITIES.items():
         if suffix and not densities:
             continue
-        stats = refit_stats(run, spaces, covariance, transform)
+        stats = refit_stats(run, spaces, covariance, transform, views="image")
         name = "pairwise" + (f"_{suffix}" if suffix else "")
         routes[name] = route("pairwise", RoutingInputs(
             logits=logits, temperature=temperature, features=features, stats=stats))
@@ -143,6 +146,9 @@ def score_run(run: LoadedRun, spaces: int, densities: bool = False
             routes["mahalanobis"] = route("mahalanobis", RoutingInputs(
                 logits=logits, temperature=temperature, features=features, stats=stats))
             tag_of["pairwise_mixture"] = mixture_prediction(logits, features, stats, lows)
+    if len(every_view) > 1:  # label augmentation: statistics of every view (stats.views=all)
+        routes["pairwise_views"] = route("pairwise", RoutingInputs.of_views(
+            logits, temperature, every_view, refit_stats(run, spaces, views="all")))
     routes["max_prob"] = route("max_prob", RoutingInputs(logits=logits,
                                                          temperature=temperature))
     out = {name: {"routing": float((routed == true_task).mean()),

@@ -14,12 +14,12 @@ from mind_core.registry import BACKENDS
 from mind_core.routing import ROUTINGS
 from mind_core.schedule import SCENARIOS
 from mind_core.spaces import COVARIANCES, TRANSFORMS
-from mind_core.views import LABEL_COPIES, LABEL_TRANSFORMS
+from mind_core.views import LABEL_COPIES, LABEL_TRANSFORMS, STATS_VIEWS
 
 # The loop's variants (what each sets: VARIANT_DEFAULTS, plan.Plan) and BatchNorm modes
 # (plan.Plan.train_bn); the other lists of choices live with the code that implements them:
 # BACKENDS, ARCHS, LOSSES, MASKINGS, MODES, INITS, ROUTINGS, SCENARIOS, COVARIANCES,
-# TRANSFORMS, PRECISIONS, LABEL_TRANSFORMS, LABEL_COPIES.
+# TRANSFORMS, PRECISIONS, LABEL_TRANSFORMS, LABEL_COPIES, STATS_VIEWS.
 VARIANTS = ("mind", "self_distill", "packnet", "teacher_slice")
 # The variants the paper defines (docs/algorithm.md "Variants"); teacher_slice is this project's.
 PAPER_VARIANTS = ("mind", "self_distill", "packnet")
@@ -174,6 +174,11 @@ class StatsConfig:
     transform: str = _field("What features go through before they are modelled: fecam "
                             "(square root and unit length) or none.", default="fecam",
                             validator=_one_of(*TRANSFORMS))
+    # Chosen on the synbols-selection rendering, where every view's statistics routed 8
+    # points better than the image's alone (docs/routing.md).
+    views: str = _field("With label_aug: model every view of each image, each by statistics of "
+                        "its own (all), or the image as it is (image).", default="all",
+                        validator=_one_of(*STATS_VIEWS))
 
 
 @attrs.frozen(kw_only=True)

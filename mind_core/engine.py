@@ -372,7 +372,7 @@ class Engine:
         features = self.views.features(self.backend, self.model, task.x_train,
                                        [subnets[j] for j in spaces],
                                        self.cfg.inference.batch_size, self.dataset.mean,
-                                       self.dataset.std)
+                                       self.dataset.std, self.cfg.stats.views)
         self.stats.append(fit_stats(features, spaces, t, task.y_train, task.class_range,
                                     derive_seed(self.cfg.seed, "stats", t),
                                     self.cfg.stats.spaces, self.cfg.stats.covariance,

@@ -114,8 +114,8 @@ class Predictor:
             return Predictions(classes=self.original[relabelled].astype(np.int64),
                                tasks=routed, scores=scores, class_names=self.class_names)
         temperature = self.cfg.inference.temperature
-        routed = route(self.rule.name, RoutingInputs(logits=logits, temperature=temperature,
-                                                     features=features, stats=self.stats))
+        routed = route(self.rule.name, RoutingInputs.of_views(logits, temperature, features,
+                                                              self.stats))
         chosen = logits[routed, np.arange(len(x))]  # [n, c]: the routed sub-network's logits
         within = chosen.argmax(axis=-1)
         lows = np.array([lo for lo, _ in self.ranges], dtype=np.int64)

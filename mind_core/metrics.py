@@ -86,7 +86,8 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
                     routing: str = PAPER_RULE, features: np.ndarray | None = None,
                     stats: list | None = None) -> Evaluation:
     """Score what every sub-network gave over its own classes: logits [T, n, c] and, for the
-    statistics rules, features [T, n, d] with one routing.TaskStats per task.
+    statistics rules, features [T, n, d] (or [views, T, n, d], label augmentation's views
+    with the images as they are first) with one routing.TaskStats per task.
 
     TAw: the true task's argmax. TAg: route each sample with the chosen rule
     (mind_core.routing), predict the routed task's argmax. Every rule the inputs allow is
@@ -102,9 +103,8 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
     predicted = logits.argmax(axis=-1) + lows[:, None]  # [T, n]: each task's class guess
     taw_ok = predicted[true_tasks, samples] == labels
     has_stats = stats is not None and features is not None
-    inputs = RoutingInputs(logits=logits, temperature=temperature,
-                           features=features if has_stats else None,
-                           stats=list(stats) if has_stats else None)
+    inputs = RoutingInputs.of_views(logits, temperature, features if has_stats else None,
+                                    list(stats) if has_stats else None)
     routes = {name: route(name, inputs) for name in available(inputs.stats)}
     routed = routes[routing] if routing in routes else route(routing, inputs)  # raises why
 

@@ -36,11 +36,11 @@ class LoadedRun:
     features: dict = attrs.Factory(dict)  # (task, spaces) -> training_features' result
 
 
-def training_features(run: LoadedRun, t: int, spaces: list[int]):
+def training_features(run: LoadedRun, t: int, spaces: list[int], views: str = "image"):
     """Task t's training data through sub-networks `spaces` (each <= t) as they were at the
     end of task t, [len(spaces), n, d]: BN snapshots 0..t only, so bn=shared uses the newest
     snapshot it had then."""
-    key = (t, tuple(spaces))
+    key = (t, tuple(spaces), views)
     if key in run.features:
         return run.features[key]
     task = run.tasks[t]
@@ -48,25 +48,26 @@ def training_features(run: LoadedRun, t: int, spaces: list[int]):
     at_end = subnets_for(run.ckpt.owner, run.ckpt.bn_snapshots[:t + 1], run.plan, ranges)
     features = Views.from_config(run.cfg).features(
         run.backend, run.model, task.x_train, [at_end[j] for j in spaces],
-        run.cfg.inference.batch_size, run.dataset.mean, run.dataset.std)
+        run.cfg.inference.batch_size, run.dataset.mean, run.dataset.std, views)
     run.features[key] = features
     return features
 
 
 def refit_stats(run: LoadedRun, spaces: int | None = None, covariance: str | None = None,
-                transform: str | None = None) -> list[TaskStats]:
+                transform: str | None = None, views: str | None = None) -> list[TaskStats]:
     """Every finished task's statistics, in its own space and in space_ids(t, spaces), from
     the last checkpoint: what a run with these stats.* settings (the run's own where None)
     fitted at each task's end."""
     own = run.cfg.stats
     spaces = own.spaces if spaces is None else spaces
     covariance, transform = covariance or own.covariance, transform or own.transform
+    views = views or own.views
     out = []
     for t, task in enumerate(run.tasks):
         if len(task.x_train) < MIN_SAMPLES:
             raise ValueError(f"task {t} has too few training samples to fit statistics")
         ids = sorted({*space_ids(t, spaces), t})
-        out.append(fit_stats(training_features(run, t, ids), ids, t, task.y_train,
+        out.append(fit_stats(training_features(run, t, ids, views), ids, t, task.y_train,
                              task.class_range, derive_seed(run.cfg.seed, "stats", t), spaces,
                              covariance, transform))
     return out

@@ -60,28 +60,42 @@ class TaskStats:
     the held-out slice of the task's training data (cross-fitted where the slice is small,
     fit_task_stats); spaces: the task's statistics in other
     sub-networks' feature spaces too, by sub-network (mind_core.spaces; empty where the run
-    fits none).
+    fits none); views: with label augmentation (mind_core.views) and stats.views=all, the
+    same spaces' statistics of the task's images in views 1..K-1, one dict per view (spaces
+    holds view 0's, the images as they are).
     """
 
     means: np.ndarray
     whiten: np.ndarray
     calibration: np.ndarray
     spaces: dict[int, SpaceStats] = attrs.field(factory=dict)
+    views: tuple[dict[int, SpaceStats], ...] = attrs.field(default=(), converter=tuple)
 
     ARRAYS = ("means", "whiten", "calibration")
     SPACE = "space"  # tensors of a space: space/<sub-network>/<name>
+    VIEW = "view"  # tensors of another view's space: view/<k>/space/<sub-network>/<name>
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {name: getattr(self, name) for name in self.ARRAYS}
-        for space, stats in sorted(self.spaces.items()):
-            out.update({f"{self.SPACE}/{space}/{k}": v for k, v in stats.arrays().items()})
+        for k, spaces in enumerate((self.spaces, *self.views)):
+            prefix = "" if k == 0 else f"{self.VIEW}/{k}/"
+            for space, stats in sorted(spaces.items()):
+                out.update({f"{prefix}{self.SPACE}/{space}/{name}": v
+                            for name, v in stats.arrays().items()})
         return out
+
+    @property
+    def view_spaces(self) -> list[dict[int, SpaceStats]]:
+        """Every view's spaces, view 0 (the images as they are) first."""
+        return [self.spaces, *self.views]
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "statistics") -> TaskStats:
         """Checked: shapes that fit together and finite values; errors name the tensor."""
-        own = {k: v for k, v in arrays.items() if not k.startswith(cls.SPACE + "/")}
+        own = {k: v for k, v in arrays.items()
+               if not k.startswith((cls.SPACE + "/", cls.VIEW + "/"))}
         spaces = _spaces_from_arrays(arrays, where, cls.SPACE)
+        views = _views_from_arrays(arrays, where, cls.VIEW, cls.SPACE)
         missing = [name for name in cls.ARRAYS if name not in arrays]
         if missing:
             raise RoutingError(f"{where}: missing tensor {missing[0]!r}")
@@ -97,9 +111,15 @@ class TaskStats:
                 raise RoutingError(f"{where}: tensor {name!r} holds non-finite values")
         if calibration[1] <= 0 or calibration[3] <= 0:
             raise RoutingError(f"{where}: tensor 'calibration' has a non-positive spread")
-        if any(space.means.shape[1] != means.shape[1] for space in spaces.values()):
+        if any(space.means.shape[1] != means.shape[1]
+               for view in (spaces, *views) for space in view.values()):
             raise RoutingError(f"{where}: its spaces' features are not {means.shape[1]}-wide")
-        return cls(means=means, whiten=whiten, calibration=calibration, spaces=spaces)
+        for k, view in enumerate(views, start=1):
+            if sorted(view) != sorted(spaces):
+                raise RoutingError(f"{where}: view {k} has spaces {sorted(view)} but view 0 "
+                                   f"has {sorted(spaces)}")
+        return cls(means=means, whiten=whiten, calibration=calibration, spaces=spaces,
+                   views=views)
 
     @property
     def dim(self) -> int:
@@ -120,6 +140,22 @@ def _spaces_from_arrays(arrays: dict[str, np.ndarray], where: str, prefix: str
                 for space, group in sorted(grouped.items())}
     except SpaceStatsError as exc:
         raise RoutingError(str(exc)) from None
+
+
+def _views_from_arrays(arrays: dict[str, np.ndarray], where: str, prefix: str, space: str
+                       ) -> list[dict[int, SpaceStats]]:
+    """Views 1..K-1 of view/<k>/space/<j>/<name>, numbered without gaps."""
+    grouped: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        if key.startswith(prefix + "/"):
+            index, _, rest = key[len(prefix) + 1:].partition("/")
+            if not index.isdigit() or str(int(index)) != index or int(index) == 0:
+                raise RoutingError(f"{where}: tensor {key!r} has no view number >= 1")
+            grouped.setdefault(int(index), {})[rest] = value
+    if sorted(grouped) != list(range(1, len(grouped) + 1)):
+        raise RoutingError(f"{where}: views {sorted(grouped)} are not numbered 1..{len(grouped)}")
+    return [_spaces_from_arrays(grouped[k], f"{where}/{prefix}/{k}", space)
+            for k in sorted(grouped)]
 
 
 # --------------------------------------------------------------------------- fitting
@@ -172,14 +208,21 @@ def fit_stats(features: np.ndarray, spaces: list[int], task: int, labels: np.nda
               class_range: tuple[int, int], seed: int, fit_spaces: int,
               covariance: str = "per_class", transform: str = "fecam") -> TaskStats:
     """A task's statistics from its training features in several sub-networks' spaces
-    ([len(spaces), n, d], in the order of `spaces`, which holds the task's own): its own-space
-    TaskStats, with SpaceStats (covariance, transform: the settings stats.*) in each space of
-    space_ids(task, fit_spaces)."""
-    by_space = dict(zip(spaces, features, strict=True))
-    own = fit_task_stats(by_space[task], labels, class_range, seed)
-    return attrs.evolve(own, spaces={
-        j: fit_space_stats(by_space[j], labels, class_range, seed, covariance, transform)
-        for j in space_ids(task, fit_spaces)})
+    ([len(spaces), n, d], in the order of `spaces`, which holds the task's own; or
+    [views, len(spaces), n, d] with the images as they are first): its own-space TaskStats
+    (of view 0), with SpaceStats (covariance, transform: the settings stats.*) in each space
+    of space_ids(task, fit_spaces), for each view."""
+    features = np.asarray(features)
+    by_view = features if features.ndim == 4 else features[None]
+    own = fit_task_stats(dict(zip(spaces, by_view[0], strict=True))[task], labels,
+                         class_range, seed)
+    fitted = []
+    for view in by_view:
+        by_space = dict(zip(spaces, view, strict=True))
+        fitted.append({j: fit_space_stats(by_space[j], labels, class_range, seed, covariance,
+                                          transform)
+                       for j in space_ids(task, fit_spaces)})
+    return attrs.evolve(own, spaces=fitted[0], views=fitted[1:])
 
 
 # --------------------------------------------------------------------------- rules
@@ -192,6 +235,19 @@ class RoutingInputs:
     temperature: float
     features: np.ndarray | None = None
     stats: list[TaskStats] | None = None
+    # The features of the samples' other views [K-1, T, n, d] (label augmentation, view 1 on):
+    # `pairwise` reads those the statistics model too (TaskStats.views).
+    more_views: np.ndarray | None = None
+
+    @classmethod
+    def of_views(cls, logits: np.ndarray, temperature: float, features: np.ndarray | None,
+                 stats: list[TaskStats] | None) -> RoutingInputs:
+        """features [T, n, d], or [views, T, n, d] with the images as they are first."""
+        if features is not None and np.ndim(features) == 4:
+            more = features[1:] if len(features) > 1 else None
+            return cls(logits=logits, temperature=temperature, features=features[0],
+                       stats=stats, more_views=more)
+        return cls(logits=logits, temperature=temperature, features=features, stats=stats)
 
 
 NEEDS = ("logits", "stats", "spaces")
@@ -257,7 +313,11 @@ def _route_pairwise(inputs: RoutingInputs) -> np.ndarray:
     if inputs.features is None or not inputs.stats or not stats_support(inputs.stats, "spaces"):
         raise RoutingError("this rule needs every task's statistics in the spaces it shares "
                            "with the others")
-    return _argmax(pairwise_scores(inputs.features, [s.spaces for s in inputs.stats]))
+    modelled = min(len(s.views) for s in inputs.stats)
+    given = 0 if inputs.more_views is None else len(inputs.more_views)
+    more = [(inputs.more_views[k], [s.views[k] for s in inputs.stats])
+            for k in range(min(modelled, given))]
+    return _argmax(pairwise_scores(inputs.features, [s.spaces for s in inputs.stats], more))
 
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in (

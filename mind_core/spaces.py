@@ -160,20 +160,25 @@ def has_spaces(task_spaces: list[dict]) -> bool:
                for t in range(len(task_spaces)) for s in range(t))
 
 
-def pairwise_scores(features: np.ndarray, task_spaces: list[dict[int, SpaceStats]]
+def pairwise_scores(features: np.ndarray, task_spaces: list[dict[int, SpaceStats]],
+                    more_views: list[tuple[np.ndarray, list[dict[int, SpaceStats]]]] = ()
                     ) -> np.ndarray:
     """A round robin of tasks [T, n]: every pair (s, t) is decided in the latest space both
     are modelled in, by the probability that a two-model Bayes classifier with equal priors
     gives t, sigmoid(log p_t(h) - log p_s(h)); a task's score is the sum over its T - 1
     matches. Where likelihoods differ by a few nats this is the count of matches won, and
     close matches break the ties. features [T, n, d]: sub-network j's features of each sample
-    at features[j]."""
+    at features[j]. more_views: (features, task_spaces) of the samples' other views (label
+    augmentation), each modelled by statistics of that view; a task's log-likelihood is then
+    the mean over the views of each view's, one number of the same space still."""
     tasks, n = len(task_spaces), features.shape[1]
+    views = [(features, task_spaces), *more_views]
     cache: dict[tuple[int, int], np.ndarray] = {}
 
     def ll(space: int, task: int) -> np.ndarray:
         if (space, task) not in cache:
-            cache[space, task] = log_likelihood(features[space], task_spaces[task][space])
+            cache[space, task] = np.mean([log_likelihood(f[space], spaces[task][space])
+                                          for f, spaces in views], axis=0)
         return cache[space, task]
 
     scores = np.zeros((tasks, n))

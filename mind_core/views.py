@@ -29,6 +29,9 @@ LABEL_TRANSFORMS = ("none", "rotation", "channels")
 # one: each image in one view drawn at random each epoch (an epoch's work unchanged).
 LABEL_COPIES = ("all", "one")
 VIEW_COUNTS = {"none": 1, "rotation": 4, "channels": 3}
+# The views routing statistics model (stats.views): all of label_aug's views, each by
+# statistics of its own (a task's log-likelihood is their mean), or only the image as it is.
+STATS_VIEWS = ("all", "image")
 
 
 def apply_view(x: np.ndarray, transform: str, k: int) -> np.ndarray:
@@ -103,25 +106,30 @@ class Views:
 
     def predict(self, backend: Backend, model, x: np.ndarray, subnets: list[Subnet],
                 batch_size: int, mean, std, features: bool = False):
-        """backend.predict with class scores summed over the views: logits [k, n, classes]
-        per sub-network's class range; features (when asked for) are the image's own view's."""
+        """backend.predict with class scores summed over the views: logits [s, n, classes]
+        per sub-network's class range; with features, also every view's features
+        [views, s, n, d] (the image as it is first), from the same passes."""
         if self.count == 1:
-            return backend.predict(model, x, subnets, batch_size, mean, std, features=features)
+            out = backend.predict(model, x, subnets, batch_size, mean, std, features=features)
+            return (out[0], np.asarray(out[1])[None]) if features else out
         wide = [attrs.evolve(s, class_range=self.widen(s.class_range)) for s in subnets]
-        total, kept = None, None
+        total, kept = None, []
         for k in range(self.count):
-            want = features and k == 0
             out = backend.predict(model, apply_view(x, self.transform, k), wide, batch_size,
-                                  mean, std, features=want)
-            logits, view_features = out if want else (out, None)
-            kept = view_features if want else kept
+                                  mean, std, features=features)
+            logits, view_features = out if features else (out, None)
+            kept.append(view_features)
             logits = np.asarray(logits, dtype=np.float32)
             scores = logits.reshape(*logits.shape[:2], -1, self.count)[..., k]
             total = scores if total is None else total + scores
-        return (total, kept) if features else total
+        return (total, np.stack(kept)) if features else total
 
     def features(self, backend: Backend, model, x: np.ndarray, subnets: list[Subnet],
-                 batch_size: int, mean, std) -> np.ndarray:
-        """The sub-networks' features of the images as they are (view 0): one forward pass."""
+                 batch_size: int, mean, std, stats_views: str = "image") -> np.ndarray:
+        """The sub-networks' features [views, s, n, d] of the images as they are, and with
+        stats_views="all" of every other view too: one forward pass a view."""
         wide = [attrs.evolve(s, class_range=self.widen(s.class_range)) for s in subnets]
-        return backend.predict(model, x, wide, batch_size, mean, std, features=True)[1]
+        count = self.count if stats_views == "all" else 1
+        return np.stack([backend.predict(model, apply_view(x, self.transform, k), wide,
+                                         batch_size, mean, std, features=True)[1]
+                         for k in range(count)])

@@ -7,13 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.routing_spaces import load_run
 from mind_core import checkpoint
 from mind_core.config import ConfigError, resolve_config
 from mind_core.engine import Engine, Interrupted
 from mind_core.inference import Predictor
 from mind_core.protocol import Augment, Subnet
-from mind_core.runner import evaluate_run, resume_run, start_run
+from mind_core.refit import refit_stats
+from mind_core.routing import RoutingInputs, route
+from mind_core.runner import evaluate_run, resume_run, start_run, task_checkpoints
+from mind_core.spaces import log_likelihood, pairwise_scores
 from mind_core.views import LABEL_TRANSFORMS, VIEW_COUNTS, Views, apply_view
+from tests.core.test_routing import make_tasks_features
 from tests.fakes import FakeBackend, StopAfter, tiny_dataset
 
 FAKE = "tests.fakes:FakeBackend"
@@ -211,3 +216,82 @@ def test_a_transformation_the_images_do_not_allow_is_a_config_error(tmp_path, tr
     with pytest.raises(ConfigError) as err:
         engine(tmp_path, [f"label_aug.transform={transform}"], dataset=dataset)
     assert err.value.key == "label_aug.transform" and words in str(err.value)
+
+
+def view_stats(task_spaces, rng, views):
+    """Each TaskStats of make_tasks_features given `views` more views: its spaces' statistics
+    with shifted means (so each view's densities differ)."""
+    out = []
+    for stats in task_spaces:
+        more = [{j: attrs.evolve(s, means=(s.means + rng.normal(0, 0.1, s.means.shape)
+                                           ).astype(np.float32))
+                 for j, s in stats.spaces.items()} for _ in range(views)]
+        out.append(attrs.evolve(stats, views=more))
+    return out
+
+
+def test_pairwise_with_views_decides_each_match_by_the_mean_of_the_views_likelihoods():
+    rng = np.random.default_rng(0)
+    stats, features, _ = make_tasks_features(tasks=3, spaces=16)
+    stats = view_stats(stats, rng, 2)
+    more = features[None] + rng.normal(0, 0.05, (2, *features.shape))
+    every = np.concatenate([features[None], more])
+    scores = pairwise_scores(features, [s.spaces for s in stats],
+                             [(more[k], [s.views[k] for s in stats]) for k in range(2)])
+    expected = np.zeros_like(scores)
+    for t in range(3):
+        for s in range(t):
+            ll = [np.mean([log_likelihood(every[v][s], stats[task].view_spaces[v][s])
+                           for v in range(3)], axis=0) for task in (s, t)]
+            won = 1 / (1 + np.exp(-(ll[1] - ll[0])))
+            expected[t] += won
+            expected[s] += 1 - won
+    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
+    routed = route("pairwise", RoutingInputs.of_views(np.zeros((3, features.shape[1], 2)), 1.0,
+                                                      every, stats))
+    assert np.array_equal(routed, scores.argmax(0))
+    # statistics without views route on the image's features alone, whatever else is given
+    plain = [attrs.evolve(s, views=()) for s in stats]
+    alone = route("pairwise", RoutingInputs.of_views(np.zeros((3, features.shape[1], 2)), 1.0,
+                                                     every, plain))
+    assert np.array_equal(alone, pairwise_scores(features, [s.spaces for s in plain]).argmax(0))
+
+
+def test_view_statistics_survive_a_checkpoint_and_broken_ones_are_named(tmp_path):
+    stats, _, _ = make_tasks_features(tasks=2, spaces=4)
+    stats = view_stats(stats, np.random.default_rng(1), 3)
+    ckpt = checkpoint.Checkpoint(weights={"w": np.zeros(2, np.float32)},
+                                 owner={"w": np.full(2, -1, np.int16)},
+                                 bn_snapshots=[{}, {}], stats=stats, tasks=2)
+    checkpoint.save(tmp_path / "c.safetensors", ckpt)
+    loaded = checkpoint.load(tmp_path / "c.safetensors").stats
+    for before, after in zip(stats, loaded, strict=True):
+        assert len(after.views) == 3
+        assert before.arrays().keys() == after.arrays().keys()
+        for name, value in before.arrays().items():
+            assert np.array_equal(value, after.arrays()[name]), name
+    tensors = checkpoint.to_tensors(ckpt)
+    gap = {k.replace("/view/3/", "/view/5/"): v for k, v in tensors.items()}
+    with pytest.raises((checkpoint.CheckpointError, ValueError), match="not numbered 1..3"):
+        checkpoint.from_tensors(gap, {})
+    short = {k: v for k, v in tensors.items() if not k.startswith("stats/1/view/2/space/1/")}
+    with pytest.raises((checkpoint.CheckpointError, ValueError), match="view 2 has spaces"):
+        checkpoint.from_tensors(short, {})
+
+
+@pytest.mark.parametrize("stats_views, stored", [("all", 3), ("image", 0)])
+def test_a_rotation_run_fits_every_views_statistics_and_refits_them_exactly(
+        tmp_path, stats_views, stored):
+    cfg = resolve_config("smoke", [*SETTINGS, "label_aug.transform=rotation",
+                                   f"stats.views={stats_views}"])
+    metrics = start_run(cfg, tmp_path, load=load_colour)
+    assert "pairwise" in metrics["final"]["rules"]
+    saved = checkpoint.load(task_checkpoints(tmp_path)[-1]).stats
+    assert [len(s.views) for s in saved] == [stored] * 3
+    assert all(sorted(view) == sorted(s.spaces) for s in saved for view in s.views)
+    run = load_run(tmp_path, FAKE, load=load_colour)
+    for fitted, again in zip(saved, refit_stats(run), strict=True):
+        assert fitted.arrays().keys() == again.arrays().keys()
+        for name, value in fitted.arrays().items():
+            assert np.array_equal(value, again.arrays()[name]), name
+    assert evaluate_run(tmp_path, FAKE, load=load_colour)["final"] == metrics["final"]
