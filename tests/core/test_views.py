@@ -124,8 +124,11 @@ def test_a_class_score_is_the_sum_of_its_view_logits_over_the_views():
                                 for s in subnets], 4, (0.0,), (1.0,))
         expected += wide[:, :, k::4]  # row c * 4 + k of each class c
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    assert features.shape[:3] == (4, 2, 7)  # every view's, the image as it is first
     own = views.features(backend, model, x, subnets, 4, (0.0,), (1.0,))
-    assert np.array_equal(features, own)  # the image's own view
+    assert np.array_equal(features[:1], own)  # stats.views=image: the image's own view
+    every = views.features(backend, model, x, subnets, 4, (0.0,), (1.0,), "all")
+    assert np.array_equal(features, every)  # the same passes
 
 
 def engine(tmp_path, extra=(), dataset=None, should_stop=None):
@@ -243,7 +246,7 @@ def test_pairwise_with_views_decides_each_match_by_the_mean_of_the_views_likelih
         for s in range(t):
             ll = [np.mean([log_likelihood(every[v][s], stats[task].view_spaces[v][s])
                            for v in range(3)], axis=0) for task in (s, t)]
-            won = 1 / (1 + np.exp(-(ll[1] - ll[0])))
+            won = 0.5 * (1 + np.tanh(0.5 * (ll[1] - ll[0])))
             expected[t] += won
             expected[s] += 1 - won
     np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
