@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 
 import pytest
@@ -55,6 +56,29 @@ def test_speed_returns_documented_keys():
     assert out["meets_targets"]["tf_vs_torch_eval"] is None
     assert isinstance(out["meets_targets"]["teacher_step_ratio"], bool)
     assert {"platform", "cpu_count", "torch", "threads"} <= out["machine"].keys()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the label augmentation benchmark trains with torch")
+def test_label_aug_cost_writes_its_documented_keys(tmp_path, capsys):
+    """benchmarks/label_aug_cost.py at its --quick size: the JSON's keys, finite and positive;
+    no timing asserted."""
+    from benchmarks import label_aug_cost
+
+    path = tmp_path / "label-aug-cost.json"
+    # --threads 0 leaves the process's thread settings alone for the tests that follow.
+    assert label_aug_cost.main(["--quick", "--threads", "0", "--json", str(path)]) == 0
+    out, printed = json.loads(path.read_text()), capsys.readouterr().out
+    for key in (*label_aug_cost.RATIOS, *label_aug_cost.BYTES):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+        assert out[key] == out["per_backend"]["torch"][key]
+        assert key in printed
+    # Every view's statistics hold 4 views' spaces where the image's hold one.
+    assert out["stats_bytes_last_task_views_all"] > out["stats_bytes_last_task_views_image"]
+    assert set(out["meets_targets"]) == set(label_aug_cost.TARGETS)
+    assert out["config"]["quick"] and out["config"]["views"] == 4
+    assert set(out["raw_seconds"]["cpu"]) == {
+        f"torch_{job}" for job in ("train_plain", "train_one", "train_all", "fit_all",
+                                   "fit_image", "eval_max_prob", "eval_pairwise_views")}
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
