@@ -82,7 +82,7 @@ def fit(model: Any = None, data: Dataset | str | None = None, *, tasks: int | No
 
     model: None (the preset's network), a torch nn.Module or a Keras model (converted to
     gated layers with per-task BatchNorm; its last linear layer is the classifier and must be
-    as wide as the data has classes). backend: "torch" or "tf"; inferred from model.
+    as wide as the data has classes, times label_aug's views). backend: "torch" or "tf"; inferred from model.
     data: mind.arrays(...), or a dataset name as `mind run --dataset` takes (None: the
     preset's). preset / config: the settings to start from (a preset name, or a TOML file
     with the presets' schema); settings: dotted keys on top, e.g. {"distill.epochs": 4}.

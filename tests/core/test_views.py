@@ -298,3 +298,20 @@ def test_a_rotation_run_fits_every_views_statistics_and_refits_them_exactly(
         for name, value in fitted.arrays().items():
             assert np.array_equal(value, again.arrays()[name]), name
     assert evaluate_run(tmp_path, FAKE, load=load_colour)["final"] == metrics["final"]
+
+
+def test_a_users_network_needs_a_row_per_class_and_view_and_the_error_says_so(tmp_path):
+    import mind_core as mind
+    from tests.fakes import FakeNetwork
+
+    data = colour_dataset()
+    arrays = mind.arrays(data.x_train, data.y_train, data.x_test, data.y_test)
+    settings = {"label_aug.transform": "rotation", "teacher.epochs": 1, "distill.epochs": 1}
+    with pytest.raises(mind.MindError, match=r"label_aug\.transform=rotation needs 4 outputs "
+                                             r"a class, one per view: 6 classes x 4"):
+        mind.fit(FakeNetwork(outputs=6), arrays, tasks=3, preset="smoke", settings=settings,
+                 out=tmp_path / "narrow", quiet=True)
+    run = mind.fit(FakeNetwork(outputs=24), arrays, tasks=3, preset="smoke", settings=settings,
+                   out=tmp_path / "wide", quiet=True)
+    assert run.metrics["tasks_done"] == 3
+    assert len(run.predict(data.x_test)[0]) == len(data.x_test)
