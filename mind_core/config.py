@@ -284,7 +284,8 @@ def _preset_files() -> dict[str, Any]:
 # reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
 PAPER_VALUES: dict[str, Any] = {"inference.routing": PAPER_RULE, "allocation.init": "zero",
                                 "allocation.redraw_free": False,
-                                "distillation.outlier_weight": 0.0, "precision": "fp32"}
+                                "distillation.outlier_weight": 0.0, "precision": "fp32",
+                                "label_aug.transform": "none"}
 
 
 def beyond_paper(cfg: RunConfig) -> dict[str, Any]:
