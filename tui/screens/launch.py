@@ -20,11 +20,11 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from mind_core.config import VARIANTS
 from mind_core.precision import PRECISIONS
-from mind_core.views import LABEL_TRANSFORMS
 from mind_core.protocol import ARCHS
 from mind_core.registry import BACKENDS
 from mind_core.rundir import run_dir_name
 from mind_core.settings_docs import setting_doc
+from mind_core.views import LABEL_TRANSFORMS
 from tui.catalog import ConfigProblem, DatasetChoice, format_value, lookup
 from tui.process import RunProcess, display_command, new_run_dir, run_command
 
