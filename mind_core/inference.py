@@ -96,6 +96,7 @@ class Predictor:
                                     self.ranges))
         self.stats = ckpt.stats if self.rule.needs_stats and not self.single_head else None
         self.original = original_labels(num_classes, cfg.scenario, cfg.seed)
+        self.views = Views.from_config(cfg)  # label augmentation: scores summed over views
 
     def predict(self, images: np.ndarray, batch_size: int | None = None) -> Predictions:
         """Classify uint8 images [n, h, w] or [n, h, w, c] of the run's image shape."""
@@ -103,7 +104,7 @@ class Predictor:
         if tuple(x.shape[1:]) != self.image_shape:
             raise DatasetError(f"images are {_shape(x.shape[1:])} but the run was trained on "
                                f"{_shape(self.image_shape)} images")
-        out = Views.from_config(self.cfg).predict(
+        out = self.views.predict(
             self.backend, self.model, x, self.subnets,
             self.cfg.inference.batch_size if batch_size is None else batch_size, self.mean,
             self.std, features=self.stats is not None)

@@ -12,7 +12,7 @@ import numpy as np
 
 from mind_core.config import SELF_TEACHER_VARIANTS, ConfigError, PhaseConfig, RunConfig
 from mind_core.protocol import MIN_IMAGE_SIDE, Augment, ModelSpec, PhaseSpec
-from mind_core.views import VIEW_COUNTS, unfit_reason
+from mind_core.views import Views, unfit_reason
 
 _STEP_CODES = {"model": 1, "teacher_init": 2, "allocate": 3, "teacher": 4, "distill": 5,
                "reinit": 6, "stats": 7, "fisher": 8,
@@ -63,7 +63,7 @@ def model_spec(cfg: RunConfig, image_shape: tuple[int, int, int], num_classes: i
         raise ConfigError("label_aug.transform", f"{reason} ({cfg.dataset})")
     # With label augmentation, one output row per (class, view) pair (mind_core.views).
     return ModelSpec(arch=cfg.model, input_shape=image_shape,
-                     num_classes=num_classes * VIEW_COUNTS[cfg.label_aug.transform])
+                     num_classes=Views.from_config(cfg).head_width(num_classes))
 
 
 def phase_spec(cfg: RunConfig, kind: str, class_range: tuple[int, int], train_bn: bool,

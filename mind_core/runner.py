@@ -59,7 +59,7 @@ from mind_core.rundir import (
     unused_run_dir,
 )
 from mind_core.schedule import make_tasks
-from mind_core.views import VIEW_COUNTS
+from mind_core.views import Views
 
 
 def load_dataset(name: str, data_dir: str | None = None):
@@ -227,15 +227,16 @@ def adopt(backend: Backend, network: Any, cfg: RunConfig, image_shape: tuple[int
     if cfg.model != CUSTOM_ARCH:
         raise ConfigError("model", f"a network was passed, so model must be {CUSTOM_ARCH!r}, "
                           f"not {cfg.model!r}")
-    views = VIEW_COUNTS[cfg.label_aug.transform]  # label augmentation: a row per (class, view)
+    views = Views.from_config(cfg)  # label augmentation: a row per (class, view)
     try:
-        return backend.adopt_network(network, tuple(image_shape), int(num_classes) * views)
+        return backend.adopt_network(network, tuple(image_shape),
+                                     views.head_width(int(num_classes)))
     except NetworkError as exc:
-        if views == 1:
+        if views.count == 1:
             raise
-        raise NetworkError(f"{exc} (label_aug.transform={cfg.label_aug.transform} needs "
-                           f"{views} outputs a class, one per view: {num_classes} classes x "
-                           f"{views})") from None
+        raise NetworkError(f"{exc} (label_aug.transform={views.transform} needs "
+                           f"{views.count} outputs a class, one per view: {num_classes} "
+                           f"classes x {views.count})") from None
 
 
 def start_run(cfg: RunConfig, run_dir: Path, observers: list[Callable] | None = None,

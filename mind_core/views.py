@@ -73,6 +73,10 @@ class Views:
     def count(self) -> int:
         return VIEW_COUNTS[self.transform]
 
+    def head_width(self, num_classes: int) -> int:
+        """Output rows of a model for num_classes classes: one per (class, view)."""
+        return num_classes * self.count
+
     def widen(self, class_range: tuple[int, int]) -> tuple[int, int]:
         """The output rows of a class range: (class, view) pairs, class-major."""
         lo, hi = class_range
