@@ -97,8 +97,10 @@ class Trainer:
             groups.append({"params": self.masked_params, "weight_decay": 0.0})
         self.optimizer = None
         if groups:
-            self.optimizer = torch.optim.AdamW(groups, lr=self.phase.lr,
-                                               fused=self.device.type == "cuda")
+            # Fused on the CPU too (torch >= 2.4): one kernel per step instead of torch's
+            # per-tensor Python loop, which took ~4% of a small_cnn step. Still elementwise, so
+            # a frozen entry (gradient and moments exactly 0) keeps its value bit for bit.
+            self.optimizer = torch.optim.AdamW(groups, lr=self.phase.lr, fused=True)
 
     def _set_lr(self, lr: float) -> list[torch.Tensor]:
         """Sets the epoch's learning rate; returns the per-entry decay factors of the masked
