@@ -226,10 +226,12 @@ def test_precision_run_writes_its_documented_keys(tmp_path):
 
     out = tmp_path / "precision-run.json"
     assert precision_run.main(["--quick", "--precisions", "fp32,bf16", "--demo", "auto",
-                               "--threads", "1", "--work", str(tmp_path / "work"),
-                               "--json", str(out)]) == 0
+                               "--demo-repeats", "2", "--threads", "1",
+                               "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["runs"]) == {"fp32", "bf16"} and set(result["demo"]) == {"auto"}
+    walls = result["demo_walls"]["auto"]
+    assert len(walls) == 2 and result["demo"]["auto"]["wall_s"] == min(walls)  # lower middle
     for run in [*result["runs"].values(), *result["demo"].values()]:
         assert run["wall_s"] > 0 and run["cpu_s"] > 0
         assert 0 <= run["tag"] <= run["taw"] <= 1
