@@ -12,7 +12,7 @@ LossScaleOptimizer wraps only Keras optimizers, and exact freezing needs MaskedA
 from __future__ import annotations
 
 from backends.tf import tf_import
-from mind_core.precision import cpu_runs_bf16, resolve_precision
+from mind_core.precision import resolve_precision
 
 tf, _ = tf_import()
 
@@ -30,10 +30,12 @@ def _gpu_runs_bf16(device: str) -> bool:
 
 def resolve(requested: str, device: str) -> str:
     """The precision a run gets on this TF device (`auto` resolved); ValueError for one the
-    device, or this backend, cannot run."""
+    device, or this backend, cannot run. On a CPU `auto` keeps fp32 even where the CPU has
+    bf16 instructions: TF's bf16 training steps there took 1.12x the fp32 ones
+    (benchmarks/speed.py, train_ratio_bf16_vs_fp32), where torch's took 0.64x. An explicit
+    bf16 still runs."""
     gpu = device.startswith("/GPU")
-    return resolve_precision(requested, gpu=gpu,
-                             bf16_native=_gpu_runs_bf16(device) if gpu else cpu_runs_bf16())
+    return resolve_precision(requested, gpu=gpu, bf16_native=gpu and _gpu_runs_bf16(device))
 
 
 def apply_policy(model, precision: str) -> None:

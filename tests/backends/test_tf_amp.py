@@ -25,10 +25,13 @@ from tests.backends.test_conformance import (  # noqa: E402
 )
 
 
-@pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_follows_the_cpu_flags(monkeypatch, native, expected):
-    monkeypatch.setattr(amp, "cpu_runs_bf16", lambda: native)
-    assert amp.resolve("auto", "/CPU:0") == expected
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_keeps_fp32_on_any_cpu_and_bf16_stays_available(monkeypatch, native):
+    """TF's bf16 steps are slower than fp32 even on a CPU with bf16 instructions."""
+    monkeypatch.setattr("mind_core.precision.cpu_flags",
+                        lambda: frozenset({"avx512_bf16"} if native else set()))
+    assert amp.resolve("auto", "/CPU:0") == "fp32"
+    assert amp.resolve("bf16", "/CPU:0") == "bf16"
 
 
 @pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
