@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0
+    from mind_core.bad_input import bad_input_errors
     from mind_core.engine import Diverged, Interrupted
-    from mind_core.errors import bad_input_errors
 
     try:
         return COMMANDS[args.command](args)
