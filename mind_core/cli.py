@@ -13,7 +13,6 @@ import sys
 import traceback
 from pathlib import Path
 
-from mind_core import __version__
 from mind_core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -22,6 +21,7 @@ from mind_core.errors import (
     write_error_log,
 )
 from mind_core.process import StopFlag, usable_cpus
+from mind_core.version import __version__
 
 # --threads of run and resume: what each backend bounds with it.
 THREADS_HELP = ("the framework's threads: torch's intra-op pool, tf's intra-op and inter-op pools "
