@@ -5,7 +5,7 @@ mind.resume, mind.arrays, mind.Run, mind.MindError. It is loaded on first use, s
 and the TUI, which import this package, do not pay for it.
 """
 
-__version__ = "0.1.0"
+from mind_core.version import __version__
 
 _API = ("fit", "load", "resume", "arrays", "Run", "MindError")
 __all__ = ["__version__", *_API]

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from mind_core.bad_input import bad_input_errors
 from mind_core.config import RunConfig, resolve_config
 from mind_core.data.base import Dataset
-from mind_core.errors import MindError, bad_input_errors, short_repr
+from mind_core.errors import MindError, short_repr
 from mind_core.events import Observer
 from mind_core.inference import Predictions, Predictor
 from mind_core.network import CUSTOM_ARCH, NetworkError

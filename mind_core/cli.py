@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import traceback
 from pathlib import Path
 
-from mind_core import __version__
 from mind_core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -22,36 +20,12 @@ from mind_core.errors import (
     error_log_dir,
     write_error_log,
 )
+from mind_core.process import StopFlag, usable_cpus
+from mind_core.version import __version__
 
-RUN_STOPPING = ("\nStopping after the current batch and saving a checkpoint (Ctrl-C again to "
-                "abort at once)...")
 # --threads of run and resume: what each backend bounds with it.
 THREADS_HELP = ("the framework's threads: torch's intra-op pool, tf's intra-op and inter-op pools "
                 "(default: the CPUs this process may use)")
-
-
-class StopFlag:
-    """First Ctrl-C / SIGTERM asks the run (or a sweep's runs) to stop after the current batch
-    and checkpoint, saying so with `message` (None: silently); a second Ctrl-C aborts at
-    once."""
-
-    def __init__(self, message: str | None = RUN_STOPPING):
-        self.requested = False
-        self.message = message
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.message:
-            print(self.message, file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,16 +148,6 @@ def _threads(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), the default of --threads."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _cmd_run(args) -> int:
@@ -367,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0
+    from mind_core.bad_input import bad_input_errors
     from mind_core.engine import Diverged, Interrupted
-    from mind_core.errors import bad_input_errors
 
     try:
         return COMMANDS[args.command](args)

@@ -1,6 +1,7 @@
-"""Which exceptions mean "bad input": the CLI prints their one-line message and exits 2, the
-Python API raises them as MindError. The one list of them (imported lazily: the CLI's own
-startup must not pay for every module). Also where a failure's traceback is written."""
+"""The `mind` command's exit codes, MindError, how an error message quotes a value and
+suggests a name, and where a failure's traceback is written. Low in the import order: the
+modules whose errors mean "bad input" use it, and the list of those errors is kept above them
+all, in mind_core/bad_input.py."""
 
 from __future__ import annotations
 
@@ -33,21 +34,6 @@ def short_repr(value, limit: int = 60) -> str:
 class MindError(Exception):
     """Bad input to the Python API (a config, data, network, run directory or checkpoint
     problem); the message is one line saying what and how to fix it. Nothing was written."""
-
-
-def bad_input_errors() -> tuple[type[Exception], ...]:
-    from mind_core.checkpoint import CheckpointError
-    from mind_core.config import ConfigError
-    from mind_core.data.base import DatasetError
-    from mind_core.extras import MissingExtra
-    from mind_core.network import NetworkError
-    from mind_core.registry import BackendError
-    from mind_core.routing import RoutingError
-    from mind_core.rundir import RunDirError
-    from mind_core.schedule import ScheduleError
-
-    return (ConfigError, DatasetError, CheckpointError, BackendError, RunDirError,
-            ScheduleError, NetworkError, RoutingError, MissingExtra, MindError)
 
 
 OWNING_COMMANDS = ("run", "resume")

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mind_core.report import Row, RunResults
+from mind_core.run_results import Row, RunResults
 
 DPI = 100
 # Characters of the run's title per inch of figure width at its font size (12 pt: about

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from mind_core import __version__, checkpoint
+from mind_core import checkpoint
 from mind_core.baselines import engine_class
 from mind_core.config import (
     ALIASES,
@@ -59,6 +59,7 @@ from mind_core.rundir import (
     unused_run_dir,
 )
 from mind_core.schedule import make_tasks
+from mind_core.version import __version__
 from mind_core.views import Views
 
 

@@ -1,9 +1,9 @@
-"""`mind-tui`: the Textual app. Its command line is tui.cli (importable without Textual);
-main and parse_args are re-exported here for `python -m tui.app`."""
+"""`mind-tui`: the Textual app. Its command line is tui.cli (importable without Textual, and
+`python -m tui.cli` runs it), which imports this module once its checks pass; this module never
+imports tui.cli back."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 
 from tui.catalog import Catalog, CoreCatalog
-from tui.cli import main, parse_args
 from tui.process import RunProcess
 from tui.screens.launch import LaunchScreen
 from tui.screens.leave import STOP, LeaveScreen
@@ -92,7 +91,4 @@ def run_app(app: App[Any], **run_options: Any) -> int:
     return app.return_code or 0
 
 
-__all__ = ["MindApp", "main", "parse_args", "run_app"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["MindApp", "run_app"]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mind_core.errors import EXIT_FAILED, EXIT_INTERRUPTED
+from mind_core.process import StopFlag
 from mind_core.rundir import ERROR_LOG
 
 
@@ -75,7 +76,6 @@ def cmd_sweep(args) -> int:
     resources = Resources(cpus_per_trial=args.cpus_per_trial,
                           gpus_per_trial=args.gpus_per_trial, address=args.address,
                           cpus=args.cpus)
-    from mind_core.cli import StopFlag
 
     # First Ctrl-C / SIGTERM: every running trial checkpoints and stops, nothing new starts;
     # a second one aborts the running trials at once. The progress line says which.

@@ -20,6 +20,7 @@ from mind_core.config import config_to_dict
 from mind_core.errors import MindError
 from mind_core.events import write_json_atomic
 from mind_core.outputs import output_dir
+from mind_core.process import usable_cpus
 from mind_core.rundir import LOCK_FILE, STOP_FILE, RunDirLock
 from mind_core.sweep.grid import (
     SWEEP_JSON,
@@ -152,8 +153,6 @@ def connect(ray, resources: Resources) -> bool:
                              f"({str(exc).splitlines()[0] if str(exc) else exc}){hint}"
                              ) from None
     else:
-        from mind_core.cli import usable_cpus
-
         # Trials at the priority of `mind run` (Ray's default nices its workers to 15, so on a
         # busy machine every other process would go first).
         os.environ.setdefault("RAY_worker_niceness", "0")

@@ -13,7 +13,8 @@ from textual.widgets import DataTable
 
 from tests.tui.test_tui_runs import rows, runs_screen
 from tests.tui.tui_helpers import drive, plain, rendered, wait_for, write_sweep
-from tui.app import MindApp, parse_args
+from tui.app import MindApp
+from tui.cli import parse_args
 from tui.format import date, event_line
 from tui.rundir import RunSummary, summarize
 from tui.screens.compare import RunReport, results_table

@@ -13,7 +13,8 @@ from textual.app import App
 from mind_core.events import EventLog
 from tests.fakes import event_fields
 from tests.tui.tui_helpers import DATA, drive, plain, recorded_variant, wait_for
-from tui.app import MindApp, main, run_app
+from tui.app import MindApp, run_app
+from tui.cli import main
 from tui.rundir import run_events, summarize
 from tui.runstate import RunState
 from tui.screens.compare import load_report

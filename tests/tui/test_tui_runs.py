@@ -11,7 +11,8 @@ from pathlib import Path
 from textual.widgets import DataTable
 
 from tests.tui.tui_helpers import drive, plain, wait_for
-from tui.app import MindApp, main, parse_args
+from tui.app import MindApp
+from tui.cli import main, parse_args
 from tui.screens.compare import CompareScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.runs import RunsScreen
@@ -110,7 +111,7 @@ def test_two_marked_runs_are_compared_side_by_side(runs_dir: Path, catalog):
 
 
 def test_help_and_arguments():
-    result = subprocess.run([sys.executable, "-m", "tui.app", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "tui.cli", "--help"], capture_output=True,
                             text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0
     for option in ("--backend", "--runs", "--attach"):
