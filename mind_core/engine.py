@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from mind_core import checkpoint, masks
+from mind_core.checkpoint_match import check_fit, check_run, trained_as
 from mind_core.config import ConfigError, RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
 from mind_core.evaluation import History, evaluate_task, subnets_for
@@ -151,16 +152,15 @@ class Engine:
 
     def _check_fits(self, ckpt: checkpoint.Checkpoint, path: Path | str) -> None:
         cfg = self.cfg
-        checkpoint.check_run(ckpt, path, cfg.tasks, resume=True,
-                             epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs})
+        check_run(ckpt, path, cfg.tasks, resume=True,
+                  epochs={"teacher": cfg.teacher.epochs, "distill": cfg.distill.epochs})
         lo, hi = self.task_data[0].class_range
         if ckpt.classes_per_task and ckpt.classes_per_task != hi - lo:
             raise checkpoint.CheckpointError(
                 f"{path}: metadata 'classes_per_task' is {ckpt.classes_per_task} but the run "
                 f"has {hi - lo} classes per task")
-        checkpoint.check_fit(ckpt, path, {layer.name: tuple(layer.shape) for layer in self.layers},
-                             self.initial_bn, f"a {cfg.model} model")
+        check_fit(ckpt, path, {layer.name: tuple(layer.shape) for layer in self.layers},
+                  self.initial_bn, f"a {cfg.model} model")
 
     def run(self, resumed: bool = False) -> dict[str, Any]:
         cfg = self.cfg
@@ -420,7 +420,7 @@ class Engine:
             importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
-            state={**self.state.to_json(), **checkpoint.trained_as(self.cfg)}
+            state={**self.state.to_json(), **trained_as(self.cfg)}
             if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})

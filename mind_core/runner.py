@@ -14,6 +14,7 @@ import numpy as np
 
 from mind_core import __version__, checkpoint
 from mind_core.baselines import engine_class
+from mind_core.checkpoint_match import check_fit, check_run
 from mind_core.config import (
     ALIASES,
     FIELD_TYPES,
@@ -275,9 +276,9 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
         if not resume_path.exists():
             raise RunDirError(_no_resume_message(run_dir))
         ckpt = checkpoint.load(resume_path)
-        checkpoint.check_run(ckpt, resume_path, cfg.tasks, resume=True,
-                             epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs}, cfg=cfg)
+        check_run(ckpt, resume_path, cfg.tasks, resume=True,
+                  epochs={"teacher": cfg.teacher.epochs, "distill": cfg.distill.epochs},
+                  cfg=cfg)
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
         backend_obj = get_backend(backend_name, cfg.device, threads, cfg.precision)
@@ -348,7 +349,7 @@ def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool 
     first = len(paths) - 1 if last_only else 0
     checkpoints = [checkpoint.load(path) for path in paths[first:]]
     for t, (path, ckpt) in enumerate(zip(paths[first:], checkpoints, strict=True), first):
-        checkpoint.check_run(ckpt, path, cfg.tasks)
+        check_run(ckpt, path, cfg.tasks)
         done = ckpt.state.get("tasks_done", t + 1)
         if len(ckpt.bn_snapshots) != t + 1 or done != t + 1:
             raise checkpoint.CheckpointError(
@@ -415,7 +416,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     expected = {layer.name: layer.shape for layer in backend.layers(model)}
     model_bn = backend.get_bn(model)
     if refit and cfg.method == "mind":
-        checkpoint.check_fit(checkpoints[-1], paths[-1], expected, model_bn, f"a {cfg.model} model")
+        check_fit(checkpoints[-1], paths[-1], expected, model_bn, f"a {cfg.model} model")
         backend.set_weights(model, checkpoints[-1].weights)
         fitted = refit_stats(LoadedRun(cfg=cfg, backend=backend, model=model,
                                        ckpt=checkpoints[-1], dataset=dataset,
@@ -425,8 +426,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
         has_stats = True
     history = History()
     for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
-        checkpoint.check_fit(ckpt, path, expected, model_bn,
-                             f"a {cfg.model} model for {dataset.name}")
+        check_fit(ckpt, path, expected, model_bn, f"a {cfg.model} model for {dataset.name}")
         backend.set_weights(model, ckpt.weights)
         if cfg.method != "mind":  # a single-head baseline (mind_core/baselines.py)
             evaluation = evaluate_single_head(backend, model, tasks[:t + 1],
