@@ -1,7 +1,7 @@
 """Backend-neutral checkpoints in safetensors (format: docs/checkpoint-format.md).
 
 Tensor names: weight/<layer>, owner/<layer>, bn/<task>/<layer>/<field>, stats/<task>/<name>
-(routing statistics, mind_core.routing.TaskStats; absent in runs made before them); a resume
+(routing statistics, mind_core.task_stats.TaskStats; absent in runs made before them); a resume
 file adds
 live_bn/..., teacher/weight/..., teacher/bn/..., importance/<layer> (EWC's Fisher, method=ewc)
 and trainer/<name>. Metadata (strings) carries
@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 
 from mind_core.protocol import BNState, Weights
-from mind_core.routing import RoutingError, TaskStats
+from mind_core.task_stats import RoutingError, TaskStats
 
 FORMAT = "mind-checkpoint"
 FORMAT_VERSION = 1

@@ -28,13 +28,7 @@ from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.precision import backend_precision
 from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet, thread_counts
-from mind_core.routing import (
-    MIN_SAMPLES,
-    RoutingError,
-    TaskStats,
-    check_enough_samples,
-    fit_stats,
-)
+from mind_core.routing import RoutingError, check_enough_samples
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     EVENTS,
@@ -45,6 +39,7 @@ from mind_core.rundir import (
 )
 from mind_core.schedule import make_tasks, task_started_fields
 from mind_core.spaces import space_ids
+from mind_core.task_stats import MIN_SAMPLES, TaskStats, fit_stats
 from mind_core.views import Views
 
 

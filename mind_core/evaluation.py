@@ -16,8 +16,9 @@ from mind_core.metrics import Evaluation, evaluate_logits, summary
 from mind_core.numerics import softmax
 from mind_core.plan import Plan
 from mind_core.protocol import Backend, Subnet
-from mind_core.routing import PAPER_RULE, TaskStats
+from mind_core.routing import PAPER_RULE
 from mind_core.schedule import TaskData, test_set
+from mind_core.task_stats import TaskStats
 from mind_core.views import Views
 
 
