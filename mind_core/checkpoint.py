@@ -97,7 +97,7 @@ def to_tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- content checks
-LOOP_PHASES = ("teacher", "allocate", "distill", "evaluate")  # engine.PHASES
+LOOP_PHASES = ("teacher", "allocate", "distill", "evaluate")  # loop_state.PHASES
 CHECKSUM = "crc32"
 
 

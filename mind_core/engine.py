@@ -22,8 +22,9 @@ from mind_core import checkpoint, masks
 from mind_core.checkpoint_match import check_fit, check_run, trained_as
 from mind_core.config import ConfigError, RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
-from mind_core.evaluation import History, evaluate_task, subnets_for
+from mind_core.evaluation import evaluate_task, subnets_for
 from mind_core.events import EventLog, write_json_atomic
+from mind_core.loop_state import PHASES, Diverged, Interrupted, LoopState
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.precision import backend_precision
@@ -41,51 +42,6 @@ from mind_core.schedule import make_tasks, task_started_fields
 from mind_core.spaces import space_ids
 from mind_core.task_stats import MIN_SAMPLES, TaskStats, fit_stats
 from mind_core.views import Views
-
-
-class Interrupted(Exception):
-    """A stop was requested; the last epoch-boundary checkpoint is on disk. The message says
-    how to continue: mind.fit raises it to the user as it is."""
-
-    @classmethod
-    def of_run(cls, run_dir: Path | None) -> Interrupted:
-        if run_dir is None:
-            return cls("stopped on request")
-        return cls(f"stopped on request; the last checkpoint is saved and `mind resume "
-                   f"{run_dir}` (or mind.resume) continues it")
-
-
-class Diverged(Exception):
-    """An epoch ended with a non-finite loss: the run stops rather than train on NaN. The last
-    checkpoint on disk is the one before that epoch."""
-
-    def __init__(self, task: int, phase: str, epoch: int, loss: float, lr: float):
-        self.task, self.phase, self.epoch, self.loss, self.lr = task, phase, epoch, loss, lr
-        super().__init__(
-            f"the loss diverged ({loss}) in the {phase} phase of task {task}, epoch {epoch}: "
-            f"lower {phase}.lr (now {lr:g}) and start the run again")
-
-
-PHASES = checkpoint.LOOP_PHASES  # the loop's steps, in order: teacher, allocate, ...
-
-
-@attrs.define(kw_only=True)
-class LoopState:
-    task: int = 0
-    phase: str = "teacher"  # next step: one of PHASES
-    next_epoch: int = 0
-    history: History = attrs.Factory(History)
-    teacher_taw: float | None = None  # the current task's teacher on its test data
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "phase": self.phase, "next_epoch": self.next_epoch,
-                "history": self.history.to_json(), "teacher_taw": self.teacher_taw}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LoopState:
-        return cls(task=data["task"], phase=data["phase"], next_epoch=data["next_epoch"],
-                   history=History.from_json(data["history"]),
-                   teacher_taw=data.get("teacher_taw"))
 
 
 class Engine:
