@@ -22,13 +22,13 @@ from mind_core import checkpoint, masks
 from mind_core.checkpoint_match import check_fit, check_run, trained_as
 from mind_core.config import ConfigError, RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
-from mind_core.evaluation import evaluate_task, subnets_for
+from mind_core.evaluation import evaluate_task, fit_routing_stats, teacher_accuracy
 from mind_core.events import EventLog, write_json_atomic
 from mind_core.loop_state import PHASES, Diverged, Interrupted, LoopState
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.precision import backend_precision
-from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet, thread_counts
+from mind_core.protocol import Backend, Penalty, PhaseSpec, thread_counts
 from mind_core.routing import RoutingError, check_enough_samples
 from mind_core.rundir import (
     CHECKPOINT_DIR,
@@ -39,8 +39,7 @@ from mind_core.rundir import (
     task_checkpoint,
 )
 from mind_core.schedule import make_tasks, task_started_fields
-from mind_core.spaces import space_ids
-from mind_core.task_stats import MIN_SAMPLES, TaskStats, fit_stats
+from mind_core.task_stats import MIN_SAMPLES, TaskStats
 from mind_core.views import Views
 
 
@@ -160,7 +159,8 @@ class Engine:
             self._train(t, "teacher", self.teacher, trainable=self._teacher_trainable())
             st.phase, st.next_epoch = "allocate", 0
         if st.phase == "allocate":
-            st.teacher_taw = self._teacher_accuracy(t)
+            st.teacher_taw = teacher_accuracy(self.backend, self.teacher, self.layers,
+                                              self.task_data[t], self.cfg, self.dataset)
             self._allocate(t)
             st.phase, st.next_epoch = "distill", 0
             self._save_resume()
@@ -294,40 +294,14 @@ class Engine:
         self.events.emit("allocated", task=t,
                          layers=masks.ownership_counts(self.owner, cfg.tasks))
 
-    def _teacher_accuracy(self, t: int) -> float | None:
-        """The trained teacher's accuracy on task t's test data (within the task's classes),
-        to compare its student with."""
-        task = self.task_data[t]
-        if self.teacher is None or not len(task.x_test):
-            return None
-        dense = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
-        subnet = Subnet(gates=dense, bn=self.backend.get_bn(self.teacher),
-                        class_range=task.class_range)
-        logits = self.views.predict(self.backend, self.teacher, task.x_test, [subnet],
-                                    self.cfg.inference.batch_size, self.dataset.mean,
-                                    self.dataset.std)
-        return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
-
     def _fit_stats(self, t: int) -> None:
-        """Routing statistics of task t, from its training data while it is at hand: in
-        sub-network t's own space, and in the first stats.spaces sub-networks' (all frozen
-        now, so these never go stale; mind_core.spaces). A run resumed from a checkpoint
-        written before statistics existed has none for its earlier tasks (their data is
-        gone), so it goes on without them."""
-        task = self.task_data[t]
-        if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
-            return
-        spaces = sorted({*space_ids(t, self.cfg.stats.spaces), t})
-        subnets = subnets_for(self.owner, self.bn_snapshots, self.plan,
-                              [task.class_range for task in self.task_data[:t + 1]])
-        features = self.views.features(self.backend, self.model, task.x_train,
-                                       [subnets[j] for j in spaces],
-                                       self.cfg.inference.batch_size, self.dataset.mean,
-                                       self.dataset.std, self.cfg.stats.views)
-        self.stats.append(fit_stats(features, spaces, t, task.y_train, task.class_range,
-                                    derive_seed(self.cfg.seed, "stats", t),
-                                    self.cfg.stats.spaces, self.cfg.stats.covariance,
-                                    self.cfg.stats.transform))
+        """Routing statistics of task t (evaluation.fit_routing_stats). A run resumed from a
+        checkpoint written before statistics existed has none for its earlier tasks (their
+        data is gone), so it goes on without them."""
+        if len(self.stats) == t and len(self.task_data[t].x_train) >= MIN_SAMPLES:
+            self.stats.append(fit_routing_stats(self.backend, self.model, self.task_data[:t + 1],
+                                                self.owner, self.bn_snapshots, self.plan,
+                                                self.cfg, self.dataset))
 
     def _evaluate(self, t: int) -> None:
         self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)
