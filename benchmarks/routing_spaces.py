@@ -43,7 +43,8 @@ from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, route
-from mind_core.runner import finished_tasks, load_dataset, read_run_config, trusted_backend
+from mind_core.run_checkpoints import finished_tasks
+from mind_core.runner import load_dataset, read_run_config, trusted_backend
 from mind_core.schedule import make_tasks, test_set
 from mind_core.spaces import log_likelihood, pair_space, pairwise_scores
 from mind_core.views import Views

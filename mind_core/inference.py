@@ -24,12 +24,12 @@ from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, check_rule, route
+from mind_core.run_checkpoints import finished_tasks
 from mind_core.run_data import read_data_facts
 from mind_core.runner import (
     adopt,
     check_rule_available,
     eval_config,
-    finished_tasks,
     load_dataset,
     read_run_config,
     trusted_backend,

@@ -15,7 +15,7 @@ from mind_core.config import ConfigError, config_to_dict, resolve_config
 from mind_core.engine import Engine
 from mind_core.refit import refit_stats
 from mind_core.routing import RoutingInputs, available, route
-from mind_core.runner import task_checkpoints
+from mind_core.run_checkpoints import task_checkpoints
 from mind_core.spaces import (
     SpaceStats,
     SpaceStatsError,
