@@ -35,7 +35,8 @@ from benchmarks.tf_vs_torch import load as load_backend
 from benchmarks.tf_vs_torch import set_threads
 from mind_core import masks
 from mind_core.protocol import Augment, ModelSpec, PhaseSpec, Subnet
-from mind_core.routing import MIN_SAMPLES, RoutingInputs, fit_stats, route
+from mind_core.routing import RoutingInputs, route
+from mind_core.task_stats import MIN_SAMPLES, fit_stats
 from mind_core.views import STATS_VIEWS, Views
 
 TASKS, CLASSES = 10, 5

@@ -36,14 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mind_core import checkpoint
+from mind_core.checkpoint_match import check_fit
 from mind_core.evaluation import subnets_for
 from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, route
-from mind_core.runner import finished_tasks, load_dataset, read_run_config, trusted_backend
+from mind_core.run_checkpoints import finished_tasks
+from mind_core.runner import load_dataset, read_run_config, trusted_backend
 from mind_core.schedule import make_tasks, test_set
 from mind_core.spaces import log_likelihood, pair_space, pairwise_scores
 from mind_core.views import Views
@@ -107,9 +108,8 @@ def load_run(run_dir: Path, backend_name: str | None = None, device: str = "cpu"
     tasks = make_tasks(dataset, cfg.tasks, cfg.scenario, cfg.seed)[:len(paths)]
     model = backend.build_model(model_spec(cfg, dataset.image_shape, dataset.num_classes),
                                 derive_seed(cfg.seed, "model"))
-    checkpoint.check_fit(ckpt, paths[-1], {layer.name: layer.shape
-                                           for layer in backend.layers(model)},
-                         backend.get_bn(model), f"a {cfg.model} model")
+    check_fit(ckpt, paths[-1], {layer.name: layer.shape for layer in backend.layers(model)},
+              backend.get_bn(model), f"a {cfg.model} model")
     backend.set_weights(model, ckpt.weights)
     return LoadedRun(cfg=cfg, backend=backend, model=model, ckpt=ckpt, dataset=dataset,
                      tasks=tasks, plan=Plan.from_config(cfg))

@@ -55,7 +55,8 @@ from benchmarks.tf_vs_torch import load as load_backend
 from benchmarks.tf_vs_torch import set_threads
 from mind_core import masks
 from mind_core.protocol import ModelSpec, PhaseSpec, Subnet
-from mind_core.routing import MIN_SAMPLES, RULES, RoutingInputs, fit_stats, route
+from mind_core.routing import RULES, RoutingInputs, route
+from mind_core.task_stats import MIN_SAMPLES, fit_stats
 
 SPEC = ModelSpec(arch="resnet32", input_shape=(32, 32, 3), num_classes=NUM_CLASSES)
 LAST = TASKS - 1  # the distill phase timed is the last task's: the most frozen weights

@@ -19,21 +19,17 @@ import attrs
 import numpy as np
 
 from mind_core import checkpoint, masks
+from mind_core.checkpoint_match import check_fit, check_run, trained_as
 from mind_core.config import ConfigError, RunConfig, check_tasks_split
 from mind_core.data.base import Dataset
-from mind_core.evaluation import History, evaluate_task, subnets_for
+from mind_core.evaluation import evaluate_task, fit_routing_stats, teacher_accuracy
 from mind_core.events import EventLog, write_json_atomic
+from mind_core.loop_state import PHASES, Diverged, Interrupted, LoopState
 from mind_core.metrics import STUDENT_GAP
 from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.precision import backend_precision
-from mind_core.protocol import Backend, Penalty, PhaseSpec, Subnet, thread_counts
-from mind_core.routing import (
-    MIN_SAMPLES,
-    RoutingError,
-    TaskStats,
-    check_enough_samples,
-    fit_stats,
-)
+from mind_core.protocol import Backend, Penalty, PhaseSpec, thread_counts
+from mind_core.routing import RoutingError, check_enough_samples
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     EVENTS,
@@ -43,53 +39,8 @@ from mind_core.rundir import (
     task_checkpoint,
 )
 from mind_core.schedule import make_tasks, task_started_fields
-from mind_core.spaces import space_ids
+from mind_core.task_stats import MIN_SAMPLES, TaskStats
 from mind_core.views import Views
-
-
-class Interrupted(Exception):
-    """A stop was requested; the last epoch-boundary checkpoint is on disk. The message says
-    how to continue: mind.fit raises it to the user as it is."""
-
-    @classmethod
-    def of_run(cls, run_dir: Path | None) -> Interrupted:
-        if run_dir is None:
-            return cls("stopped on request")
-        return cls(f"stopped on request; the last checkpoint is saved and `mind resume "
-                   f"{run_dir}` (or mind.resume) continues it")
-
-
-class Diverged(Exception):
-    """An epoch ended with a non-finite loss: the run stops rather than train on NaN. The last
-    checkpoint on disk is the one before that epoch."""
-
-    def __init__(self, task: int, phase: str, epoch: int, loss: float, lr: float):
-        self.task, self.phase, self.epoch, self.loss, self.lr = task, phase, epoch, loss, lr
-        super().__init__(
-            f"the loss diverged ({loss}) in the {phase} phase of task {task}, epoch {epoch}: "
-            f"lower {phase}.lr (now {lr:g}) and start the run again")
-
-
-PHASES = checkpoint.LOOP_PHASES  # the loop's steps, in order: teacher, allocate, ...
-
-
-@attrs.define(kw_only=True)
-class LoopState:
-    task: int = 0
-    phase: str = "teacher"  # next step: one of PHASES
-    next_epoch: int = 0
-    history: History = attrs.Factory(History)
-    teacher_taw: float | None = None  # the current task's teacher on its test data
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "phase": self.phase, "next_epoch": self.next_epoch,
-                "history": self.history.to_json(), "teacher_taw": self.teacher_taw}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LoopState:
-        return cls(task=data["task"], phase=data["phase"], next_epoch=data["next_epoch"],
-                   history=History.from_json(data["history"]),
-                   teacher_taw=data.get("teacher_taw"))
 
 
 class Engine:
@@ -151,16 +102,15 @@ class Engine:
 
     def _check_fits(self, ckpt: checkpoint.Checkpoint, path: Path | str) -> None:
         cfg = self.cfg
-        checkpoint.check_run(ckpt, path, cfg.tasks, resume=True,
-                             epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs})
+        check_run(ckpt, path, cfg.tasks, resume=True,
+                  epochs={"teacher": cfg.teacher.epochs, "distill": cfg.distill.epochs})
         lo, hi = self.task_data[0].class_range
         if ckpt.classes_per_task and ckpt.classes_per_task != hi - lo:
             raise checkpoint.CheckpointError(
                 f"{path}: metadata 'classes_per_task' is {ckpt.classes_per_task} but the run "
                 f"has {hi - lo} classes per task")
-        checkpoint.check_fit(ckpt, path, {layer.name: tuple(layer.shape) for layer in self.layers},
-                             self.initial_bn, f"a {cfg.model} model")
+        check_fit(ckpt, path, {layer.name: tuple(layer.shape) for layer in self.layers},
+                  self.initial_bn, f"a {cfg.model} model")
 
     def run(self, resumed: bool = False) -> dict[str, Any]:
         cfg = self.cfg
@@ -209,7 +159,8 @@ class Engine:
             self._train(t, "teacher", self.teacher, trainable=self._teacher_trainable())
             st.phase, st.next_epoch = "allocate", 0
         if st.phase == "allocate":
-            st.teacher_taw = self._teacher_accuracy(t)
+            st.teacher_taw = teacher_accuracy(self.backend, self.teacher, self.layers,
+                                              self.task_data[t], self.cfg, self.dataset)
             self._allocate(t)
             st.phase, st.next_epoch = "distill", 0
             self._save_resume()
@@ -343,40 +294,14 @@ class Engine:
         self.events.emit("allocated", task=t,
                          layers=masks.ownership_counts(self.owner, cfg.tasks))
 
-    def _teacher_accuracy(self, t: int) -> float | None:
-        """The trained teacher's accuracy on task t's test data (within the task's classes),
-        to compare its student with."""
-        task = self.task_data[t]
-        if self.teacher is None or not len(task.x_test):
-            return None
-        dense = {layer.name: np.ones(layer.shape, bool) for layer in self.layers}
-        subnet = Subnet(gates=dense, bn=self.backend.get_bn(self.teacher),
-                        class_range=task.class_range)
-        logits = self.views.predict(self.backend, self.teacher, task.x_test, [subnet],
-                                    self.cfg.inference.batch_size, self.dataset.mean,
-                                    self.dataset.std)
-        return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
-
     def _fit_stats(self, t: int) -> None:
-        """Routing statistics of task t, from its training data while it is at hand: in
-        sub-network t's own space, and in the first stats.spaces sub-networks' (all frozen
-        now, so these never go stale; mind_core.spaces). A run resumed from a checkpoint
-        written before statistics existed has none for its earlier tasks (their data is
-        gone), so it goes on without them."""
-        task = self.task_data[t]
-        if len(self.stats) != t or len(task.x_train) < MIN_SAMPLES:
-            return
-        spaces = sorted({*space_ids(t, self.cfg.stats.spaces), t})
-        subnets = subnets_for(self.owner, self.bn_snapshots, self.plan,
-                              [task.class_range for task in self.task_data[:t + 1]])
-        features = self.views.features(self.backend, self.model, task.x_train,
-                                       [subnets[j] for j in spaces],
-                                       self.cfg.inference.batch_size, self.dataset.mean,
-                                       self.dataset.std, self.cfg.stats.views)
-        self.stats.append(fit_stats(features, spaces, t, task.y_train, task.class_range,
-                                    derive_seed(self.cfg.seed, "stats", t),
-                                    self.cfg.stats.spaces, self.cfg.stats.covariance,
-                                    self.cfg.stats.transform))
+        """Routing statistics of task t (evaluation.fit_routing_stats). A run resumed from a
+        checkpoint written before statistics existed has none for its earlier tasks (their
+        data is gone), so it goes on without them."""
+        if len(self.stats) == t and len(self.task_data[t].x_train) >= MIN_SAMPLES:
+            self.stats.append(fit_routing_stats(self.backend, self.model, self.task_data[:t + 1],
+                                                self.owner, self.bn_snapshots, self.plan,
+                                                self.cfg, self.dataset))
 
     def _evaluate(self, t: int) -> None:
         self.events.emit("phase_started", task=t, phase="evaluate", epochs=0)
@@ -420,7 +345,7 @@ class Engine:
             importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
-            state={**self.state.to_json(), **checkpoint.trained_as(self.cfg)}
+            state={**self.state.to_json(), **trained_as(self.cfg)}
             if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})

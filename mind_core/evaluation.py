@@ -1,6 +1,7 @@
 """Evaluation after a task: every learned sub-network on the test data of tasks 0..t (MIND),
 or the one head of a single-head baseline; and the running history of results that becomes
-metrics.json."""
+metrics.json. Also what the MIND loop measures and fits at a task's end besides: its teacher's
+accuracy and its routing statistics."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from mind_core.config import RunConfig
 from mind_core.data.base import Dataset
 from mind_core.metrics import Evaluation, evaluate_logits, summary
 from mind_core.numerics import softmax
-from mind_core.plan import Plan
+from mind_core.plan import Plan, derive_seed
 from mind_core.protocol import Backend, Subnet
-from mind_core.routing import PAPER_RULE, TaskStats
+from mind_core.routing import PAPER_RULE
 from mind_core.schedule import TaskData, test_set
+from mind_core.spaces import space_ids
+from mind_core.task_stats import TaskStats, fit_stats
 from mind_core.views import Views
 
 
@@ -44,6 +47,37 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     logits, features = out if stats is not None else (out, None)
     return evaluate_logits(logits, y, true_task, [t.class_range for t in tasks],
                            cfg.inference.temperature, cfg.inference.routing, features, stats)
+
+
+def teacher_accuracy(backend: Backend, teacher, layers, task: TaskData, cfg: RunConfig,
+                     dataset: Dataset) -> float | None:
+    """A trained teacher's accuracy on its task's test data (within the task's classes), to
+    compare its student with; None without a teacher or test data. layers: the model's
+    (backend.layers), which the teacher shares."""
+    if teacher is None or not len(task.x_test):
+        return None
+    dense = {layer.name: np.ones(layer.shape, bool) for layer in layers}
+    subnet = Subnet(gates=dense, bn=backend.get_bn(teacher), class_range=task.class_range)
+    logits = Views.from_config(cfg).predict(backend, teacher, task.x_test, [subnet],
+                                            cfg.inference.batch_size, dataset.mean, dataset.std)
+    return float(np.mean(logits[0].argmax(axis=1) + task.class_range[0] == task.y_test))
+
+
+def fit_routing_stats(backend: Backend, model, tasks: list[TaskData], owner, bn_snapshots,
+                      plan: Plan, cfg: RunConfig, dataset: Dataset) -> TaskStats:
+    """Routing statistics of the task just learned, t (tasks[-1]), from its training data
+    while it is at hand: in sub-network t's own space, and in the first stats.spaces
+    sub-networks' (all frozen now, so these never go stale; mind_core.spaces)."""
+    t, task = len(tasks) - 1, tasks[-1]
+    spaces = sorted({*space_ids(t, cfg.stats.spaces), t})
+    subnets = subnets_for(owner, bn_snapshots, plan, [task.class_range for task in tasks])
+    features = Views.from_config(cfg).features(backend, model, task.x_train,
+                                               [subnets[j] for j in spaces],
+                                               cfg.inference.batch_size, dataset.mean,
+                                               dataset.std, cfg.stats.views)
+    return fit_stats(features, spaces, t, task.y_train, task.class_range,
+                     derive_seed(cfg.seed, "stats", t), cfg.stats.spaces, cfg.stats.covariance,
+                     cfg.stats.transform)
 
 
 def evaluate_single_head(backend: Backend, model, tasks: list[TaskData], bn, cfg: RunConfig,

@@ -1,5 +1,5 @@
 """Gaussian class models of features, the numerics both kinds of routing statistics share
-(mind_core.routing's per-task statistics, mind_core.spaces' statistics in every frozen
+(mind_core.task_stats' per-task statistics, mind_core.spaces' statistics in every frozen
 sub-network): a seeded held-out split, class means, a shrunk covariance and its whitening.
 
 Everything is float64 while fitting; `as_stored` rounds a fitted array to the float32 a

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from mind_core import checkpoint
+from mind_core.checkpoint_match import check_fit
 from mind_core.data.base import DatasetError
 from mind_core.data.checks import as_images
 from mind_core.evaluation import SINGLE_HEAD, dense_subnets, single_head_choice, subnets_for
@@ -24,12 +24,12 @@ from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed, model_spec
 from mind_core.registry import get_backend
 from mind_core.routing import RoutingInputs, check_rule, route
+from mind_core.run_checkpoints import finished_tasks
 from mind_core.run_data import read_data_facts
 from mind_core.runner import (
     adopt,
     check_rule_available,
     eval_config,
-    finished_tasks,
     load_dataset,
     read_run_config,
     trusted_backend,
@@ -86,8 +86,8 @@ class Predictor:
         self.model = self.backend.build_model(
             model_spec(cfg, self.image_shape, num_classes), derive_seed(cfg.seed, "model"))
         expected = {layer.name: layer.shape for layer in self.backend.layers(self.model)}
-        checkpoint.check_fit(ckpt, path, expected, self.backend.get_bn(self.model),
-                             f"a {cfg.model} model for {facts.get('name', cfg.dataset)}")
+        check_fit(ckpt, path, expected, self.backend.get_bn(self.model),
+                  f"a {cfg.model} model for {facts.get('name', cfg.dataset)}")
         self.backend.set_weights(self.model, ckpt.weights)
         self.ranges = class_ranges(num_classes, cfg.tasks, cfg.scenario)[:learned]
         self.subnets = (dense_subnets(self.backend, self.model, ckpt.bn_snapshots[-1],

@@ -87,7 +87,7 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, true_tasks: np.ndarr
                     stats: list | None = None) -> Evaluation:
     """Score what every sub-network gave over its own classes: logits [T, n, c] and, for the
     statistics rules, features [T, n, d] (or [views, T, n, d], label augmentation's views
-    with the images as they are first) with one routing.TaskStats per task.
+    with the images as they are first) with one task_stats.TaskStats per task.
 
     TAw: the true task's argmax. TAg: route each sample with the chosen rule
     (mind_core.routing), predict the routed task's argmax. Every rule the inputs allow is

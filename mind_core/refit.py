@@ -17,8 +17,8 @@ import attrs
 from mind_core import checkpoint
 from mind_core.evaluation import subnets_for
 from mind_core.plan import Plan, derive_seed
-from mind_core.routing import MIN_SAMPLES, TaskStats, fit_stats
 from mind_core.spaces import space_ids
+from mind_core.task_stats import MIN_SAMPLES, TaskStats, fit_stats
 from mind_core.views import Views
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from mind_core import checkpoint
 from mind_core.baselines import engine_class
+from mind_core.checkpoint_match import check_fit, check_run
 from mind_core.config import (
     ALIASES,
     FIELD_TYPES,
@@ -35,6 +36,7 @@ from mind_core.protocol import Backend, thread_counts
 from mind_core.refit import LoadedRun, refit_stats
 from mind_core.registry import BACKENDS, BackendError, get_backend, vouched_backend
 from mind_core.routing import check_rule, stats_support, why_unavailable
+from mind_core.run_checkpoints import finished_tasks
 from mind_core.run_data import check_same_data, data_facts
 from mind_core.rundir import (
     CHECKPOINT_DIR,
@@ -45,7 +47,6 @@ from mind_core.rundir import (
     OUTPUT_LOG,
     RESUME_CHECKPOINT,
     STOP_FILE,
-    TASK_CHECKPOINTS,
     TEMP_FILE,
     RunDirError,
     RunDirLock,
@@ -54,8 +55,6 @@ from mind_core.rundir import (
     remove_stale_temp_files,
     remove_stop_file,
     run_dir_name,
-    task_checkpoint,
-    task_checkpoint_number,
     unused_run_dir,
 )
 from mind_core.schedule import make_tasks
@@ -276,9 +275,9 @@ def resume_run(run_dir: Path, observers: list[Callable] | None = None,
         if not resume_path.exists():
             raise RunDirError(_no_resume_message(run_dir))
         ckpt = checkpoint.load(resume_path)
-        checkpoint.check_run(ckpt, resume_path, cfg.tasks, resume=True,
-                             epochs={"teacher": cfg.teacher.epochs,
-                                     "distill": cfg.distill.epochs}, cfg=cfg)
+        check_run(ckpt, resume_path, cfg.tasks, resume=True,
+                  epochs={"teacher": cfg.teacher.epochs, "distill": cfg.distill.epochs},
+                  cfg=cfg)
         if ckpt.state.get("task", 0) >= cfg.tasks:
             raise RunDirError(f"{run_dir} has already finished all {cfg.tasks} tasks")
         backend_obj = get_backend(backend_name, cfg.device, threads, cfg.precision)
@@ -302,60 +301,12 @@ def _no_resume_message(run_dir: Path) -> str:
             f"settings you want (its {CONFIG} is replaced)")
 
 
-def _task_number(path: Path) -> int | None:
-    return task_checkpoint_number(path.name)
-
-
-def task_checkpoints(run_dir: Path) -> list[Path]:
-    found = sorted((p for p in (run_dir / CHECKPOINT_DIR).glob(TASK_CHECKPOINTS)
-                    if _task_number(p) is not None), key=_task_number)
-    return [p for i, p in enumerate(found) if p.name == task_checkpoint(i)]
-
-
-def check_task_files(run_dir: Path, paths: list[Path]) -> None:
-    """task-0..task-t all present: a gap, or fewer files than the tasks the resume checkpoint
-    says are finished, is a CheckpointError naming the missing file."""
-    folder = run_dir / CHECKPOINT_DIR
-    numbers = [n for n in map(_task_number, folder.glob(TASK_CHECKPOINTS)) if n is not None]
-    resume = folder / RESUME_CHECKPOINT
-    state = checkpoint.read_state(resume) if resume.is_file() else None
-    finished = state.get("task") if state else None
-    finished = finished if isinstance(finished, int) and not isinstance(finished, bool) else 0
-    last = max([*numbers, finished - 1])
-    if last >= len(paths):
-        why = (f"{task_checkpoint(last)} exists" if last in numbers
-               else f"{RESUME_CHECKPOINT} says {finished} tasks are finished")
-        raise checkpoint.CheckpointError(f"{folder / task_checkpoint(len(paths))} is "
-                                         f"missing ({why})")
-
-
 def check_rule_available(cfg: RunConfig, stats: list | None, run_dir: Path) -> None:
     """A MIND run's own rule must be one its checkpoints' statistics can score."""
     rule = check_rule(cfg.inference.routing)
     if cfg.method == "mind" and not stats_support(stats, rule.needs):
         raise RunDirError(f"inference.routing={rule.name} is unavailable for {run_dir}: "
                           f"{why_unavailable([rule.name]).split(': ', 1)[1]}")
-
-
-def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool = False
-                   ) -> tuple[list[Path], list[checkpoint.Checkpoint]]:
-    """The task checkpoints of a run (all, or only the last one's, loaded), each checked to
-    belong to the run and to hold its task's BN snapshots: a RunDirError when none is finished
-    yet, a CheckpointError naming the file otherwise."""
-    paths = task_checkpoints(run_dir)
-    check_task_files(run_dir, paths)
-    if not paths:
-        raise RunDirError(f"{run_dir} has no finished task to {purpose} yet")
-    first = len(paths) - 1 if last_only else 0
-    checkpoints = [checkpoint.load(path) for path in paths[first:]]
-    for t, (path, ckpt) in enumerate(zip(paths[first:], checkpoints, strict=True), first):
-        checkpoint.check_run(ckpt, path, cfg.tasks)
-        done = ckpt.state.get("tasks_done", t + 1)
-        if len(ckpt.bn_snapshots) != t + 1 or done != t + 1:
-            raise checkpoint.CheckpointError(
-                f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
-                f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
-    return paths, checkpoints
 
 
 def eval_config(cfg: RunConfig, overrides: Mapping[str, str] | None,
@@ -416,7 +367,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
     expected = {layer.name: layer.shape for layer in backend.layers(model)}
     model_bn = backend.get_bn(model)
     if refit and cfg.method == "mind":
-        checkpoint.check_fit(checkpoints[-1], paths[-1], expected, model_bn, f"a {cfg.model} model")
+        check_fit(checkpoints[-1], paths[-1], expected, model_bn, f"a {cfg.model} model")
         backend.set_weights(model, checkpoints[-1].weights)
         fitted = refit_stats(LoadedRun(cfg=cfg, backend=backend, model=model,
                                        ckpt=checkpoints[-1], dataset=dataset,
@@ -426,8 +377,7 @@ def evaluate_run(run_dir: Path, backend_name: str | None = None, device: str | N
         has_stats = True
     history = History()
     for t, (path, ckpt) in enumerate(zip(paths, checkpoints, strict=True)):
-        checkpoint.check_fit(ckpt, path, expected, model_bn,
-                             f"a {cfg.model} model for {dataset.name}")
+        check_fit(ckpt, path, expected, model_bn, f"a {cfg.model} model for {dataset.name}")
         backend.set_weights(model, ckpt.weights)
         if cfg.method != "mind":  # a single-head baseline (mind_core/baselines.py)
             evaluation = evaluate_single_head(backend, model, tasks[:t + 1],

@@ -118,7 +118,8 @@ def test_ewc_fisher_uses_the_models_predictions_on_shuffled_data():
 
 
 def test_a_checkpoints_importance_must_name_anchorable_tensors():
-    from mind_core.checkpoint import Checkpoint, CheckpointError, check_fit
+    from mind_core.checkpoint import Checkpoint, CheckpointError
+    from mind_core.checkpoint_match import check_fit
 
     shapes = {"fc1": (4, 3), "fc": (2, 4)}
     bn = {"bn1": {key: np.zeros(4, np.float32) for key in ("gamma", "beta", "mean", "var")}}

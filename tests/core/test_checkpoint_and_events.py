@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mind_core import checkpoint
+from mind_core.checkpoint_match import check_run
 from mind_core.events import EventLog, read_events, write_json_atomic
 from tests.fakes import event_fields
 
@@ -347,7 +348,7 @@ def test_a_resume_checkpoint_must_fit_the_run(tmp_path, tasks, state, epochs, me
     checkpoint.save(path, ckpt)
     loaded = checkpoint.load(path)
     with pytest.raises(checkpoint.CheckpointError) as err:
-        checkpoint.check_run(loaded, path, tasks, resume=True, epochs=epochs)
+        check_run(loaded, path, tasks, resume=True, epochs=epochs)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
@@ -356,4 +357,4 @@ def test_a_resume_checkpoint_that_fits_the_run_passes(tmp_path):
                 state=resume_state(next_epoch=3))
     checkpoint.save(tmp_path / "resume.safetensors", ckpt)
     loaded = checkpoint.load(tmp_path / "resume.safetensors")
-    checkpoint.check_run(loaded, "resume", 3, resume=True, epochs={"teacher": 2, "distill": 3})
+    check_run(loaded, "resume", 3, resume=True, epochs={"teacher": 2, "distill": 3})

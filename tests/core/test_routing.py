@@ -1,4 +1,5 @@
-"""Routing rules and their statistics (mind_core.routing), and how checkpoints carry them."""
+"""Routing rules and their statistics (mind_core.routing, mind_core.task_stats), and how
+checkpoints carry them."""
 
 from pathlib import Path
 
@@ -8,25 +9,19 @@ import pytest
 
 from mind_core import checkpoint
 from mind_core.config import ConfigError, resolve_config
+from mind_core.gaussians import held_out_split, min_distance, oas_covariance, whitening
 from mind_core.metrics import evaluate_logits
 from mind_core.routing import (
-    CALIBRATION_SAMPLES,
     ROUTINGS,
     RULES,
     SCORE_ONLY,
     RoutingError,
     RoutingInputs,
-    TaskStats,
     available,
-    fit_stats,
-    fit_task_stats,
-    held_out_split,
-    min_distance,
-    oas_covariance,
     route,
-    whitening,
 )
 from mind_core.spaces import space_ids
+from mind_core.task_stats import CALIBRATION_SAMPLES, TaskStats, fit_stats, fit_task_stats
 
 
 def clusters(rng, centre: np.ndarray, n: int, classes: int, lo: int):

@@ -14,8 +14,8 @@ from mind_core import checkpoint
 from mind_core.config import ConfigError, config_to_dict, resolve_config
 from mind_core.engine import Engine
 from mind_core.refit import refit_stats
-from mind_core.routing import RoutingInputs, TaskStats, available, route
-from mind_core.runner import task_checkpoints
+from mind_core.routing import RoutingInputs, available, route
+from mind_core.run_checkpoints import task_checkpoints
 from mind_core.spaces import (
     SpaceStats,
     SpaceStatsError,
@@ -26,6 +26,7 @@ from mind_core.spaces import (
     space_ids,
     transform_features,
 )
+from mind_core.task_stats import TaskStats
 from tests.core.test_routing import make_tasks_features
 from tests.fakes import FakeBackend, tiny_dataset
 

@@ -15,7 +15,8 @@ from mind_core.inference import Predictor
 from mind_core.protocol import Augment, Subnet
 from mind_core.refit import refit_stats
 from mind_core.routing import RoutingInputs, route
-from mind_core.runner import evaluate_run, resume_run, start_run, task_checkpoints
+from mind_core.run_checkpoints import task_checkpoints
+from mind_core.runner import evaluate_run, resume_run, start_run
 from mind_core.spaces import log_likelihood, pairwise_scores
 from mind_core.views import LABEL_TRANSFORMS, VIEW_COUNTS, Views, apply_view
 from tests.core.test_routing import make_tasks_features

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mind_core import checkpoint
 from mind_core.config import resolve_config
 from mind_core.engine import Engine
-from mind_core.runner import task_checkpoints
+from mind_core.run_checkpoints import task_checkpoints
 from tests.fakes import FakeBackend, tiny_dataset
 
 
