@@ -243,7 +243,7 @@ class RunConfig:
     # The arithmetic of training and inference (mind_core.precision); `auto` is resolved by
     # the backend on its device and recorded in config.json's versions.
     precision: str = _field("Arithmetic: fp32 (the paper), bf16, fp16 (GPUs only) or auto "
-                            "(bf16 where the device runs it natively); docs/precision.md.",
+                            "(bf16 where the device runs it natively and it is faster); docs/precision.md.",
                             default=DEFAULT_PRECISION, validator=_one_of(*PRECISIONS))
     dataset: str = _field("Data to learn: a name `mind datasets` lists, npz:PATH or "
                           "folder:PATH.", default="fmnist-mini")

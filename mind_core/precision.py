@@ -13,7 +13,8 @@ import numpy as np
 
 # fp32: everything in float32 (the paper presets, and the default until `auto` wins 3-seed
 # benchmarks). bf16 / fp16: matrix products and convolutions in that type, with float32
-# master weights. auto: bf16 where the device runs it natively, else fp32.
+# master weights. auto: bf16 where the device runs it natively and the backend gains from
+# it there (each backend's amp.resolve), else fp32.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEFAULT_PRECISION = "fp32"
 # CPU flags of native bfloat16 arithmetic (AVX512_BF16, or AMX's bf16 tiles): without them a
