@@ -119,10 +119,15 @@ def scaled_epochs(cfg: RunConfig, scale: float) -> list[str]:
     return out
 
 
+# The recorded results are fp32 whatever the presets' default (auto): a row means the same
+# arithmetic on every machine. bf16 is compared by adding precision=bf16 (docs/precision.md).
+PINNED = ("precision=fp32",)
+
+
 def make_config(setting: Setting, extra: list[str], method: str, backend: str, seed: int,
                 scale: float, device: str) -> RunConfig:
-    overrides = [*setting.overrides, *extra, *method_overrides(method), f"backend={backend}",
-                 f"seed={seed}", f"device={device}"]
+    overrides = [*PINNED, *setting.overrides, *extra, *method_overrides(method),
+                 f"backend={backend}", f"seed={seed}", f"device={device}"]
     cfg = resolve_config(setting.preset, overrides)
     if scale != 1.0:
         cfg = resolve_config(setting.preset, overrides + scaled_epochs(cfg, scale))
@@ -138,7 +143,7 @@ def setting_grid(setting: Setting, extra: list[str], backend: str, args: argpars
     """The sweep of one setting and backend: the setting's own overrides and the scaled
     epochs are one-valued --set entries; methods and seeds are the grid's."""
     cfg = make_config(setting, extra, "mind", backend, 0, args.epochs_scale, args.device)
-    fixed = [o for o in [*setting.overrides, *extra] if not o.startswith("data_dir=")]
+    fixed = [o for o in [*PINNED, *setting.overrides, *extra] if not o.startswith("data_dir=")]
     if args.epochs_scale != 1.0:
         fixed += scaled_epochs(resolve_config(setting.preset, [*setting.overrides, *extra]),
                                args.epochs_scale)

@@ -42,6 +42,7 @@ from mind_core.config_schema import (  # noqa: F401  (the schema, re-exported fo
     RunConfig,
     StatsConfig,
 )
+from mind_core.precision import FP32
 from mind_core.routing import PAPER_RULE, RULES
 
 # What each variant means, applied before the user's own overrides (docs/algorithm.md "Variants").
@@ -155,14 +156,15 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 # A saved config without a variant was written before variants existed: it trained the
-# paper's MIND, whatever the default is now.
+# paper's MIND, whatever the default is now. Likewise one without a precision trained in fp32.
 SAVED_VARIANT = "mind"
+SAVED_PRECISION = FP32
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     """A saved config; a key it lacks (written by an older version) takes its variant's
     default before the field default, so a run resumes as it started."""
-    flat = {"variant": SAVED_VARIANT, **flatten(data)}
+    flat = {"variant": SAVED_VARIANT, "precision": SAVED_PRECISION, **flatten(data)}
     variant = str(flat["variant"])
     return build_config(follow_variant(flat, variant, variant))
 
@@ -177,7 +179,7 @@ def _preset_files() -> dict[str, Any]:
 # reproduces the paper. allocation.init's paper value depends on the variant (VARIANT_DEFAULTS).
 PAPER_VALUES: dict[str, Any] = {"inference.routing": PAPER_RULE, "allocation.init": "zero",
                                 "allocation.redraw_free": False,
-                                "distillation.outlier_weight": 0.0, "precision": "fp32",
+                                "distillation.outlier_weight": 0.0, "precision": FP32,
                                 "label_aug.transform": "none"}
 
 

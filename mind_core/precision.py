@@ -11,12 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-# fp32: everything in float32 (the paper presets, and the default until `auto` wins 3-seed
-# benchmarks). bf16 / fp16: matrix products and convolutions in that type, with float32
-# master weights. auto: bf16 where the device runs it natively and the backend gains from
-# it there (each backend's amp.resolve), else fp32.
+# fp32: everything in float32 (the paper presets). bf16 / fp16: matrix products and
+# convolutions in that type, with float32 master weights. auto: bf16 where the device runs it
+# natively and the backend gains from it there (each backend's amp.resolve), else fp32.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-DEFAULT_PRECISION = "fp32"
+# The default outside the paper presets: bf16 matched fp32 over 3 seeds on every CPU
+# benchmark setting (docs/precision.md), at 0.64x the training time where it pays.
+DEFAULT_PRECISION = "auto"
+# What a backend without the setting runs, and what evaluation after the fact (`mind eval`,
+# `mind predict`, the Python API) computes in.
+FP32 = "fp32"
 # CPU flags of native bfloat16 arithmetic (AVX512_BF16, or AMX's bf16 tiles): without them a
 # CPU emulates bf16 and runs slower than fp32.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -86,4 +90,4 @@ def load_scaler_entries(scaler, scaler_state: dict[str, float], precision: str) 
 
 def backend_precision(backend) -> str:
     """The precision a backend resolved; fp32 for one that has no such setting."""
-    return str(getattr(backend, "precision", DEFAULT_PRECISION))
+    return str(getattr(backend, "precision", FP32))

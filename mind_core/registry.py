@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from mind_core.extras import install_hint
-from mind_core.precision import DEFAULT_PRECISION
+from mind_core.precision import FP32
 from mind_core.protocol import Backend
 
 # name -> (module:Class, the framework it needs, the pyproject extra that installs it, and
@@ -46,24 +47,32 @@ def resolve_backend_class(name: str) -> type:
     return found
 
 
+def _takes_precision(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the call itself decide
+        return True
+    return any(p.name == "precision" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def get_backend(name: str, device: str = "auto", threads: int | None = None,
-                precision: str = DEFAULT_PRECISION) -> Backend:
+                precision: str = FP32) -> Backend:
     """threads: the framework's intra-op threads (None: its default); precision: one of
-    mind_core.precision.PRECISIONS, passed only when it is not the default, so a
-    `module:Class` backend written before the setting existed still loads for fp32."""
+    mind_core.precision.PRECISIONS, passed only when it is not fp32, so a `module:Class`
+    backend written before the setting existed still loads for fp32, and for auto, which
+    such a backend resolves to fp32."""
     cls = resolve_backend_class(name)
     kwargs: dict = {"device": device}
     if threads is not None:
         kwargs["threads"] = threads
-    if precision != DEFAULT_PRECISION:
-        kwargs["precision"] = precision
+    if precision != FP32:
+        if _takes_precision(cls):
+            kwargs["precision"] = precision
+        elif precision != "auto":  # auto: such a backend runs fp32, which auto allows
+            raise BackendError(f"precision: the backend {name!r} takes no precision setting; "
+                               f"use precision={FP32} or auto")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        if "precision" in kwargs and "precision" in str(exc):
-            raise BackendError(f"precision: the backend {name!r} takes no precision setting; "
-                               f"use precision={DEFAULT_PRECISION}") from None
-        raise
     except ValueError as exc:  # e.g. a CUDA device asked for where there is none
         raise BackendError(str(exc)) from None
 

@@ -113,7 +113,8 @@ def test_paper_presets_keep_the_papers_recipe_and_presets_say_what_departs():
     assert beyond_paper(resolve_config("smoke", ["variant=packnet", "allocation.init=zero",
                                                  paper_rule])) == {"allocation.init": "zero"}
     assert beyond_paper(resolve_config("demo")) == {"variant": DEFAULT_VARIANT,
-                                                    "inference.routing": "pairwise"}
+                                                    "inference.routing": "pairwise",
+                                                    "precision": "auto"}
 
 
 FLOAT_KEYS = sorted(key for key, kind in FIELD_TYPES.items() if kind is float)

@@ -10,7 +10,14 @@ import pytest
 
 import mind_core.runner
 from mind_core import checkpoint
-from mind_core.config import ConfigError, beyond_paper, list_presets, resolve_config
+from mind_core.config import (
+    ConfigError,
+    beyond_paper,
+    config_from_dict,
+    config_to_dict,
+    list_presets,
+    resolve_config,
+)
 from mind_core.console import device_text
 from mind_core.precision import (
     DEFAULT_PRECISION,
@@ -29,8 +36,9 @@ from tests.fakes import FakeBackend, tiny_dataset
 FAKE = "tests.fakes:FakeBackend"
 
 
-def test_default_is_fp32_and_every_choice_is_accepted():
-    assert resolve_config("smoke").precision == DEFAULT_PRECISION == "fp32"
+def test_default_is_auto_the_paper_and_test_presets_fp32_and_every_choice_is_accepted():
+    assert resolve_config("demo").precision == DEFAULT_PRECISION == "auto"
+    assert resolve_config("cifar100").precision == resolve_config("smoke").precision == "fp32"
     for choice in PRECISIONS:
         if choice != "fp16":  # fp16 with device=auto is the backend's to judge
             assert resolve_config("smoke", [f"precision={choice}"]).precision == choice
@@ -86,8 +94,10 @@ def test_cpu_flags_come_from_cpuinfo(tmp_path):
 
 
 def test_a_backend_without_the_setting_runs_fp32_and_refuses_others():
-    backend = get_backend(FAKE, "cpu")  # the default is not passed: older backends still load
+    backend = get_backend(FAKE, "cpu")  # fp32 is not passed: older backends still load
     assert backend_precision(backend) == "fp32"
+    # auto, the default, is not passed to such a backend either: it runs fp32
+    assert backend_precision(get_backend(FAKE, "cpu", precision="auto")) == "fp32"
     with pytest.raises(BackendError, match="^precision: the backend .* takes no precision"):
         get_backend(FAKE, "cpu", precision="bf16")
 
@@ -122,3 +132,12 @@ def test_loss_scaler_entries_survive_a_checkpoint_and_split_from_adamw(tmp_path)
         bn_snapshots=[], trainer=trainer, tasks=1))
     scaler, rest = split_scaler_entries(checkpoint.load(path).trainer)
     assert scaler == {"scale": 65536.0, "growth_tracker": 3.0} and rest.keys() == adamw.keys()
+
+
+def test_a_saved_config_without_precision_reads_as_fp32_not_the_default():
+    """A run made before the setting existed trained in fp32: resuming or re-running it must
+    not switch it to the default (auto) and so to bf16."""
+    saved = config_to_dict(resolve_config("demo"))
+    assert saved.pop("precision") == "auto"
+    assert config_from_dict(saved).precision == "fp32"
+    assert config_from_dict({**saved, "precision": "bf16"}).precision == "bf16"

@@ -257,10 +257,11 @@ def test_choosing_bf16_puts_precision_in_the_launched_command(tmp_path: Path, mo
     async def scenario(pilot):
         screen = await ready(pilot, app)
         field = screen.query_one("#f-precision", Select)
-        assert field.value == "fp32"  # the preset's
+        assert field.value == "auto"  # the demo's, the default
         assert next(s for s in SETTINGS if s.key == "precision").choices is PRECISIONS
         screen.query_one("#f-preset", Select).value = "smoke"
         await wait_for(pilot, lambda: screen.query_one("#f-teacher-epochs", Input).value == "1")
+        assert field.value == "fp32"  # the smoke preset's own
         field.value = "bf16"
         await wait_for(pilot, lambda: "--set precision=bf16" in plain(
             screen.query_one("#launch-command")) and screen.validation.ok)

@@ -53,7 +53,7 @@ SETTINGS = (
     Setting("allocation.weight_sharing", "Weight sharing", ("true", "false")),
     Setting("seed", "Seed"),
     Setting("device", "Device"),
-    Setting("precision", "Precision", PRECISIONS),  # auto: bf16 where the device runs it natively
+    Setting("precision", "Precision", PRECISIONS),  # auto: bf16 where it runs natively and pays
 )
 TOP_KEYS = ("preset", "backend", "dataset", "own_data", "data_dir", "name")
 
