@@ -31,9 +31,9 @@ def _gpu_runs_bf16(device: str) -> bool:
 def resolve(requested: str, device: str) -> str:
     """The precision a run gets on this TF device (`auto` resolved); ValueError for one the
     device, or this backend, cannot run. On a CPU `auto` keeps fp32 even where the CPU has
-    bf16 instructions: TF's bf16 training steps there took 1.12x the fp32 ones
-    (benchmarks/speed.py, train_ratio_bf16_vs_fp32), where torch's took 0.64x. An explicit
-    bf16 still runs."""
+    bf16 instructions: TF's bf16 training steps there take 0.80x the fp32 ones (torch's
+    0.61x; benchmarks/speed.py, train_ratio_bf16_vs_fp32) and its bf16 accuracy has not been
+    measured over seeds, as a default must be. An explicit bf16 still runs."""
     gpu = device.startswith("/GPU")
     return resolve_precision(requested, gpu=gpu, bf16_native=gpu and _gpu_runs_bf16(device))
 

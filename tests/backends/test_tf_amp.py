@@ -27,7 +27,7 @@ from tests.backends.test_conformance import (  # noqa: E402
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_keeps_fp32_on_any_cpu_and_bf16_stays_available(monkeypatch, native):
-    """TF's bf16 steps are slower than fp32 even on a CPU with bf16 instructions."""
+    """auto keeps fp32 with tf on any CPU (docs/precision.md); bf16 is there if asked for."""
     monkeypatch.setattr("mind_core.precision.cpu_flags",
                         lambda: frozenset({"avx512_bf16"} if native else set()))
     assert amp.resolve("auto", "/CPU:0") == "fp32"
