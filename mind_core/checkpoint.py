@@ -98,6 +98,9 @@ def to_tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- content checks
 LOOP_PHASES = ("teacher", "allocate", "distill", "evaluate")  # loop_state.PHASES
+# A resume file's state key [task, count]: the routing statistics of its first `count` tasks
+# are task-<task>'s, not repeated in the resume file (run_checkpoints.stats_before).
+STATS_IN_TASK_FILE = "stats_in_task_file"
 CHECKSUM = "crc32"
 
 
@@ -202,6 +205,12 @@ def _check_state(state: Any, tasks: int) -> None:
                                       and 0 <= state["tasks_done"] <= tasks):
         raise CheckpointError(f"state field 'tasks_done' is {state['tasks_done']!r}; expected "
                               f"a whole number in 0..{tasks}")
+    held = state.get(STATS_IN_TASK_FILE)
+    if held is not None and not (isinstance(held, list) and len(held) == 2
+                                 and all(_whole(v) for v in held)
+                                 and 0 <= held[0] < tasks and 1 <= held[1] <= held[0] + 1):
+        raise CheckpointError(f"state field {STATS_IN_TASK_FILE!r} is {held!r}; expected "
+                              f"[task in 0..{tasks - 1}, a count of 1..task + 1]")
     if "history" in state and not (isinstance(state["history"], list)
                                    and all(isinstance(r, dict) for r in state["history"])):
         raise CheckpointError("state field 'history' is not a list of evaluations")

@@ -30,6 +30,7 @@ from mind_core.plan import Plan, derive_seed, model_spec, phase_spec
 from mind_core.precision import backend_precision
 from mind_core.protocol import Backend, Penalty, PhaseSpec, thread_counts
 from mind_core.routing import RoutingError, check_enough_samples
+from mind_core.run_checkpoints import stats_before
 from mind_core.rundir import (
     CHECKPOINT_DIR,
     EVENTS,
@@ -70,6 +71,9 @@ class Engine:
         self.owner = masks.new_ownership(self.layers, cfg.tasks)
         self.bn_snapshots: list[dict] = []
         self.stats: list[TaskStats] = []  # routing statistics, one per finished task
+        # How many of them the last task checkpoint holds: the resume file, rewritten every
+        # epoch, refers to that file for them instead of copying them again.
+        self.stats_in_task_file = 0
         self.initial_bn = backend.get_bn(self.model)
         self.teacher: Any = None
         self.importance: dict[str, np.ndarray] | None = None  # EWC's (baselines.py)
@@ -81,16 +85,18 @@ class Engine:
         stop_file = self.run_dir is not None and (self.run_dir / STOP_FILE).exists()
         return bool(self._external_stop() or stop_file)
 
-    def restore(self, ckpt: checkpoint.Checkpoint, path: Path | str = "resume checkpoint"
-                ) -> None:
-        """Continue from a resume checkpoint written by this engine (same config). A checkpoint
+    def restore(self, ckpt: checkpoint.Checkpoint, path: Path | str) -> None:
+        """Continue from a resume checkpoint written by this engine (same config), read from
+        `path` (its task files beside it give the statistics it leaves to them). A checkpoint
         that does not fit this run (task count, loop position, shapes) is a CheckpointError
         naming `path` and the field, before anything is changed."""
         self._check_fits(ckpt, path)
+        kept = stats_before(ckpt, path)  # may fail too: before anything changes
         self.backend.set_weights(self.model, ckpt.weights)
         self.owner = {k: v.astype(self.owner[k].dtype) for k, v in ckpt.owner.items()}
         self.bn_snapshots = ckpt.bn_snapshots
-        self.stats = ckpt.stats
+        self.stats = kept + ckpt.stats
+        self.stats_in_task_file = len(kept)
         self.backend.set_bn(self.model, ckpt.live_bn or self.initial_bn)
         self.state = LoopState.from_json(ckpt.state)
         self.trainer_state = ckpt.trainer
@@ -336,16 +342,20 @@ class Engine:
 
     def _snapshot(self, with_loop: bool, trainer=None) -> checkpoint.Checkpoint:
         teacher = self.teacher if with_loop else None
+        # A resume file holds only the statistics the last task file does not (see
+        # stats_before); they never change once fitted.
+        held = self.stats_in_task_file if with_loop else 0
         return checkpoint.Checkpoint(
             weights=self.backend.get_weights(self.model), owner=self.owner,
-            bn_snapshots=self.bn_snapshots, stats=self.stats,
+            bn_snapshots=self.bn_snapshots, stats=self.stats[held:],
             live_bn=self.backend.get_bn(self.model) if with_loop else None,
             teacher_weights=self.backend.get_weights(teacher) if teacher is not None else None,
             teacher_bn=self.backend.get_bn(teacher) if teacher is not None else None,
             importance=self.importance if with_loop else None,
             trainer=trainer, tasks=self.cfg.tasks,
             classes_per_task=_width(self.task_data[0].class_range),
-            state={**self.state.to_json(), **trained_as(self.cfg)}
+            state={**self.state.to_json(), **trained_as(self.cfg),
+                   **({checkpoint.STATS_IN_TASK_FILE: [len(self.bn_snapshots) - 1, held]} if held else {})}
             if with_loop else {
                 "tasks_done": len(self.bn_snapshots),
                 "teacher_taw": [row.get("teacher_taw") for row in self.state.history.rows]})
@@ -358,6 +368,7 @@ class Engine:
         if self.ckpt_dir:
             path = self.ckpt_dir / task_checkpoint(t)
             checkpoint.save(path, self._snapshot(False))
+            self.stats_in_task_file = len(self.stats)
             self.events.emit("checkpoint_saved", task=t, path=str(path.relative_to(self.run_dir)))
 
 

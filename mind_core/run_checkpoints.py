@@ -17,6 +17,7 @@ from mind_core.rundir import (
     task_checkpoint,
     task_checkpoint_number,
 )
+from mind_core.task_stats import TaskStats
 
 
 def _task_number(path: Path) -> int | None:
@@ -65,3 +66,26 @@ def finished_tasks(run_dir: Path, cfg: RunConfig, purpose: str, last_only: bool 
                 f"{path}: holds {len(ckpt.bn_snapshots)} BN snapshots and state field "
                 f"'tasks_done' {done}; task {t}'s checkpoint needs {t + 1}")
     return paths, checkpoints
+
+
+def stats_before(ckpt: checkpoint.Checkpoint, path: Path | str) -> list[TaskStats]:
+    """The routing statistics that the resume file at `path` leaves to the last task
+    checkpoint beside it (it names that file's task and how many of its statistics are
+    meant); [] where it holds all its own. A CheckpointError naming both files when that task
+    file cannot give them."""
+    ref = ckpt.state.get(checkpoint.STATS_IN_TASK_FILE)
+    if not ref:
+        return []
+    task, count = ref
+    source = Path(path).parent / task_checkpoint(task)
+    try:
+        held = checkpoint.load(source).stats
+    except checkpoint.CheckpointError as exc:
+        raise checkpoint.CheckpointError(
+            f"{path}: the routing statistics of its first {count} tasks are kept in "
+            f"{source.name}, which cannot be read ({exc})") from None
+    if len(held) < count:
+        raise checkpoint.CheckpointError(
+            f"{path}: the routing statistics of its first {count} tasks are kept in "
+            f"{source.name}, which holds {len(held)}")
+    return held[:count]

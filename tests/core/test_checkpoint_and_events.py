@@ -291,6 +291,13 @@ BAD_CONTENTS = {
         "task": 1, "phase": "distill", "next_epoch": "2"}), "state field 'next_epoch' is '2'"),
     "a task past the last": (lambda: _set(sample_checkpoint(), state={
         "task": 4, "phase": "teacher", "next_epoch": 0}), "state field 'task' is 4"),
+    "statistics kept in a task file past the last": (lambda: _set(sample_checkpoint(), state={
+        "task": 1, "phase": "teacher", "next_epoch": 0, "stats_in_task_file": [3, 1]}),
+        "state field 'stats_in_task_file' is [3, 1]"),
+    "more statistics kept in a task file than tasks before it": (
+        lambda: _set(sample_checkpoint(), state={"task": 1, "phase": "teacher", "next_epoch": 0,
+                                                 "stats_in_task_file": [0, 2]}),
+        "state field 'stats_in_task_file' is [0, 2]"),
     "a history that is not a list": (lambda: _set(sample_checkpoint(), state={
         "task": 1, "phase": "teacher", "next_epoch": 0, "history": {"a": 1}}),
         "state field 'history'"),

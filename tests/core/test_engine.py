@@ -100,6 +100,26 @@ def test_a_run_routes_with_the_statistics_its_checkpoints_store(tmp_path):
             assert np.array_equal(value, arrays[name]), (t, name)
 
 
+def test_the_resume_file_leaves_fitted_statistics_to_the_last_task_file(tmp_path):
+    """Statistics never change once fitted: the resume file, rewritten every epoch, names the
+    task file that holds them instead of copying them, and a restore takes them from there
+    (or says which file it could not read)."""
+    engine = make_engine(tmp_path)
+    engine.run()
+    folder = tmp_path / "checkpoint"
+    resume = checkpoint.load(folder / "resume.safetensors")
+    assert resume.stats == [] and resume.state[checkpoint.STATS_IN_TASK_FILE] == [2, 3]
+    restored = make_engine(tmp_path / "elsewhere")  # the files beside the resume file count
+    restored.restore(resume, folder / "resume.safetensors")
+    assert len(restored.stats) == 3
+    for held, back in zip(engine.stats, restored.stats, strict=True):
+        assert all(np.array_equal(v, back.arrays()[k]) for k, v in held.arrays().items())
+    (folder / "task-2.safetensors").rename(folder / "moved")
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"resume.safetensors: .* first 3 tasks are kept in task-2"):
+        make_engine(tmp_path / "again").restore(resume, folder / "resume.safetensors")
+
+
 def test_stop_file_interrupts_between_steps(tmp_path):
     engine = make_engine(tmp_path)
     tmp_path.mkdir(exist_ok=True)
