@@ -16,7 +16,7 @@ import numpy as np
 # natively and the backend gains from it there (each backend's amp.resolve), else fp32.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # The default outside the paper presets: bf16 matched fp32 over 3 seeds on every CPU
-# benchmark setting (docs/precision.md), at 0.64x the training time where it pays.
+# benchmark setting (docs/precision.md), at 0.61x the training time where it pays.
 DEFAULT_PRECISION = "auto"
 # What a backend without the setting runs, and what evaluation after the fact (`mind eval`,
 # `mind predict`, the Python API) computes in.

@@ -32,8 +32,9 @@ def resolve(requested: str, device: str) -> str:
     """The precision a run gets on this TF device (`auto` resolved); ValueError for one the
     device, or this backend, cannot run. On a CPU `auto` keeps fp32 even where the CPU has
     bf16 instructions: TF's bf16 training steps there take 0.80x the fp32 ones (torch's
-    0.61x; benchmarks/speed.py, train_ratio_bf16_vs_fp32) and its bf16 accuracy has not been
-    measured over seeds, as a default must be. An explicit bf16 still runs."""
+    0.61x; benchmarks/speed.py, train_ratio_bf16_vs_fp32) and its bf16 accuracy was measured
+    on two of the three CPU settings (docs/precision.md), where a default needs all. An
+    explicit bf16 still runs."""
     gpu = device.startswith("/GPU")
     return resolve_precision(requested, gpu=gpu, bf16_native=gpu and _gpu_runs_bf16(device))
 
