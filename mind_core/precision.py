@@ -14,13 +14,13 @@ import numpy as np
 # fp32: everything in float32 (the paper presets). bf16 / fp16: matrix products and
 # convolutions in that type, with float32 master weights. auto: bf16 where the device runs it
 # natively and the backend gains from it there (each backend's amp.resolve), else fp32.
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# FP32 is also what a backend without the setting runs, and what evaluation after the fact
+# (`mind eval`, `mind predict`, the Python API) computes in.
+FP32, AUTO = "fp32", "auto"
+PRECISIONS = (FP32, "bf16", "fp16", AUTO)
 # The default outside the paper presets: bf16 matched fp32 over 3 seeds on every CPU
 # benchmark setting (docs/precision.md), at 0.61x the training time where it pays.
-DEFAULT_PRECISION = "auto"
-# What a backend without the setting runs, and what evaluation after the fact (`mind eval`,
-# `mind predict`, the Python API) computes in.
-FP32 = "fp32"
+DEFAULT_PRECISION = AUTO
 # CPU flags of native bfloat16 arithmetic (AVX512_BF16, or AMX's bf16 tiles): without them a
 # CPU emulates bf16 and runs slower than fp32.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -50,7 +50,7 @@ def resolve_precision(requested: str, *, gpu: bool, bf16_native: bool) -> str:
     naming the key, for a choice the device cannot run."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}; got {requested!r}")
-    if requested == "auto":
+    if requested == AUTO:
         return "bf16" if bf16_native else "fp32"
     if requested == "fp16" and not gpu:
         raise ValueError("precision: fp16 runs on a GPU only; on a CPU use bf16 or fp32")

@@ -6,7 +6,7 @@ import importlib
 import inspect
 
 from mind_core.extras import install_hint
-from mind_core.precision import FP32
+from mind_core.precision import AUTO, FP32
 from mind_core.protocol import Backend
 
 # name -> (module:Class, the framework it needs, the pyproject extra that installs it, and
@@ -68,7 +68,7 @@ def get_backend(name: str, device: str = "auto", threads: int | None = None,
     if precision != FP32:
         if _takes_precision(cls):
             kwargs["precision"] = precision
-        elif precision != "auto":  # auto: such a backend runs fp32, which auto allows
+        elif precision != AUTO:  # auto: such a backend runs fp32, which auto allows
             raise BackendError(f"precision: the backend {name!r} takes no precision setting; "
                                f"use precision={FP32} or auto")
     try:
