@@ -100,10 +100,12 @@ class SmallCNN(GatedModel):
         """The classifier's input (penultimate features), [batch, 128]."""
         for conv, bn, pool in ((self.conv1, self.bn1, True), (self.conv2, self.bn2, True),
                                (self.conv3, self.bn3, False)):
-            x = tf.nn.relu(bn(conv(x, kernel=_kernel(kernels, conv)), training=training))
+            x = bn(conv(x, kernel=_kernel(kernels, conv)), training=training)
             if pool:
-                # VALID floors odd sizes, as torch's MaxPool2d(2) does.
+                # VALID floors odd sizes, as torch's MaxPool2d(2) does. Pooling before the
+                # ReLU computes exactly ReLU-then-pool on a quarter of the values.
                 x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+            x = tf.nn.relu(x)
         return tf.reduce_mean(x, axis=(1, 2))
 
 

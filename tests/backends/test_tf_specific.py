@@ -377,3 +377,30 @@ def test_new_phase_options_compile_once_and_fisher_leaves_training_alone(backend
             else:
                 assert np.array_equal(a[key], b[key]), key
     assert runs[0][3] == runs[1][3]
+
+
+def test_small_cnn_pools_before_its_relu_with_the_same_values_and_gradients(backend):
+    """As in torch: max-pool then ReLU equals ReLU then max-pool, gradients included."""
+    model = backend.build_model(SMALL, seed=0)
+    for bn in (model.bn1, model.bn2, model.bn3):
+        bn.gamma.assign(np.linspace(-1.5, 1.5, bn.gamma.shape[0]).astype(np.float32))
+    x = tf.constant(np.random.default_rng(0).normal(size=(6, 9, 9, 3)).astype(np.float32))
+
+    def relu_then_pool(x, training):
+        for conv, bn, pool in ((model.conv1, model.bn1, True), (model.conv2, model.bn2, True),
+                               (model.conv3, model.bn3, False)):
+            x = tf.nn.relu(bn(conv(x), training=training))
+            if pool:
+                x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        return tf.reduce_mean(x, axis=(1, 2))
+
+    results = []
+    for features in (model.features, relu_then_pool):
+        with tf.GradientTape() as tape:
+            out = features(x, training=True)
+            loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=out.dtype))
+        grads = tape.gradient(loss, model.trainable_variables)
+        results.append([out.numpy()] + [g.numpy() for g in grads if g is not None])
+    assert len(results[0]) == len(results[1]) > 1
+    for got, expected in zip(*results, strict=True):
+        np.testing.assert_array_equal(got, expected)

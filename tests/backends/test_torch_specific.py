@@ -122,6 +122,32 @@ def test_forward_matches_plain_torch_small_cnn(tb):
     torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_small_cnn_pools_before_its_relu_with_the_same_values_and_gradients(tb):
+    """small_cnn computes "ReLU; max-pool" as max-pool then ReLU: in training mode, with BN
+    scales of both signs, features and every gradient equal ReLU-then-pool's bit for bit."""
+    model = tb.build_model(SPEC, seed=0).train()
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2, model.bn3):
+            bn.weight.copy_(torch.linspace(-1.5, 1.5, bn.weight.numel()))
+    x = torch.randn(6, 3, 9, 9)  # odd sizes: pooling floors them
+
+    def relu_then_pool(x):
+        h = torch.nn.functional.max_pool2d(torch.relu(model.bn1(model.conv1(x))), 2)
+        h = torch.nn.functional.max_pool2d(torch.relu(model.bn2(model.conv2(h))), 2)
+        return torch.relu(model.bn3(model.conv3(h))).mean(dim=(2, 3))
+
+    results = []
+    for features in (model.features, relu_then_pool):
+        model.zero_grad(set_to_none=True)
+        out = features(x)
+        (out * torch.arange(out.shape[1])).sum().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()
+                                         if p.grad is not None])
+    assert len(results[0]) == len(results[1]) > 1
+    for got, expected in zip(*results, strict=True):
+        assert torch.equal(got, expected)
+
+
 def conv_fresh_bn(x, weight):
     return torch.nn.functional.conv2d(x, weight, padding=1) / (1 + 1e-5) ** 0.5
 
