@@ -201,6 +201,21 @@ def test_predict_features_are_the_classifier_input_of_each_subnet(backend, spec)
     assert not np.allclose(features[0], features[1])  # each subnet's own gates and BN
 
 
+@pytest.mark.parametrize("spec", [SMALL, RESNET], ids=["small_cnn", "resnet32"])
+def test_the_inference_batch_size_changes_no_prediction(backend, spec):
+    """inference.batch_size is for speed and memory only: every image's logits and features
+    are the same, up to float rounding, whatever batch it falls in."""
+    x, _ = images(13)
+    model = backend.build_model(spec, seed=0)
+    subnets = two_subnets(backend, model)
+    whole = backend.predict(model, x, subnets, batch_size=13, mean=MEAN, std=STD, features=True)
+    for batch_size in (1, 4):
+        out = backend.predict(model, x, subnets, batch_size=batch_size, mean=MEAN, std=STD,
+                              features=True)
+        for got, expected in zip(out, whole, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bn_round_trip_and_bn_changes_predictions(backend):
     model = backend.build_model(SMALL, seed=0)
     x, _ = images(10)

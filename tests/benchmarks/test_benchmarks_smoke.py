@@ -243,3 +243,15 @@ def test_precision_run_writes_its_documented_keys(tmp_path):
     assert result["ratios"]["wall_auto_vs_fp32"] is None  # auto's protocol run was not asked
     assert set(result["met"]) == {"protocol_fp32", "protocol_bf16", "demo_auto"}
     assert {"protocol_wall_s", "demo_wall_s", "reference_fastest_s"} <= set(result["targets"])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs a backend with both models")
+def test_eval_batch_times_every_batch_size_and_checks_the_predictions_agree():
+    from benchmarks.eval_batch import MODELS, run
+
+    out = run(["torch"], [2, 3, 512], images=6, repeats=1, threads=0)
+    assert set(out["results"]) == {f"torch/{m}/{p}" for m in MODELS for p in ("fp32", "bf16")}
+    for result in out["results"].values():
+        assert set(result["images_per_cpu_s"]) == {2, 3, 512}
+        assert all(v > 0 for v in result["images_per_cpu_s"].values())
+        assert result["ratio_vs_512"][512] == 1.0
