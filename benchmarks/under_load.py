@@ -10,8 +10,8 @@ os.wait4's rusage of that child alone). Ratios (loaded / alone; targets in TARGE
               degrades in proportion to the cores it gets takes about 2x
   cpu_ratio   <= 1.2: the same work should cost the same CPU time; more means threads
               spinning while they wait for a core
---env K=V sets a variable in the child's environment (e.g. OMP_WAIT_POLICY=ACTIVE to see the
-behaviour without mind's passive default). Other processes on the machine are listed in the
+--env K=V sets a variable in the child's environment (e.g. OMP_WAIT_POLICY=PASSIVE to see the
+behaviour without mind's load-dependent choice). Other processes on the machine are listed in the
 JSON (`neighbours`) since they load it too.
 """
 

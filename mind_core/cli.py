@@ -324,9 +324,6 @@ COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "eval": _cmd_eval, "report":
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mind_core.openmp import passive_wait_policy
-
-    passive_wait_policy()  # before any command imports a framework (mind_core/openmp.py)
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
