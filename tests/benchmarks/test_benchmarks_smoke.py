@@ -255,3 +255,19 @@ def test_eval_batch_times_every_batch_size_and_checks_the_predictions_agree():
         assert set(result["images_per_cpu_s"]) == {2, 3, 512}
         assert all(v > 0 for v in result["images_per_cpu_s"].values())
         assert result["ratio_vs_512"][512] == 1.0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch.compile is torch's")
+def test_compile_probe_reports_both_jobs(tmp_path):
+    """--quick compiles with dynamo's eager backend (no C++ compiler), tiny batches."""
+    from benchmarks import compile_probe
+
+    out = tmp_path / "compile.json"
+    assert compile_probe.main(["--quick", "--threads", "1", "--json", str(out)]) == 0
+    jobs = json.loads(out.read_text())["jobs"]
+    assert set(jobs) == set(compile_probe.JOBS)
+    for job in jobs.values():
+        assert job["eager_step_s"] > 0 and job["compiled_step_s"] > 0
+        assert job["compile_s"] >= 0 and job["recompile_s"] >= 0
+        assert job["whole_run_faster"] == (job["break_even_steps"] is not None
+                                           and job["run_steps"] > job["break_even_steps"])
