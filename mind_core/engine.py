@@ -71,6 +71,9 @@ class Engine:
         self.owner = masks.new_ownership(self.layers, cfg.tasks)
         self.bn_snapshots: list[dict] = []
         self.stats: list[TaskStats] = []  # routing statistics, one per finished task
+        # Test-set outputs of finished sub-networks, which no later task changes: each task's
+        # evaluation computes only its new ones (evaluation.predict_blocks).
+        self.eval_memo: dict = {}
         # How many of them the last task checkpoint holds: the resume file, rewritten every
         # epoch, refers to that file for them instead of copying them again.
         self.stats_in_task_file = 0
@@ -315,7 +318,7 @@ class Engine:
         stats = self.stats if len(self.stats) == t + 1 else None
         evaluation = evaluate_task(self.backend, self.model, self.task_data[:t + 1],
                                    self.owner, self.bn_snapshots, self.plan, self.cfg,
-                                   self.dataset, stats)
+                                   self.dataset, stats, self.eval_memo)
         self.state.history.add(attrs.evolve(evaluation, teacher_taw=self.state.teacher_taw))
         metrics = self.state.history.metrics()
         self.events.emit("evaluated", task=t, **self.state.history.event_fields())

@@ -48,6 +48,12 @@ class Plan:
         """Which BN snapshot sub-network `task` runs with."""
         return latest if self.bn_mode == "shared" else task
 
+    @property
+    def subnets_final_once_learned(self) -> bool:
+        """Whether a sub-network answers every image the same from the end of its task on:
+        its weights are frozen then, and so is its BN snapshot unless all share the newest."""
+        return self.bn_mode != "shared"
+
 
 def model_spec(cfg: RunConfig, image_shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
     """What to build for the data; a ConfigError when its images are too small for the model."""
