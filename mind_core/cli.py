@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 the run failed, 2 bad input (config, data, run directory, 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import traceback
@@ -352,5 +353,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def command() -> None:
+    """The `mind` program: main, then exit with its code. Freezing the garbage collector's
+    objects first skips the collections Python runs over everything torch or TF loaded as it
+    shuts down (0.9 s of a 1 s exit after a torch run); files are closed and atexit handlers
+    run as ever. main() itself leaves the collector alone: tests call it many times in one
+    process."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
