@@ -44,7 +44,7 @@ class LossScaler:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+    def step(self, optimizer) -> bool:  # the trainer's FusedAdamW (optim.py)
         """Unscales, steps unless a gradient is inf or NaN, updates the scale; True when the
         step was taken. A skip is seen as the scale going down (update's only way down)."""
         before = self.scaler.get_scale()

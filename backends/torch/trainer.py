@@ -23,6 +23,7 @@ from backends.torch.augment import EpochAugmenter, Normaliser
 from backends.torch.ewc import make_penalty
 from backends.torch.losses import LogitMask, get_loss, uniform_cross_entropy
 from backends.torch.models import bn_layers, gated_tensors, is_builtin
+from backends.torch.optim import FusedAdamW
 from mind_core.backend_checks import (
     check_labelled,
     check_phase_fits,
@@ -97,11 +98,9 @@ class Trainer:
             groups.append({"params": self.masked_params, "weight_decay": 0.0})
         self.optimizer = None
         if groups:
-            # Fused on every device (torch >= 2.4 has it on the CPU): one code path. On the
-            # CPU it timed within noise of torch's per-tensor loop (small_cnn epochs, bf16 and
-            # fp32). Still elementwise, so a frozen entry (gradient and moments exactly 0)
-            # keeps its value bit for bit.
-            self.optimizer = torch.optim.AdamW(groups, lr=self.phase.lr, fused=True)
+            # torch's fused AdamW kernel on every device (optim.py): elementwise, so a frozen
+            # entry (gradient and moments exactly 0) keeps its value bit for bit.
+            self.optimizer = FusedAdamW(groups, lr=self.phase.lr)
 
     def _set_lr(self, lr: float) -> list[torch.Tensor]:
         """Sets the epoch's learning rate; returns the per-entry decay factors of the masked
@@ -265,7 +264,5 @@ class Trainer:
             if prefix != "adamw" or name not in index_of:
                 raise ValueError(f"optimiser state {key!r} does not belong to this phase")
             per_param.setdefault(index_of[name], {})[field] = torch.from_numpy(np.array(array))
-        current = self.optimizer.state_dict()
-        self.optimizer.load_state_dict({"state": per_param,
-                                        "param_groups": current["param_groups"]})
+        self.optimizer.load_state_dict({"state": per_param})
 

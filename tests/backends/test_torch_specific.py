@@ -299,3 +299,42 @@ def test_fisher_and_penalty_cover_a_user_networks_biases(tb):
             tb.train_epoch(trainer, x, y, epoch, epoch)
         moved[pull is None] = np.abs(tb.get_weights(model)["4.bias"] - anchor).max()
     assert moved[False] < 0.25 * moved[True]
+
+
+def test_fused_adamw_is_torch_optims_fused_adamw_bit_for_bit():
+    """backends/torch/optim.py calls the kernel torch.optim.AdamW(fused=True) calls: the same
+    weights and moments after steps with two groups, a changed rate, a parameter without a
+    gradient, and a state saved and loaded midway."""
+    from backends.torch.optim import FusedAdamW
+
+    def params():
+        generator = torch.Generator().manual_seed(0)
+        return [torch.nn.Parameter(torch.randn(shape, generator=generator))
+                for shape in ((4, 3, 3, 3), (5,), (2, 4))]
+
+    ours, theirs = params(), params()
+    groups = lambda ps: [{"params": ps[:2], "weight_decay": 0.1},  # noqa: E731
+                         {"params": ps[2:], "weight_decay": 0.0}]
+    mine = FusedAdamW(groups(ours), lr=0.01)
+    reference = torch.optim.AdamW(groups(theirs), lr=0.01, fused=True)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(4):
+        grads = [torch.randn(p.shape, generator=generator) for p in ours]
+        for optimizer, ps in ((mine, ours), (reference, theirs)):
+            optimizer.zero_grad(set_to_none=True)
+            for index, (p, g) in enumerate(zip(ps, grads, strict=True)):
+                p.grad = None if (step == 1 and index == 1) else g.clone()
+            for group in optimizer.param_groups:
+                group["lr"] = 0.01 / (step + 1)
+            optimizer.step()
+        if step == 2:  # a resumed optimiser goes on identically
+            saved = {i: {k: v.clone() for k, v in fields.items()}
+                     for i, fields in mine.state_dict()["state"].items()}
+            mine = FusedAdamW(groups(ours), lr=0.01)
+            mine.load_state_dict({"state": saved})
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    ref_state = reference.state_dict()["state"]
+    for index, fields in mine.state_dict()["state"].items():
+        for key, value in fields.items():
+            assert torch.equal(value, ref_state[index][key]), (index, key)
