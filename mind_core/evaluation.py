@@ -18,7 +18,7 @@ from mind_core.numerics import softmax
 from mind_core.plan import Plan, derive_seed
 from mind_core.protocol import Backend, Subnet
 from mind_core.routing import PAPER_RULE
-from mind_core.schedule import TaskData, test_set
+from mind_core.schedule import TaskData, test_labels, test_set
 from mind_core.spaces import space_ids
 from mind_core.task_stats import TaskStats, fit_stats
 from mind_core.views import Views
@@ -45,7 +45,7 @@ def evaluate_task(backend: Backend, model, tasks: list[TaskData], owner, bn_snap
     one TaskStats per task, the features come from the same passes and every routing rule is
     scored; without, the score-only rules. memo (kept by the caller across tasks) saves the
     blocks of sub-networks that can no longer change (predict_blocks)."""
-    _, y, true_task = test_set(tasks)
+    y, true_task = test_labels(tasks)
     subnets = subnets_for(owner, bn_snapshots, plan, [t.class_range for t in tasks])
     logits, features = predict_blocks(
         backend, model, [t.x_test for t in tasks], subnets, cfg, dataset, stats is not None,

@@ -127,13 +127,18 @@ def test_set(tasks: list[TaskData], upto: int | None = None
     if not 0 <= upto < len(tasks):
         raise ValueError(f"upto must be in 0..{len(tasks) - 1}, got {upto}")
     seen = tasks[:upto + 1]
-    x = np.concatenate([t.x_test for t in seen])
-    y = np.concatenate([t.y_test for t in seen]).astype(np.int64)
-    task_ids = np.concatenate([np.full(len(t.y_test), t.index, dtype=np.int64) for t in seen])
-    return x, y, task_ids
+    return (np.concatenate([t.x_test for t in seen]), *test_labels(seen))
 
 
-test_set.__test__ = False  # its name starts with "test": keep pytest from collecting it
+def test_labels(tasks: list[TaskData]) -> tuple[np.ndarray, np.ndarray]:
+    """test_set's (y, true task id per sample) of these tasks, without copying their images."""
+    y = np.concatenate([t.y_test for t in tasks]).astype(np.int64)
+    task_ids = np.concatenate([np.full(len(t.y_test), t.index, dtype=np.int64) for t in tasks])
+    return y, task_ids
+
+
+test_set.__test__ = False  # their names start with "test": keep pytest from collecting them
+test_labels.__test__ = False
 
 
 def _check_labels(dataset: Dataset) -> None:
