@@ -22,6 +22,8 @@ import os
 import time
 from pathlib import Path
 
+from mind_core.process import usable_cpu_ids
+
 USER_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 IDLE_SPIN = ("GOMP_SPINCOUNT", "10000")  # libgomp counts ~100,000 spins a millisecond
 BUSY_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
@@ -47,7 +49,7 @@ def cpu_ticks(stat_text: str, cpus: set[int]) -> tuple[int, int]:
 def busy_cores(sample_s: float = SAMPLE_S, stat: Path = PROC_STAT) -> float | None:
     """Cores kept busy by other processes (this one sleeps while it measures), or None where
     /proc/stat cannot be read (not Linux)."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cpus = usable_cpu_ids()
     try:
         before = cpu_ticks(stat.read_text(), cpus)
         time.sleep(sample_s)

@@ -37,8 +37,13 @@ class StopFlag:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), the default of --threads."""
+    """The number of CPUs this process may run on (its affinity), the default of --threads."""
+    return len(usable_cpu_ids())
+
+
+def usable_cpu_ids() -> set[int]:
+    """The CPUs this process may run on: its affinity, or every CPU where that is unknown."""
     try:
-        return len(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
