@@ -29,12 +29,9 @@ class FusedAdamW:
         self.params = [p for group in self.param_groups for p in group["params"]]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for param in self.params:
-            if set_to_none:
-                param.grad = None
-            elif param.grad is not None:
-                param.grad.zero_()
+            param.grad = None
 
     def _state(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
         if param not in self.state:

@@ -179,7 +179,7 @@ class Trainer:
         with autocast(self.device, self.precision):
             loss, ce, distill, logits = self._loss(xb, yb, batch_index)
         if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             if self.scaler is None:
                 loss.backward()
             else:

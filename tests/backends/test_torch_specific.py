@@ -321,7 +321,7 @@ def test_fused_adamw_is_torch_optims_fused_adamw_bit_for_bit():
     for step in range(4):
         grads = [torch.randn(p.shape, generator=generator) for p in ours]
         for optimizer, ps in ((mine, ours), (reference, theirs)):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             for index, (p, g) in enumerate(zip(ps, grads, strict=True)):
                 p.grad = None if (step == 1 and index == 1) else g.clone()
             for group in optimizer.param_groups:
