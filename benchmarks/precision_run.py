@@ -81,12 +81,15 @@ def padded_subset(source: str, per_class: tuple[int, int], out: Path) -> dict[st
             "train": len(arrays["y_train"]), "test": len(arrays["y_test"])}
 
 
-def mind_run(args: list[str], out: Path, threads: int | None) -> dict[str, Any]:
-    """One `mind run` in a child: wall and CPU seconds, and what its files say."""
+def mind_run(args: list[str], out: Path, threads: int | None,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One `mind run` in a child (env: its whole environment, default this one's): wall and
+    CPU seconds, page faults and peak memory, and what its files say."""
     cmd = [sys.executable, "-m", "mind_core.cli", "run", *args, "--seed", "0", "--quiet",
            "--out", str(out), *(["--threads", str(threads)] if threads else [])]
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env)
     printed = child.stdout.read() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
@@ -96,9 +99,12 @@ def mind_run(args: list[str], out: Path, threads: int | None) -> dict[str, Any]:
     metrics = json.loads((out / METRICS).read_text(encoding="utf-8"))
     config = json.loads((out / CONFIG).read_text(encoding="utf-8"))
     return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "page_faults": usage.ru_minflt + usage.ru_majflt,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux counts it in KiB
             "asked": config["config"]["precision"], "precision": metrics["precision"],
             "threads": metrics.get("threads", {}), "tag": metrics["final"]["tag"],
-            "taw": metrics["final"]["taw"], "command": display(cmd[3:])}
+            "taw": metrics["final"]["taw"], "routing": metrics["final"].get("routing"),
+            "command": display(cmd[3:])}
 
 
 def display(args: list[str]) -> str:

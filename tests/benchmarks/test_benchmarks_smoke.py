@@ -271,3 +271,23 @@ def test_compile_probe_reports_both_jobs(tmp_path):
         assert job["compile_s"] >= 0 and job["recompile_s"] >= 0
         assert job["whole_run_faster"] == (job["break_even_steps"] is not None
                                            and job["run_steps"] > job["break_even_steps"])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the demo trains with torch")
+def test_freed_memory_compares_kept_with_glibcs_defaults(tmp_path):
+    """benchmarks/freed_memory.py at its --quick size: both modes each round, the same results
+    (only where memory comes from differs), the documented ratios; no timing asserted."""
+    from benchmarks import freed_memory
+
+    out = tmp_path / "freed.json"
+    assert freed_memory.main(["--quick", "--repeats", "1", "--threads", "1",
+                              "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (one,) = result["rounds"]
+    assert set(one) == set(freed_memory.MODES)
+    assert result["same_results"] is True
+    for run in one.values():
+        assert run["wall_s"] > 0 and run["page_faults"] > 0 and run["peak_rss_mb"] > 0
+    assert set(result["ratios"]) == {"wall_s_ratio", "cpu_s_ratio", "peak_rss_mb_ratio",
+                                     "page_faults_ratio"}
+    assert set(result["met"]) == {"wall", "peak_rss"}
