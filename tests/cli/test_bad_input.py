@@ -16,15 +16,10 @@ import numpy as np
 import pytest
 
 from mind_core.cli import main
+from tests.cli.cli_helpers import FAKE, ROOT, one_line
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKE = ["--backend", "tests.fakes:FakeBackend", "--dataset", "synthetic"]
 # Neither can load: an --out check that passes would fail on them instead.
 UNLOADABLE = ["--backend", "no_such_module_anywhere:Backend", "--dataset", "npz:/nonexistent.npz"]
-
-
-def one_line(err: str) -> bool:
-    return err.startswith("mind: error:") and err.count("\n") == 1 and "Traceback" not in err
 
 
 def mind(*args: str, cwd: Path = ROOT, env: dict | None = None, prelude: str = ""):

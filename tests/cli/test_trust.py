@@ -13,21 +13,17 @@ import pytest
 
 import mind_core as mind
 from mind_core.cli import main
+from tests.cli.cli_helpers import TRUST, one_line
 
-FAKE = ["--backend", "tests.fakes:FakeBackend"]
 TINY = ["--dataset", "synthetic", "--set", "tasks=2", "--set", "teacher.batch_size=64",
         "--set", "distill.batch_size=64"]
-
-
-def one_line(err: str) -> bool:
-    return err.startswith("mind: error:") and err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished two-task fake-backend run (read, never changed, by the tests below)."""
     out = tmp_path_factory.mktemp("trust") / "run"
-    assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--preset", "smoke", *TRUST, *TINY, "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -123,7 +119,7 @@ def test_run_predict_refuses_a_batch_size_that_is_not_a_whole_number_above_0(fin
     from mind_core.data import load_dataset
 
     x = load_dataset("synthetic").x_test[:10]
-    run = mind.load(finished, backend=FAKE[1])
+    run = mind.load(finished, backend=TRUST[1])
     if batch_size is None:  # the run's own
         assert len(run.predict(x)[0]) == 10
         return
@@ -137,7 +133,7 @@ def test_a_numpy_whole_number_is_a_batch_size(finished):
     from mind_core.data import load_dataset
 
     x = load_dataset("synthetic").x_test[:10]
-    run = mind.load(finished, backend=FAKE[1])
+    run = mind.load(finished, backend=TRUST[1])
     assert (run.predict(x, batch_size=np.int64(3))[0] == run.predict(x)[0]).all()
 
 
@@ -145,14 +141,14 @@ def test_a_numpy_whole_number_is_a_batch_size(finished):
                                       {"seed": 2.5}, {"seed": -1}, {"seed": "x"}])
 def test_fit_refuses_numbers_that_are_not_settings(tmp_path, settings):
     with pytest.raises(mind.MindError, match=rf"^{next(iter(settings))}: "):
-        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", out=tmp_path / "n",
+        mind.fit(None, "synthetic", backend=TRUST[1], preset="smoke", out=tmp_path / "n",
                  **settings)
     assert not (tmp_path / "n").exists()
 
 
 @pytest.mark.parametrize("value", [True, "x", float("nan"), -1])
 def test_evaluate_refuses_a_temperature_that_is_not_a_number(finished, value):
-    run = mind.load(finished, backend=FAKE[1])
+    run = mind.load(finished, backend=TRUST[1])
     with pytest.raises(mind.MindError, match="inference.temperature"):
         run.evaluate(temperature=value)
 
@@ -168,7 +164,7 @@ def test_a_run_killed_between_its_metrics_and_last_checkpoint_is_not_finished(tm
     from mind_core.sweep.trial import is_finished
 
     cfg = resolve_config("smoke", ["tasks=2", "teacher.batch_size=64",
-                                   "distill.batch_size=64"], backend=FAKE[1],
+                                   "distill.batch_size=64"], backend=TRUST[1],
                          dataset="synthetic")
     save = Engine._save_task_checkpoint
 
@@ -219,7 +215,7 @@ def test_predict_out_never_replaces_a_run_file_the_input_or_a_device(finished, i
                                                                       capsys, target):
     out = target(finished, images)
     before, data = snapshot(finished), images.read_bytes()
-    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(out)]) == 2
+    assert main(["predict", str(finished), str(images), *TRUST, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert one_line(err) and str(out) in err
     assert snapshot(finished) == before and images.read_bytes() == data
@@ -232,12 +228,12 @@ def test_predict_out_through_a_symlink_is_checked_where_it_points(finished, imag
     link = tmp_path / "link.csv"
     link.symlink_to(finished / "config.json")
     before = snapshot(finished)
-    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(link)]) == 2
+    assert main(["predict", str(finished), str(images), *TRUST, "--out", str(link)]) == 2
     assert "is inside" in capsys.readouterr().err and snapshot(finished) == before
     link.unlink()
     (tmp_path / "real.csv").write_text("old")
     link.symlink_to(tmp_path / "real.csv")
-    assert main(["predict", str(finished), str(images), *FAKE, "--out", str(link)]) == 0
+    assert main(["predict", str(finished), str(images), *TRUST, "--out", str(link)]) == 0
     assert link.is_symlink() and (tmp_path / "real.csv").read_text().startswith("image,class")
 
 
@@ -263,7 +259,7 @@ def test_tensorboard_that_cannot_be_written_is_refused_before_training(tmp_path,
     blocker.write_text("x")
     out = tmp_path / "run"
     for logs in (blocker, blocker / "tb"):
-        assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out),
+        assert main(["run", "--preset", "smoke", *TRUST, *TINY, "--out", str(out),
                      "--tensorboard", str(logs)]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and f"--tensorboard {logs}" in err
@@ -289,7 +285,7 @@ def test_a_failing_reader_leaves_the_runs_error_log_alone(finished, images, tmp_
 
     monkeypatch.setattr(target, boom)
     monkeypatch.chdir(tmp_path)
-    extra = {"predict": [str(images), *FAKE], "eval": FAKE, "report": []}[command]
+    extra = {"predict": [str(images), *TRUST], "eval": TRUST, "report": []}[command]
     assert main([command, str(copy), *extra]) == 1
     err = capsys.readouterr().err
     assert "reader crashed" in err and "mind-error.log" in err
@@ -307,12 +303,12 @@ def test_a_failing_run_still_writes_its_own_error_log(tmp_path, capsys):
 def test_a_run_or_a_dataset_is_never_written_inside_a_run_directory(finished, tmp_path,
                                                                    capsys):
     before = snapshot(finished)
-    for args in (["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(finished / "sub")],
+    for args in (["run", "--preset", "smoke", *TRUST, *TINY, "--out", str(finished / "sub")],
                  ["datasets", "prepare", "synbols", "--data-dir", str(finished)],
                  ["datasets", "download", "cifar100", "--data-dir", str(finished / "data")]):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert one_line(err) and "is inside" in err
     with pytest.raises(mind.MindError, match="is inside"):
-        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", out=finished / "sub")
+        mind.fit(None, "synthetic", backend=TRUST[1], preset="smoke", out=finished / "sub")
     assert snapshot(finished) == before and not (finished / "sub").exists()
