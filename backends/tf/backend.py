@@ -27,6 +27,7 @@ from mind_core.backend_checks import (
     subnet_width,
 )
 from mind_core.network import CUSTOM_ARCH, NO_NETWORK, NetworkError, describe
+from mind_core.precision import AUTO, FP32
 from mind_core.protocol import (
     BNState,
     EpochResult,
@@ -69,6 +70,7 @@ class TFBackend:
         set_threads(threads)
         enable_memory_growth()
         self.device = resolve_device(device)
+        self.requested_precision = precision
         self.precision = resolve(precision, self.device)
         on_gpu = self.device.startswith("/GPU")
         # On CPU every op TF runs here is deterministic already (checked by the conformance
@@ -90,7 +92,7 @@ class TFBackend:
                 model = build_network(spec.arch, spec.input_shape, spec.num_classes, seed)
                 apply_policy(model, self.precision)
                 return model
-            if self.precision != "fp32":
+            if self.precision != FP32:
                 # A user's network may mix its own ops with our layers' bf16 outputs; only
                 # the built-in models are checked in bf16 so far.
                 raise NetworkError(f"precision: {self.precision} covers the built-in models "
@@ -105,6 +107,11 @@ class TFBackend:
         with tf.device(self.device):
             blueprint, found = adopt(network, input_shape, num_classes)
         self._adopted = blueprint
+        if self.requested_precision == AUTO:
+            # auto means the best choice that is covered, and a user's network is covered in
+            # fp32 only (build_model); an explicit bf16 is still refused there. The run
+            # records the precision after this, so config.json says fp32.
+            self.precision = FP32
         return describe(type(network).__name__, found)
 
     def layers(self, model) -> list[LayerInfo]:
