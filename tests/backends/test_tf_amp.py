@@ -23,14 +23,16 @@ from tests.backends.test_conformance import (  # noqa: E402
     phase,
     task1_masks,
 )
+from tests.backends.test_tf_network import sequential_cnn  # noqa: E402
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_keeps_fp32_on_any_cpu_and_bf16_stays_available(monkeypatch, native):
-    """auto keeps fp32 with tf on any CPU (docs/precision.md); bf16 is there if asked for."""
+@pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_a_cpu_asks_for_bf16_instructions_and_bf16_stays_available(monkeypatch,
+                                                                           native, expected):
+    """As with torch (docs/precision.md): bf16 where the CPU has it; asked for, it runs anyway."""
     monkeypatch.setattr("mind_core.precision.cpu_flags",
                         lambda: frozenset({"avx512_bf16"} if native else set()))
-    assert amp.resolve("auto", "/CPU:0") == "fp32"
+    assert amp.resolve("auto", "/CPU:0") == expected
     assert amp.resolve("bf16", "/CPU:0") == "bf16"
 
 
@@ -62,6 +64,24 @@ def test_a_users_network_is_refused_in_bf16():
     spec = ModelSpec(arch="custom", input_shape=(8, 8, 3), num_classes=6)
     with pytest.raises(NetworkError, match="^precision: bf16 covers the built-in models"):
         TFBackend(device="cpu", precision="bf16").build_model(spec, seed=0)
+
+
+@pytest.mark.parametrize("asked, adopted_in", [("auto", "fp32"), ("bf16", None)])
+def test_auto_falls_back_to_fp32_for_a_users_network_and_bf16_is_still_refused(
+        monkeypatch, asked, adopted_in):
+    """Where auto picks bf16, a user's network (covered in fp32 only) gets fp32, before the
+    run records its precision; an explicit bf16 stays an error."""
+    monkeypatch.setattr("mind_core.precision.cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    backend = TFBackend(device="cpu", precision=asked)
+    assert backend.precision == "bf16"
+    backend.adopt_network(sequential_cnn(), (8, 8, 1), 4)
+    spec = ModelSpec(arch="custom", input_shape=(8, 8, 1), num_classes=4)
+    if adopted_in is None:
+        with pytest.raises(NetworkError, match="^precision: bf16 covers the built-in models"):
+            backend.build_model(spec, seed=0)
+        return
+    assert backend.precision == adopted_in
+    backend.build_model(spec, seed=0)  # built, not refused
 
 
 def fp16_trainer():
