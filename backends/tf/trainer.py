@@ -43,7 +43,7 @@ from mind_core.protocol import (
 
 tf, _ = tf_import()
 
-# XLA on CPU: measured slower than TF's graph executor with oneDNN for these models, so off
+# XLA on CPU: whole tf demos took 2.8x as long with it (docs/precision.md), so off
 # by default; MIND_TF_JIT=1 turns it on (e.g. to try it on a GPU).
 JIT_COMPILE = os.environ.get("MIND_TF_JIT", "0") == "1"
 
