@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mind_core.cli import main
-from tests.cli.test_cli import FAKE, TRUST
+from tests.cli.cli_helpers import FAKE, TRUST
 
 
 def strip_statistics(run_dir: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import mind_core as mind
 from mind_core.cli import main
-from tests.cli.test_trust import FAKE, one_line
+from tests.cli.cli_helpers import TRUST, one_line
 
 X = np.zeros((4, 8, 8), np.uint8)
 Y = np.arange(4) % 2
@@ -32,7 +32,7 @@ Y = np.arange(4) % 2
 def test_fit_refuses_arguments_of_the_wrong_type_in_one_line(tmp_path, monkeypatch,
                                                               arguments, message):
     monkeypatch.chdir(tmp_path)  # a default run directory would land here
-    given = {"data": "synthetic", "backend": FAKE[1], "preset": "smoke",
+    given = {"data": "synthetic", "backend": TRUST[1], "preset": "smoke",
              "out": tmp_path / "run", **arguments}
     with pytest.raises(mind.MindError) as caught:
         mind.fit(None, **given)

@@ -12,7 +12,8 @@ import pytest
 
 import mind_core as mind
 from mind_core.cli import main
-from tests.cli.test_trust import FAKE, TINY, one_line
+from tests.cli.cli_helpers import TRUST, one_line
+from tests.cli.test_trust import TINY
 
 
 def save_npz(path, data, **changed):
@@ -27,7 +28,7 @@ def stopped_run(out, dataset: str = "synthetic", load=None, settings=()) -> None
     from mind_core.runner import load_dataset, start_run
 
     cfg = resolve_config("smoke", ["tasks=2", "teacher.batch_size=64",
-                                   "distill.batch_size=64", *settings], backend=FAKE[1],
+                                   "distill.batch_size=64", *settings], backend=TRUST[1],
                          dataset=dataset)
     with pytest.raises(Interrupted):
         start_run(cfg, out, load=load or load_dataset,
@@ -58,11 +59,11 @@ def test_resume_and_eval_refuse_an_npz_file_replaced_under_the_run(npz_run, caps
     original = path.read_bytes()
     save_npz(path, data, **change(data))
     for command in ("resume", "eval"):
-        assert main([command, str(out), *FAKE]) == 2
+        assert main([command, str(out), *TRUST]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and what in err and "give the run its own data" in err, err
     path.write_bytes(original)  # its own data again: it continues
-    assert main(["resume", str(out), *FAKE, "--quiet"]) == 0
+    assert main(["resume", str(out), *TRUST, "--quiet"]) == 0
 
 
 def test_the_api_refuses_other_arrays_for_a_run(tmp_path):
@@ -75,10 +76,10 @@ def test_the_api_refuses_other_arrays_for_a_run(tmp_path):
     other = tiny_dataset(classes=6, per_class=30, size=6, seed=1)
     others = mind.arrays(other.x_train, other.y_train, other.x_test, other.y_test, name="tiny")
     with pytest.raises(mind.MindError, match="train split's contents differ"):
-        mind.resume(out, data=others, backend=FAKE[1])
+        mind.resume(out, data=others, backend=TRUST[1])
     with pytest.raises(mind.MindError, match="train split's contents differ"):
-        mind.load(out, backend=FAKE[1], data=others).evaluate()
-    assert mind.resume(out, data=own, backend=FAKE[1]).metrics["tasks_done"] == 2
+        mind.load(out, backend=TRUST[1], data=others).evaluate()
+    assert mind.resume(out, data=own, backend=TRUST[1]).metrics["tasks_done"] == 2
 
 
 @pytest.mark.parametrize("name", ["synthetic", "fmnist-mini", "npz:x.npz", "folder:/tmp", "",
@@ -95,7 +96,7 @@ def test_arrays_never_take_a_name_that_loads_other_data(name):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("trust-data") / "run"
-    assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--preset", "smoke", *TRUST, *TINY, "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -131,7 +132,7 @@ def test_predict_and_eval_refuse_a_malformed_data_block(finished, tmp_path, imag
 
     copy = with_data(finished, tmp_path, edit)
     for command in (["predict", str(copy), str(images)], ["eval", str(copy)]):
-        assert main([*command, *FAKE]) == 2
+        assert main([*command, *TRUST]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and f"\"data\" field '{field}'" in err, err
 
@@ -141,7 +142,7 @@ def test_a_data_block_that_is_not_a_table_or_lacks_a_fact_is_refused(finished, t
     for edit, message in ((lambda c: c.update(data="x"), "expected a table"),
                           (lambda c: c["data"].pop("std"), '"data" lacks std')):
         copy = with_data(finished, tmp_path, edit)
-        assert main(["predict", str(copy), str(images), *FAKE]) == 2
+        assert main(["predict", str(copy), str(images), *TRUST]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and message in err, err
         shutil.rmtree(copy)
@@ -151,5 +152,5 @@ def test_a_run_without_a_data_block_still_predicts_from_its_dataset(finished, tm
                                                                    images, capsys):
     """Runs made before the block was kept: their dataset is loaded for its facts."""
     copy = with_data(finished, tmp_path, lambda c: c.pop("data"))
-    assert main(["predict", str(copy), str(images), *FAKE]) == 0
-    assert main(["eval", str(copy), *FAKE]) == 0
+    assert main(["predict", str(copy), str(images), *TRUST]) == 0
+    assert main(["eval", str(copy), *TRUST]) == 0

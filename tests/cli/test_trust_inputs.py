@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mind_core.cli import main
-from tests.cli.test_trust import FAKE, one_line
+from tests.cli.cli_helpers import TRUST, one_line
 from tests.cli.test_trust_data import stopped_run
 
 
@@ -31,12 +31,12 @@ def test_resume_refuses_a_method_or_variant_edited_in_config_json(tmp_path, caps
     stopped_run(out, settings=started)
     original = (out / "config.json").read_text()
     edit_config(out, **edited)
-    assert main(["resume", str(out), *FAKE]) == 2
+    assert main(["resume", str(out), *TRUST]) == 2
     err = capsys.readouterr().err
     key = next(iter(edited))
     assert one_line(err) and f"state field '{key}'" in err and "resumes only as it" in err, err
     (out / "config.json").write_text(original)
-    assert main(["resume", str(out), *FAKE, "--quiet"]) == 0
+    assert main(["resume", str(out), *TRUST, "--quiet"]) == 0
 
 
 # ------------------------------------------------------------- 5. numbers, files, messages
@@ -45,7 +45,7 @@ def test_numpy_scalars_are_numbers_as_settings(tmp_path):
 
     import mind_core as mind
 
-    run = mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=np.int64(2),
+    run = mind.fit(None, "synthetic", backend=TRUST[1], preset="smoke", tasks=np.int64(2),
                    seed=np.int32(1), settings={"distill.beta": np.float32(0.5),
                                                "teacher.batch_size": np.uint16(64)},
                    out=tmp_path / "run")
@@ -54,7 +54,7 @@ def test_numpy_scalars_are_numbers_as_settings(tmp_path):
                                                                                     64)
     for value in (np.float32(2.5), np.bool_(True), np.float64("nan")):
         with pytest.raises(mind.MindError, match="^tasks: "):
-            mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=value,
+            mind.fit(None, "synthetic", backend=TRUST[1], preset="smoke", tasks=value,
                      out=tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
@@ -74,7 +74,7 @@ def not_npz(request, tmp_path):
 
 def test_a_file_that_is_not_an_npz_archive_says_so(tmp_path, capsys, not_npz):
     out = tmp_path / "run"
-    assert main(["run", "--preset", "smoke", *FAKE, "--dataset", f"npz:{not_npz}", "--out",
+    assert main(["run", "--preset", "smoke", *TRUST, "--dataset", f"npz:{not_npz}", "--out",
                  str(out)]) == 2
     err = capsys.readouterr().err
     assert one_line(err) and "is not an .npz archive" in err and "pickle" not in err, err
@@ -90,7 +90,7 @@ def test_predict_on_a_file_that_is_not_an_npz_or_holds_no_images_is_one_line(tmp
     np.savez(zero_d, x=np.uint8(3))
     for images, message in ((not_npz, "is not an .npz archive"),
                             (zero_d, "must have shape [n, h, w] or [n, h, w, c]")):
-        assert main(["predict", str(run), str(images), *FAKE]) == 2
+        assert main(["predict", str(run), str(images), *TRUST]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and message in err and "pickle" not in err, err
 
@@ -106,7 +106,7 @@ def test_a_stopped_fit_says_how_to_continue(tmp_path):
             (out / "STOP").touch()
 
     with pytest.raises(Interrupted, match=rf"`mind resume {out}` \(or mind.resume\)"):
-        mind.fit(None, "synthetic", backend=FAKE[1], preset="smoke", tasks=2, out=out,
+        mind.fit(None, "synthetic", backend=TRUST[1], preset="smoke", tasks=2, out=out,
                  on_event=stop_after_an_epoch)
 
 
@@ -119,7 +119,7 @@ def test_a_saved_config_without_the_settings_that_define_the_run_is_refused(tmp_
     del saved["config"][key]
     (run / "config.json").write_text(json.dumps(saved))
     for command in ("eval", "resume"):
-        assert main([command, str(run), *FAKE]) == 2
+        assert main([command, str(run), *TRUST]) == 2
         err = capsys.readouterr().err
         assert one_line(err) and f"{key}: missing" in err, err
 
@@ -145,7 +145,7 @@ def finished(tmp_path_factory):
     from tests.cli.test_trust import TINY
 
     out = tmp_path_factory.mktemp("trust-inputs") / "run"
-    assert main(["run", "--preset", "smoke", *FAKE, *TINY, "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--preset", "smoke", *TRUST, *TINY, "--out", str(out), "--quiet"]) == 0
     return out
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from mind_core.cli import main
-from tests.cli.test_trust import FAKE, finished, one_line, snapshot  # noqa: F401 (fixture)
+from tests.cli.cli_helpers import TRUST, one_line
+from tests.cli.test_trust import finished, snapshot  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -28,7 +29,7 @@ def test_sweep_settings_that_fail_in_every_trial_are_found_before_ray_starts(
     monkeypatch.setattr(driver, "connect", no_ray)
     (tmp_path / "empty").mkdir()
     flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
-    backend = [] if "--backend" in flags else FAKE
+    backend = [] if "--backend" in flags else TRUST
     out = tmp_path / "sweep"
     assert main(["sweep", "--presets", "smoke", *backend, *flags, "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -48,7 +49,7 @@ def test_sweep_values_that_the_config_reads_as_one_are_refused(tmp_path, capsys,
     from mind_core.sweep.grid import parse_grid
 
     out = tmp_path / "sweep"
-    assert main(["sweep", "--presets", "smoke", *FAKE, *grid, "--out", str(out)]) == 2
+    assert main(["sweep", "--presets", "smoke", *TRUST, *grid, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert one_line(err) and message in err and not out.exists()
     assert parse_grid(seeds="1,2", sets=["distill.beta=1,abc"]).seeds == (1, 2)  # read later
@@ -71,7 +72,7 @@ def test_the_sweep_directory_is_checked_again_under_its_lock(tmp_path, monkeypat
     monkeypatch.setattr(driver, "RunDirLock", Raced)
     monkeypatch.setattr(driver, "connect", lambda ray, resources: False)  # no Ray started
     monkeypatch.setattr(driver, "trial_slots", lambda ray, resources: 1)
-    grid = parse_grid("smoke", backend=FAKE[1], sets=["tasks=2"])
+    grid = parse_grid("smoke", backend=TRUST[1], sets=["tasks=2"])
     with pytest.raises(driver.SweepError, match="holds another sweep"):
         driver.run_sweep(grid, out)
     assert (out / "sweep.json").read_text() == rival
@@ -79,6 +80,6 @@ def test_the_sweep_directory_is_checked_again_under_its_lock(tmp_path, monkeypat
 
 def test_sweep_out_inside_a_run_directory_is_refused(finished, capsys):  # noqa: F811
     before = snapshot(finished)
-    assert main(["sweep", "--presets", "smoke", *FAKE, "--out", str(finished / "sweep")]) == 2
+    assert main(["sweep", "--presets", "smoke", *TRUST, "--out", str(finished / "sweep")]) == 2
     err = capsys.readouterr().err
     assert one_line(err) and "is inside" in err and snapshot(finished) == before
