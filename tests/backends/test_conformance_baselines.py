@@ -16,7 +16,7 @@ from mind_core.backend_checks import anchorable_shapes, anchorable_values
 from mind_core.metrics import LOSS_ORACLES
 from mind_core.numerics import log_softmax
 from mind_core.protocol import Penalty
-from tests.backends.test_conformance import (
+from tests.backends.conformance_helpers import (
     AUGMENT,
     MEAN,
     SMALL,

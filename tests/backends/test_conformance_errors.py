@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mind_core.protocol import Penalty, Subnet
-from tests.backends.test_conformance import CLASSES, MEAN, SMALL, STD, images, ones, phase
+from tests.backends.conformance_helpers import CLASSES, MEAN, SMALL, STD, images, ones, phase
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,13 @@ from mind_core.config import resolve_config
 from mind_core.engine import Interrupted
 from mind_core.runner import evaluate_run, resume_run, start_run
 from tests.backends import test_conformance as conformance
-from tests.backends.test_conformance import (
+from tests.backends.conformance_helpers import (
     MEAN,
+    RESNET,
     SMALL,
     STD,
     images,
+    needs_determinism,
     phase,
     task1_masks,
     train,
@@ -45,7 +47,7 @@ def test_updates_reach_only_trainable_entries(bf16_backend):
     conformance.test_updates_reach_only_trainable_entries(bf16_backend)
 
 
-@pytest.mark.parametrize("spec,epochs,outliers", [(SMALL, 3, 0.0), (conformance.RESNET, 2, 0.0),
+@pytest.mark.parametrize("spec,epochs,outliers", [(SMALL, 3, 0.0), (RESNET, 2, 0.0),
                                                   (SMALL, 2, 1.0)],
                          ids=["small_cnn", "resnet32", "small_cnn-outliers"])
 def test_full_distill_phase_keeps_frozen_entries_bit_identical(bf16_backend, spec, epochs,
@@ -97,7 +99,7 @@ def test_training_keeps_weights_and_bn_float32_near_the_fp32_result(backend, bf1
 
 def test_a_bf16_run_records_its_precision_and_resumes_to_identical_metrics(tmp_path, capsys,
                                                                             bf16_backend):
-    conformance.needs_determinism(bf16_backend)
+    needs_determinism(bf16_backend)
     out = tmp_path / "straight"
     assert main(["run", "--preset", "smoke", "--out", str(out), "--quiet",
                  *[arg for s in SMOKE for arg in ("--set", s)]]) == 0

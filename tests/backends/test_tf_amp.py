@@ -16,7 +16,7 @@ from backends.tf.trainer import Trainer  # noqa: E402
 from mind_core.network import NetworkError  # noqa: E402
 from mind_core.precision import LOSS_SCALER  # noqa: E402
 from mind_core.protocol import ModelSpec  # noqa: E402
-from tests.backends.test_conformance import (  # noqa: E402
+from tests.backends.conformance_helpers import (  # noqa: E402
     RESNET,
     SMALL,
     images,

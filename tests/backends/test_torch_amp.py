@@ -14,7 +14,7 @@ from backends.torch import amp
 from backends.torch.backend import TorchBackend
 from backends.torch.trainer import Trainer
 from mind_core.precision import LOSS_SCALER as SCALER
-from tests.backends.test_conformance import SMALL, images, phase, task1_masks
+from tests.backends.conformance_helpers import SMALL, images, phase, task1_masks
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
