@@ -5,9 +5,10 @@ returns freed memory at the top of its heap to the kernel once more than the tri
 (twice the mmap threshold, which starts at 128 KiB and grows with what is freed) lies there.
 A training step allocates and frees the same large activations and gradients every step, so
 under those defaults the next step page-faults them in again: 1,300-2,400 faults a small_cnn
-step of the demo, 10-20 % of its time (benchmarks/README.md, "allocator"). With the mmap
-threshold at its ceiling (32 MiB on 64-bit glibc) and up to 1 GiB of freed memory kept, a
-step reuses last step's pages (a handful of faults). The cost: a process keeps the peak of
+step of the demo, 6-20 % of a step's time with other processes running beside it, about 1 %
+of a whole demo and 3 % of a ResNet-32 run on an idle machine (benchmarks/freed_memory.py,
+benchmarks/README.md). With the mmap threshold at its ceiling (32 MiB on 64-bit glibc) and up
+to 1 GiB of freed memory kept, a step reuses last step's pages (a handful of faults). The cost: a process keeps the peak of
 what it used, up to that much more, until it exits.
 
 `keep_freed_memory` sets both with `mallopt` on glibc (Linux) and does nothing elsewhere or
