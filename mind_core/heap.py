@@ -8,8 +8,8 @@ under those defaults the next step page-faults them in again: 1,300-2,400 faults
 step of the demo, 6-20 % of a step's time with other processes running beside it, about 1 %
 of a whole demo and 3 % of a ResNet-32 run on an idle machine (benchmarks/freed_memory.py,
 benchmarks/README.md). With the mmap threshold at its ceiling (32 MiB on 64-bit glibc) and up
-to 1 GiB of freed memory kept, a step reuses last step's pages (a handful of faults). The cost: a process keeps the peak of
-what it used, up to that much more, until it exits.
+to 1 GiB of freed memory kept, a step reuses last step's pages (a handful of faults). The
+cost: a process keeps the peak of what it used, up to that much more, until it exits.
 
 `keep_freed_memory` sets both with `mallopt` on glibc (Linux) and does nothing elsewhere or
 when the user set malloc's own variables (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,

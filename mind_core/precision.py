@@ -7,6 +7,7 @@ checkpoints stay float32, and logits and features reach the core as float32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,12 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 
 def cpu_runs_bf16(flags: frozenset[str] | None = None) -> bool:
     return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
+def device_runs_bf16(gpu: bool, gpu_runs_bf16: Callable[[], bool]) -> bool:
+    """"Natively" for `auto`: on a GPU the backend's own answer (asked only there), on a CPU
+    its flags, the same rule for every backend."""
+    return gpu_runs_bf16() if gpu else cpu_runs_bf16()
 
 
 def resolve_precision(requested: str, *, gpu: bool, bf16_native: bool) -> str:

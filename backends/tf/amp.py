@@ -12,7 +12,7 @@ LossScaleOptimizer wraps only Keras optimizers, and exact freezing needs MaskedA
 from __future__ import annotations
 
 from backends.tf import tf_import
-from mind_core.precision import cpu_runs_bf16, resolve_precision
+from mind_core.precision import device_runs_bf16, resolve_precision
 
 tf, _ = tf_import()
 
@@ -34,7 +34,7 @@ def resolve(requested: str, device: str) -> str:
     with torch: TF's bf16 steps there take 0.80x the fp32 ones (torch's 0.61x), a whole demo
     0.85x, and its bf16 accuracy matched fp32's on every CPU setting (docs/precision.md)."""
     gpu = device.startswith("/GPU")
-    native = _gpu_runs_bf16(device) if gpu else cpu_runs_bf16()
+    native = device_runs_bf16(gpu, lambda: _gpu_runs_bf16(device))
     return resolve_precision(requested, gpu=gpu, bf16_native=native)
 
 

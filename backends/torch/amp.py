@@ -13,7 +13,7 @@ import contextlib
 
 import torch
 
-from mind_core.precision import cpu_runs_bf16, resolve_precision
+from mind_core.precision import device_runs_bf16, resolve_precision
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -22,7 +22,7 @@ def resolve(requested: str, device: torch.device) -> str:
     """The precision a run gets on this device (`auto` resolved); ValueError for one the
     device cannot run."""
     gpu = device.type == "cuda"
-    native = torch.cuda.is_bf16_supported() if gpu else cpu_runs_bf16()
+    native = device_runs_bf16(gpu, torch.cuda.is_bf16_supported)
     return resolve_precision(requested, gpu=gpu, bf16_native=native)
 
 

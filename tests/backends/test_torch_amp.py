@@ -21,7 +21,8 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 @pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_follows_the_cpu_flags(monkeypatch, native, expected):
-    monkeypatch.setattr(amp, "cpu_runs_bf16", lambda: native)
+    monkeypatch.setattr("mind_core.precision.cpu_flags",
+                        lambda: frozenset({"avx512_bf16"} if native else set()))
     assert amp.resolve("auto", CPU) == expected
 
 
